@@ -1,0 +1,169 @@
+"""Reattach proofs: HKDF-derived control key, canonical encoding, HMAC-SHA256.
+
+The byte encoding is a public contract, specified in `specs/proof-encoding.md`:
+
+    "JVPN" | u8 encoding version (1) | u8 message type | session id (16 bytes)
+    | u64 nonce | u64 state_version | u64 timestamp_ms
+    | u8 len(kind) | kind | u16 len(host) | host | u16 port
+    | u8 len(challenge) | challenge
+
+All integers are big-endian and unsigned. The proof is HMAC-SHA256 over that encoding
+with the control key, verified in constant time.
+
+Secrets (the session secret and the control key) are only ever passed in, never returned
+in repr, effects or exception messages.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from jumpvpn_core.transport import TransportDescriptor
+
+__all__ = [
+    "CHALLENGE_SIZE",
+    "CONTROL_KEY_SIZE",
+    "PROOF_ENCODING_VERSION",
+    "PROOF_SIZE",
+    "SESSION_ID_SIZE",
+    "MessageType",
+    "compute_proof",
+    "derive_challenge",
+    "derive_control_key",
+    "encode_proof_input",
+    "verify_proof",
+]
+
+PROOF_ENCODING_VERSION = 1
+SESSION_ID_SIZE = 16
+CONTROL_KEY_SIZE = 32
+PROOF_SIZE = 32
+CHALLENGE_SIZE = 16
+_MAGIC = b"JVPN"
+_HKDF_SALT = b"jumpvpn-core/v1 hkdf salt"
+_HKDF_INFO = b"jumpvpn-core/v1 control key"
+_U64_MAX = (1 << 64) - 1
+
+
+class MessageType(enum.IntEnum):
+    """What a proof vouches for. Part of the encoding, so a proof cannot be re-purposed."""
+
+    REATTACH_REQUEST = 1
+    REATTACH_ACCEPT = 2
+    PATH_CHALLENGE = 3
+
+
+def derive_control_key(session_secret: bytes, session_id: bytes) -> bytes:
+    """Derive the 32-byte control key bound to `session_id` from the session secret.
+
+    HKDF-SHA256 with a fixed salt and the session id in `info`, so one secret shared by two
+    sessions still yields unrelated keys.
+    """
+    if len(session_secret) < 16:
+        raise ValueError("session secret must be at least 16 bytes")
+    if len(session_id) != SESSION_ID_SIZE:
+        raise ValueError(f"session id must be {SESSION_ID_SIZE} bytes")
+    hkdf = HKDF(
+        algorithm=hashes.SHA256(),
+        length=CONTROL_KEY_SIZE,
+        salt=_HKDF_SALT,
+        info=_HKDF_INFO + session_id,
+    )
+    return hkdf.derive(session_secret)
+
+
+def encode_proof_input(
+    message_type: MessageType,
+    session_id: bytes,
+    nonce: int,
+    state_version: int,
+    timestamp_ms: int,
+    transport: TransportDescriptor,
+    challenge: bytes = b"",
+) -> bytes:
+    """The canonical bytes a proof covers (see the module docstring)."""
+    if len(session_id) != SESSION_ID_SIZE:
+        raise ValueError(f"session id must be {SESSION_ID_SIZE} bytes")
+    for name, value in (("nonce", nonce), ("state_version", state_version),
+                        ("timestamp_ms", timestamp_ms)):
+        if not 0 <= value <= _U64_MAX:
+            raise ValueError(f"{name} does not fit in an unsigned 64-bit integer")
+    if len(challenge) > 255:
+        raise ValueError("challenge longer than 255 bytes")
+    return b"".join(
+        (
+            _MAGIC,
+            bytes((PROOF_ENCODING_VERSION, int(message_type))),
+            session_id,
+            nonce.to_bytes(8, "big"),
+            state_version.to_bytes(8, "big"),
+            timestamp_ms.to_bytes(8, "big"),
+            transport.encode(),
+            len(challenge).to_bytes(1, "big"),
+            challenge,
+        )
+    )
+
+
+def _mac(key: bytes, data: bytes) -> HMAC:
+    mac = HMAC(key, hashes.SHA256())
+    mac.update(data)
+    return mac
+
+
+def compute_proof(
+    control_key: bytes,
+    message_type: MessageType,
+    session_id: bytes,
+    nonce: int,
+    state_version: int,
+    timestamp_ms: int,
+    transport: TransportDescriptor,
+    challenge: bytes = b"",
+) -> bytes:
+    """HMAC-SHA256 over the canonical encoding."""
+    data = encode_proof_input(
+        message_type, session_id, nonce, state_version, timestamp_ms, transport, challenge
+    )
+    return _mac(control_key, data).finalize()
+
+
+def verify_proof(
+    control_key: bytes,
+    proof: bytes,
+    message_type: MessageType,
+    session_id: bytes,
+    nonce: int,
+    state_version: int,
+    timestamp_ms: int,
+    transport: TransportDescriptor,
+    challenge: bytes = b"",
+) -> bool:
+    """True iff `proof` is the HMAC of the encoding. Constant time in the proof bytes."""
+    try:
+        data = encode_proof_input(
+            message_type, session_id, nonce, state_version, timestamp_ms, transport, challenge
+        )
+    except ValueError:
+        return False
+    try:
+        _mac(control_key, data).verify(proof)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def derive_challenge(control_key: bytes, session_id: bytes, counter: int) -> bytes:
+    """A path challenge: unpredictable without the key, unique per counter, no entropy read.
+
+    Using the control key as the source keeps `step()` pure: the randomness behind a
+    challenge is the session secret, which arrived from the driver at session creation.
+    """
+    data = _MAGIC + bytes((PROOF_ENCODING_VERSION, int(MessageType.PATH_CHALLENGE)))
+    data += session_id + counter.to_bytes(8, "big")
+    return _mac(control_key, data).finalize()[:CHALLENGE_SIZE]

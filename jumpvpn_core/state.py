@@ -1,0 +1,196 @@
+"""Session state: frozen, slotted records, grouped by how often they change.
+
+A `SessionState` is a small record of references to sub-records. The groups are chosen so
+that the commonest step (traffic on the active path) rebuilds only the two smallest
+records; everything else is shared with the previous state. Nothing here is ever mutated.
+
+* `Identity`  never changes: role, session id, control key (secret), policy, creation time.
+* `Link`      the active binding and its liveness: changes on traffic and loss.
+* `Roaming`   candidates, switch history, recovery rounds: changes on path events.
+* `ServerSide` / `ClientSide`  the role's own protocol state (replay window, pending
+  validation; nonces, pending reattach).
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from jumpvpn_core.errors import InvalidEventError
+from jumpvpn_core.phases import Phase, Role
+from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import SESSION_ID_SIZE, derive_control_key
+from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.transport import TransportDescriptor
+
+__all__ = [
+    "ClientSide",
+    "Identity",
+    "Link",
+    "PendingPath",
+    "PendingReattach",
+    "Roaming",
+    "ServerSide",
+    "SessionState",
+    "new_session",
+]
+
+
+
+@attrs.frozen
+class Identity:
+    """What a session is. Never changes after creation (the session is the anchor)."""
+
+    role: Role
+    session_id: bytes
+    control_key: bytes = attrs.field(repr=False)
+    policy: Policy = attrs.field(repr=False)
+    created_ms: int
+
+
+@attrs.frozen
+class Link:
+    """The active binding and what the core knows of its health.
+
+    `clock_ms` is the time of the latest event that changed the state; an event older than
+    it is rejected with TIME_WENT_BACKWARDS. `heard_in_phase` records whether the active
+    transport delivered traffic since the current phase began (partial viability, §9).
+    """
+
+    active: TransportDescriptor | None
+    active_failed: bool
+    last_rx_ms: int
+    loss_streak: int
+    loss_start_ms: int
+    heard_in_phase: bool
+    clock_ms: int
+
+
+@attrs.frozen
+class Roaming:
+    """Candidate paths, switch history and recovery rounds: all bounded by policy."""
+
+    candidates: tuple[TransportDescriptor, ...]
+    switch_times: tuple[int, ...]
+    recovery_rounds: int
+
+
+@attrs.frozen
+class PendingPath:
+    """Server: a path challenge in flight to an unvalidated address (§2.3)."""
+
+    address: TransportDescriptor
+    challenge: bytes
+    deadline_ms: int
+    bytes_received: int
+    bytes_sent: int
+    challenge_sent: bool
+
+
+@attrs.frozen
+class ServerSide:
+    """Server protocol state.
+
+    `binding_version` is the `state_version` at which the active binding was committed; a
+    reattach request must carry exactly it (older: STALE_STATE_VERSION, newer:
+    VERSION_AHEAD). `verified_times` holds the times of the latest verified requests, at
+    most `policy.reattach_rate_limit` of them (per-session rate limit, §3.1).
+    """
+
+    binding_version: int
+    replay_top: int
+    replay_bits: int
+    verified_times: tuple[int, ...]
+    pending: PendingPath | None
+    challenge_counter: int
+
+
+@attrs.frozen
+class PendingReattach:
+    """Client: a reattach request in flight."""
+
+    nonce: int
+    via: TransportDescriptor
+    candidate: TransportDescriptor
+    deadline_ms: int
+
+
+@attrs.frozen
+class ClientSide:
+    """Client protocol state. `known_version` is the server's binding version as last told."""
+
+    known_version: int
+    next_nonce: int
+    pending: PendingReattach | None
+    attempt: int
+
+
+@attrs.frozen
+class SessionState:
+    """One session, one role. Replace, never mutate: `step()` returns a new one."""
+
+    ident: Identity
+    phase: Phase
+    state_version: int
+    phase_since_ms: int
+    link: Link
+    roaming: Roaming
+    side: ServerSide | ClientSide
+    end_reason: ReasonCode | None
+
+    @property
+    def session_id(self) -> bytes:
+        """The session id (16 bytes)."""
+        return self.ident.session_id
+
+    @property
+    def role(self) -> Role:
+        """Client or server."""
+        return self.ident.role
+
+    @property
+    def policy(self) -> Policy:
+        """The bounds this session runs under."""
+        return self.ident.policy
+
+    @property
+    def active(self) -> TransportDescriptor | None:
+        """The transport currently bound, if any."""
+        return self.link.active
+
+
+def new_session(
+    role: Role,
+    session_id: bytes,
+    session_secret: bytes,
+    now_ms: int,
+    policy: Policy | None = None,
+) -> SessionState:
+    """Create a session in BIRTH at `state_version` 0.
+
+    `session_id` (16 bytes) and `session_secret` (>= 16 bytes, from the embedder's
+    authenticated handshake) are the only entropy the session ever needs.
+    """
+    if not isinstance(role, Role):
+        raise InvalidEventError(f"role must be a Role, got {role!r}")
+    if type(session_id) is not bytes or len(session_id) != SESSION_ID_SIZE:
+        raise InvalidEventError(f"session_id must be {SESSION_ID_SIZE} bytes")
+    if type(session_secret) is not bytes or len(session_secret) < 16:
+        raise InvalidEventError("session_secret must be at least 16 bytes")
+    if type(now_ms) is not int or now_ms < 0:
+        raise InvalidEventError(f"now_ms must be a non-negative int, got {now_ms!r}")
+    policy = policy if policy is not None else Policy()
+    if not isinstance(policy, Policy):
+        raise InvalidEventError(f"policy must be a Policy, got {type(policy).__name__}")
+    side: ServerSide | ClientSide
+    side = ServerSide(0, 0, 0, (), None, 0) if role is Role.SERVER else ClientSide(0, 1, None, 0)
+    return SessionState(
+        ident=Identity(role, session_id, derive_control_key(session_secret, session_id),
+                       policy, now_ms),
+        phase=Phase.BIRTH,
+        state_version=0,
+        phase_since_ms=now_ms,
+        link=Link(None, False, now_ms, 0, now_ms, False, now_ms),
+        roaming=Roaming((), (), 0),
+        side=side,
+        end_reason=None,
+    )
