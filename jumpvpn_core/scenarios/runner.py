@@ -309,7 +309,8 @@ def _request_fields(world: _World, kv: dict[str, str], now: int) -> dict[str, An
         if key in ("t", "source"):
             continue
         if key not in types:
-            raise _CommandError(f"unknown request field {key!r}; fields: {', '.join(types)}, t, source")
+            raise _CommandError(
+                f"unknown request field {key!r}; fields: {', '.join(types)}, t, source")
         fields[key] = _parse(types[key], raw, key)
     return fields
 
@@ -373,7 +374,8 @@ def _cmd_attach(world: _World, args: list[str]) -> list[str]:
     _only(kv, ("t", "via"), "attach")
     via = _transport(kv, "via")
     if via is None:
-        raise _CommandError("attach needs via=<transport> (the client's address, as the server sees it)")
+        raise _CommandError(
+            "attach needs via=<transport> (the client's address, as the server sees it)")
     now = _time(world, kv)
     lines = _apply(world, Role.CLIENT, Attach(now, via))
     lines.extend(_apply(world, Role.SERVER, Attach(now, via)))
