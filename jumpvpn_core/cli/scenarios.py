@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     passed = sum(1 for row in rows if row[3] == "ok")
     print(f"{passed}/{len(rows)} scripts ok; audit trace: {args.trace} "
           f"({len(trace_lines)} records)")
+    sys.stdout.flush()
     for failure in failures:
         print(failure, file=sys.stderr)
     return 0 if not failures else 1
