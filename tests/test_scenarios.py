@@ -7,6 +7,8 @@ carries that clause's requirement id (from the script's `section:` header).
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import cast
 
@@ -258,3 +260,42 @@ def test_cli_missing_directory_is_a_usage_error(tmp_path: Path,
     assert main(["scenarios", "--dir", str(missing), "--trace",
                  str(tmp_path / "t.jsonl")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+# --- the README -------------------------------------------------------------------------------
+
+EXAMPLE = ROOT / "docs" / "examples" / "embedding.py"
+
+
+def _readme_python_block() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("```python\n") + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_readme_embedding_block_is_the_example_file() -> None:
+    assert _readme_python_block() == EXAMPLE.read_text(encoding="utf-8")
+
+
+def test_readme_setup_block_is_exact() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert (
+        "```\n"
+        "# main job: run every risk-model scenario script and print the table\n"
+        "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/jumpvpn scenarios\n"
+        "# tests\n"
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
+        ".venv/bin/python -m pytest\n"
+        "```\n"
+    ) in text
+
+
+def test_embedding_example_runs_to_an_explicit_end() -> None:
+    # S603 is silenced because the argv is fixed (this interpreter, a file of this repository), no shell.
+    completed = subprocess.run(  # noqa: S603
+        [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "send reattach request via udp:192.168.1.20:51820" in completed.stdout
+    assert completed.stdout.rstrip().endswith("session ended: RECOVERY_WINDOW_EXCEEDED")
