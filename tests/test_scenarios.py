@@ -291,7 +291,7 @@ def test_readme_setup_block_is_exact() -> None:
 
 
 def test_embedding_example_runs_to_an_explicit_end() -> None:
-    # S603 is silenced because the argv is fixed (this interpreter, a file of this repository), no shell.
+    # S603 silenced: the argv is fixed (this interpreter, a file of this repo), no shell.
     completed = subprocess.run(  # noqa: S603
         [sys.executable, str(EXAMPLE)], capture_output=True, text=True, timeout=60,
         check=False,
