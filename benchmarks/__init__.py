@@ -1,0 +1,1 @@
+"""Benchmarks: speed is checked here, never by timed assertions in tests."""
