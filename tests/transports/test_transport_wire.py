@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -63,10 +64,12 @@ def test_every_message_round_trips_bit_for_bit(message: Message) -> None:
 
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_raise_only_wire_error(data: bytes) -> None:
+    reason: object = None
     try:
         decode(data)
     except WireError as exc:
-        assert isinstance(exc.reason, WireErrorReason)
+        reason = exc.reason
+    assert reason is None or isinstance(reason, WireErrorReason)
 
 
 @given(st.sampled_from(list(MessageKind)), st.binary(max_size=400))
@@ -85,10 +88,8 @@ def test_a_flipped_byte_never_raises_anything_but_wire_error(message: Message,
     raw = bytearray(encode(message))
     index = data.draw(st.integers(0, len(raw) - 1))
     raw[index] ^= data.draw(st.integers(1, 255))
-    try:
+    with contextlib.suppress(WireError):
         decode(bytes(raw))
-    except WireError:
-        pass
 
 
 @given(messages)
