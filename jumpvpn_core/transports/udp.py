@@ -105,7 +105,8 @@ __all__ = [
     "UdpServer",
 ]
 
-#: Called with (role, now_ms, effect) for audit records, switches and session ends.
+#: Called with (role, now_ms, effect) for audit records, switches, path challenges and
+#: session ends.
 #: It must not block; an exception it raises is counted and otherwise ignored (§6.1).
 Observer = Callable[[Role, int, Effect], None]
 #: Called with (datagram, local transport, remote transport) for every datagram sent.
@@ -801,6 +802,7 @@ class UdpServer:
         elif isinstance(effect, SendPathChallenge):
             self._send(effect.to, encode(PathChallengeMessage(
                 effect.session_id, effect.challenge, effect.to)))
+            _notify(self._observer, self.drops, Role.SERVER, now, effect)
         elif isinstance(effect, SendReattachAccept):
             self._send(effect.to, encode(ReattachAcceptMessage(
                 effect.session_id, effect.nonce, effect.state_version, effect.timestamp_ms,
