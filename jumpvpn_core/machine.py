@@ -605,6 +605,12 @@ def _client_accepted(state: SessionState, event: ReattachAccepted) -> _Out:
     if event.session_id != ident.session_id:
         return _reject(state, event, _RC.SESSION_MISMATCH)
     pending = side.pending
+    if event.state_version == side.known_version and event.via == state.link.active and (
+        pending is None or event.nonce != pending.nonce
+    ):
+        # The server re-sent the accept already applied (it does so when a request is
+        # retransmitted or replayed). Benign, and it changes nothing.
+        return _reject(state, event, _RC.DUPLICATE_ACCEPT)
     if pending is None or event.nonce != pending.nonce or event.via != pending.via:
         return _reject(state, event, _RC.ACCEPT_INVALID)
     if event.state_version <= side.known_version:

@@ -66,6 +66,7 @@ class ReasonCode(enum.StrEnum):
     SESSION_TERMINATED = "SESSION_TERMINATED"
     EVENT_NOT_APPLICABLE = "EVENT_NOT_APPLICABLE"
     TIME_WENT_BACKWARDS = "TIME_WENT_BACKWARDS"
+    DUPLICATE_ACCEPT = "DUPLICATE_ACCEPT"
 
 
 class ReasonClass(enum.StrEnum):
@@ -105,6 +106,7 @@ _OPERATIONAL_REJECT: frozenset[ReasonCode] = frozenset(
         ReasonCode.SESSION_TERMINATED,
         ReasonCode.EVENT_NOT_APPLICABLE,
         ReasonCode.TIME_WENT_BACKWARDS,
+        ReasonCode.DUPLICATE_ACCEPT,
     }
 )
 
