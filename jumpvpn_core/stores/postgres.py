@@ -104,6 +104,14 @@ class PostgresStore:
         """The table holding the records."""
         return self._table
 
+    def backend_pid(self) -> int | None:
+        """The server process id of the current connection, or None if not connected."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                return None
+            return conn.info.backend_pid
+
     def _connection(self, what: str) -> psycopg.Connection[tuple[object, ...]]:
         """The live connection, connecting first if needed. Caller holds the lock."""
         if self._closed:

@@ -103,6 +103,11 @@ class RedisStore:
         """The key prefix of this store's records."""
         return self._prefix
 
+    @property
+    def client(self) -> redis.Redis:
+        """The underlying redis-py client (diagnostics, benchmarks); do not write through it."""
+        return self._client
+
     def key(self, session_id: bytes) -> str:
         """The Redis key holding `session_id`'s record."""
         return self._prefix + session_id.hex()
