@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import queue
 import threading
 import time
 import uuid
@@ -195,7 +196,7 @@ def _race(kind: str, base: str, url: str, *, faults: bool) -> dict[str, Any]:
         while len(histories) < len(NODES) and time.monotonic() < deadline:
             try:
                 node, history = out.get(timeout=1.0)
-            except Exception:  # queue.Empty: check the deadline again
+            except queue.Empty:
                 continue
             histories[node] = history
     finally:
@@ -240,8 +241,10 @@ def _check(histories: dict[str, list[Entry]], final: dict[bytes, Any], *, faults
         forks += len(versions) - len(set(versions))
         dual_bindings += len(bindings) - len(set(bindings))
         for e in accepted:
-            assert e[6] is not None and e[6] <= record.version
-            assert e[7] is not None and e[7] <= side.binding_version
+            assert e[6] is not None
+            assert e[6] <= record.version
+            assert e[7] is not None
+            assert e[7] <= side.binding_version
             verdict = check_nonce(side.replay_top, side.replay_bits,
                                   state.policy.replay_window_bits, e[3])
             if verdict is not ReplayVerdict.SEEN:

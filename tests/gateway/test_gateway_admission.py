@@ -108,8 +108,9 @@ def test_global_flood_limit_rejects_before_anything_else() -> None:
     assert first.reason is ReasonCode.UNKNOWN_SESSION
     assert second.reason is ReasonCode.PROOF_INVALID
     assert third.reason is ReasonCode.FLOOD_LIMITED
-    assert store.get(sid(1)) is not None
-    assert store.get(sid(1)).version == 1  # type: ignore[union-attr]  # asserted above
+    record = store.get(sid(1))
+    assert record is not None
+    assert record.version == 1
     # After the interval the bucket is full again and a valid request goes through.
     later = gw.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 1_000))
     assert later.accepted

@@ -85,9 +85,11 @@ def test_shared_mode_lost_compare_and_set_rejects_with_commit_conflict() -> None
     lost = node_a.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
     assert winner == [True]
     assert lost.reason is ReasonCode.COMMIT_CONFLICT
-    assert not lost.accepted and lost.effects == ()
+    assert not lost.accepted
+    assert lost.effects == ()
     record = store.get(sid(1))
-    assert record is not None and record.version == 2
+    assert record is not None
+    assert record.version == 2
     committed = node_a.committed(sid(1))
     assert committed is not None
     # Exactly one binding at version 2; the loser's nonce was never marked.
@@ -95,7 +97,8 @@ def test_shared_mode_lost_compare_and_set_rejects_with_commit_conflict() -> None
     assert isinstance(side, ServerSide)
     assert side.binding_version == 2
     retry = node_a.handle_reattach(reattach(sid(1), nonce=1, version=2, now=T0 + 2))
-    assert retry.accepted and retry.store_version == 3
+    assert retry.accepted
+    assert retry.store_version == 3
 
 
 @pytest.mark.requirement("RM-4.1")
@@ -144,7 +147,8 @@ def test_undecodable_record_is_never_guessed_about() -> None:
     assert refused.reason is ReasonCode.STORE_RECORD_INVALID
     assert refused.effects == ()
     stored = store.get(sid(2))
-    assert stored is not None and stored.data == b"\xff not json"  # never repaired
+    assert stored is not None
+    assert stored.data == b"\xff not json"
 
 
 @pytest.mark.requirement("RM-4.2")
@@ -156,12 +160,14 @@ def test_store_outage_rejects_and_never_accepts_without_commit(mode: OwnershipMo
     store.down = True
     down = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
     assert down.reason is ReasonCode.STORE_UNAVAILABLE
-    assert not down.accepted and down.effects == ()
+    assert not down.accepted
+    assert down.effects == ()
     assert gw.open_session(sid(2), secret_for(sid(2)), CLIENT, T0).reason is \
         ReasonCode.STORE_UNAVAILABLE
     store.down = False
     back = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2))
-    assert back.accepted and back.store_version == 2
+    assert back.accepted
+    assert back.store_version == 2
 
 
 @pytest.mark.requirement("RM-4.2")
@@ -171,12 +177,14 @@ def test_sticky_commit_whose_reply_was_lost_is_resolved_from_the_store() -> None
     gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     store.cas_lands_then_times_out = True
     lost = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
-    assert lost.reason is ReasonCode.STORE_UNAVAILABLE and lost.effects == ()
+    assert lost.reason is ReasonCode.STORE_UNAVAILABLE
+    assert lost.effects == ()
     # The write did land: the owner adopts it (it is its own), so the nonce stays used.
     replay = gw.handle_reattach(reattach(sid(1), nonce=1, version=2, now=T0 + 2))
     assert replay.reason is ReasonCode.REPLAY_DETECTED
     nxt = gw.handle_reattach(reattach(sid(1), nonce=2, version=2, now=T0 + 3))
-    assert nxt.accepted and nxt.store_version == 3
+    assert nxt.accepted
+    assert nxt.store_version == 3
 
 
 @pytest.mark.requirement("RM-5.3")
@@ -224,7 +232,8 @@ def test_core_deadlines_fire_on_tick_and_terminated_sessions_leave_the_table() -
     gw = make_gateway(store, mode=OwnershipMode.STICKY, session_idle_ttl_ms=10_000_000)
     gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     closed = gw.handle(sid(1), Close(T0 + 1))
-    assert closed.accepted and closed.phase is Phase.TERMINATED
+    assert closed.accepted
+    assert closed.phase is Phase.TERMINATED
     assert gw.local_state(sid(1)) is None
     gw.open_session(sid(2), secret_for(sid(2)), CLIENT, T0)
     # transport_lost_ttl_ms (60 s by default) ends a silent session on tick.
@@ -265,7 +274,8 @@ def test_restart_on_the_same_store_resumes_every_session(
         replay = restarted.handle_reattach(reattach(sid(i), nonce=7, version=2, now=T0 + 40))
         assert replay.reason is ReasonCode.REPLAY_DETECTED
         fresh = restarted.handle_reattach(reattach(sid(i), nonce=8, version=2, now=T0 + 40))
-        assert fresh.accepted and fresh.store_version == 3
+        assert fresh.accepted
+        assert fresh.store_version == 3
     assert restarted.handle_reattach(reattach(sid(0), nonce=8, version=2, now=T0 + 40)).reason \
         is ReasonCode.UNKNOWN_SESSION
     store.close()
@@ -282,7 +292,9 @@ def test_crash_between_commit_and_effects_loses_no_committed_state(
     gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     result = gw.handle_reattach(reattach(sid(1), nonce=3, version=1, now=T0 + 5))
     assert result.accepted
-    committed_data = encode_state(gw.local_state(sid(1)))  # type: ignore[arg-type]  # present
+    local = gw.local_state(sid(1))
+    assert local is not None
+    committed_data = encode_state(local)
     # Crash: the effects (the accept, the audit) are never executed; the node is gone.
     del gw, result
     if backend == "sqlite":
@@ -294,7 +306,8 @@ def test_crash_between_commit_and_effects_loses_no_committed_state(
     again = make_gateway(store, mode=OwnershipMode.STICKY)
     again.resume(T0 + 6)
     state = again.local_state(sid(1))
-    assert state is not None and state.state_version == 2
+    assert state is not None
+    assert state.state_version == 2
     # The client never saw the accept; repeating its request is caught, not re-applied.
     repeat = again.handle_reattach(reattach(sid(1), nonce=3, version=1, now=T0 + 7))
     assert repeat.reason is ReasonCode.REPLAY_DETECTED
@@ -312,7 +325,9 @@ def test_async_wrapper_gives_the_same_results_off_the_event_loop() -> None:
         traffic = await agw.handle(sid(1), InboundTraffic(T0 + 3, CLIENT, 100))
         ticks = await agw.tick(T0 + 4)
         resumed = await agw.resume(T0 + 5)
-        assert ticks == [] and resumed == 0 and traffic.accepted
+        assert ticks == []
+        assert resumed == 0
+        assert traffic.accepted
         return [opened.reason, ok.reason, replay.reason]
 
     assert asyncio.run(run()) == [None, None, ReasonCode.REPLAY_DETECTED]

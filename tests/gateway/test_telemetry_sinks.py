@@ -43,7 +43,8 @@ def test_jsonl_sink_writes_one_json_object_per_line(tmp_path: Path) -> None:
     sink.close()
     lines = path.read_text().splitlines()
     assert [json.loads(line)["i"] for line in lines] == [0, 1, 2, 3, 4]
-    assert sink.dropped == 0 and sink.delivered == 5
+    assert sink.dropped == 0
+    assert sink.delivered == 5
 
 
 def test_logging_sink_sends_records_to_the_logger(caplog: pytest.LogCaptureFixture) -> None:
