@@ -177,8 +177,11 @@ def rejection_mutates_nothing(before: SessionState, event: Any, after: SessionSt
     if after is not baseline and (baseline is before or after != baseline):
         out.append(Violation("rejection_mutates_nothing",
                              f"{rejects[0].reason} rejection changed the state"))
+    # Deadlines due before the input fire first (they may legitimately revert to
+    # ATTACHED); only what follows the rejection is caused by the rejected input.
+    after_reject = list(effects)[list(effects).index(rejects[0]) + 1:]
     if rejects[0].reason_class is ReasonClass.SECURITY_EVENT and any(
-        c.to_phase is Phase.ATTACHED for c in _changes(effects)
+        c.to_phase is Phase.ATTACHED for c in _changes(after_reject)
     ):
         out.append(Violation("rejection_mutates_nothing", "security rejection led to ATTACHED"))
     return out
