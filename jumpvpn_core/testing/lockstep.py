@@ -94,7 +94,7 @@ class FailureReport:
                 f"replayable):\n{self.counterexample}")
 
 
-class ConformanceFailure(AssertionError):
+class ConformanceFailure(AssertionError):  # noqa: N818 -- a test failure, like pytest's Failed
     """Raised by `Lockstep` on the first divergence; carries the `FailureReport`."""
 
     def __init__(self, report: FailureReport) -> None:
@@ -151,7 +151,7 @@ def create_request(role: Role, session_id: bytes, secret: bytes, now_ms: int,
 def create_params(request: JsonObject) -> tuple[Role, bytes, bytes, int, Policy]:
     """Inverse of `create_request`; raises `WireError` on anything malformed."""
     try:
-        role = Role(request.get("role"))
+        role = Role(str(request.get("role")))
     except ValueError:
         raise WireError(f"create: unknown role {request.get('role')!r}") from None
     try:
@@ -235,7 +235,8 @@ class Lockstep:
         self.requests.append({"op": "step", "event": event_to_json(event)})
         before = self.reference.state
         expected = self.reference.step(event)
-        assert expected.state is not None and expected.raw_effects is not None
+        assert expected.state is not None
+        assert expected.raw_effects is not None
         broken = check_step(before, event, expected.state, expected.raw_effects)
         if broken:
             raise self._fail(FailureKind.REFERENCE, label, "; ".join(map(str, broken)))

@@ -10,6 +10,7 @@ a run ends promptly. The protocol is specified in `specs/conformance-protocol.md
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -18,7 +19,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
@@ -104,16 +105,12 @@ class StdioImplementation:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 proc.kill()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=2.0)
-        except subprocess.TimeoutExpired:
-            pass
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:
@@ -127,7 +124,7 @@ class StdioImplementation:
             return ""
         return f"; stderr ends: {tail!r}" if tail else ""
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         self._failed = reason
         self._kill()
         raise ProtocolError(reason)
@@ -136,13 +133,15 @@ class StdioImplementation:
 
     def _write(self, message: JsonObject) -> None:
         proc = self._proc
-        assert proc is not None and proc.stdin is not None
+        assert proc is not None
+        assert proc.stdin is not None
         proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
         proc.stdin.flush()
 
     def _read_line(self) -> bytes:
         proc = self._proc
-        assert proc is not None and proc.stdout is not None
+        assert proc is not None
+        assert proc.stdout is not None
         fd = proc.stdout.fileno()
         deadline = time.monotonic() + self.step_timeout_ms / 1000
         with selectors.DefaultSelector() as selector:
@@ -177,6 +176,7 @@ class StdioImplementation:
             self._fail(f"program exited (status {status}) before reading the request"
                        f"{self._stderr_tail()}")
         line = self._read_line()
+        response: Any = None
         try:
             response = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -193,15 +193,14 @@ class StdioImplementation:
             if response.get("ok") is False:
                 self._fail(f"program reported an error: {str(response.get('error'))[:200]}")
             self._fail(f"response field 'ok' must be true or false, got {response.get('ok')!r}")
-        return response
+        checked: JsonObject = response
+        return checked
 
     def request(self, request: JsonObject, *, with_effects: bool) -> Outcome:
         """One create or step exchange, parsed into an `Outcome`."""
         response = self._exchange(request)
         phase_text = response.get("phase")
-        try:
-            phase = Phase(phase_text)
-        except ValueError:
+        if phase_text not in {p.value for p in Phase}:
             self._fail(f"response field 'phase' must be a phase name, got {phase_text!r}")
         version = response.get("state_version")
         if type(version) is not int or version < 0:
@@ -211,7 +210,7 @@ class StdioImplementation:
         if not isinstance(effects, list) or not all(
                 isinstance(e, dict) and isinstance(e.get("type"), str) for e in effects):
             self._fail("response field 'effects' must be a list of objects with a 'type'")
-        return Outcome(phase, version, tuple(effects))
+        return Outcome(Phase(str(phase_text)), version, tuple(effects))
 
     # --- Implementation -------------------------------------------------------------------
 

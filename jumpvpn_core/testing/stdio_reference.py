@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
 from jumpvpn_core.testing.implementation import (
@@ -66,7 +66,7 @@ def _handle(impl: Implementation, sessions: dict[str, SessionUnderTest],
     raise WireError(f"unknown op {op!r}")
 
 
-def serve(impl: Implementation, stdin: IO[str], stdout: IO[str]) -> int:
+def serve(impl: Implementation, stdin: Iterable[str], stdout: IO[str]) -> int:
     """Answer requests until `bye` or end of input. Returns the exit status (0)."""
     sessions: dict[str, SessionUnderTest] = {}
     for line in stdin:

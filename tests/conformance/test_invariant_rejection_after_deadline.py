@@ -20,7 +20,8 @@ def test_rejection_after_deadline_fired_is_not_reported_as_mutation() -> None:
 def test_security_rejection_after_timer_revert_is_not_blamed_for_attached() -> None:
     from jumpvpn_core import Attach, InboundTraffic, ReattachRequest, TransportDescriptor
 
-    home, other = TransportDescriptor.udp("10.0.0.1", 4000), TransportDescriptor.udp("10.0.0.9", 4000)
+    home = TransportDescriptor.udp("10.0.0.1", 4000)
+    other = TransportDescriptor.udp("10.0.0.9", 4000)
     state = new_session(Role.SERVER, bytes(16), bytes(16), 0, Policy())
     state, _ = step(state, Attach(0, home))
     state, _ = step(state, InboundTraffic(10, other, 1000))  # opens a path validation
