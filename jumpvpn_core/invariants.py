@@ -172,9 +172,9 @@ def rejection_mutates_nothing(before: SessionState, event: Any, after: SessionSt
     else:
         baseline, _ = advance_time(before, event.now_ms) if event.now_ms >= \
             before.link.clock_ms else (before, ())
-    # Without a due deadline the contract is the very same object; when deadlines fired
-    # first, `baseline` is a recomputed state, so compare by value.
-    if after is not baseline and (baseline is before or after != baseline):
+    # With no deadline due, the state must be the very same object. When a deadline fired
+    # first, the checker can only recompute its result, so it compares by value.
+    if (after is not baseline) if baseline is before else (after != baseline):
         out.append(Violation("rejection_mutates_nothing",
                              f"{rejects[0].reason} rejection changed the state"))
     # Deadlines due before the input fire first (they may legitimately revert to
