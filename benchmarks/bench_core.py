@@ -71,8 +71,10 @@ def _steady(role: str) -> Callable[[int], Prepared]:
             state = start
             for event in events:
                 new, effects = step(state, event)
-                assert new is not state and effects == ()
-                assert new.phase is Phase.ATTACHED and new.state_version == state.state_version
+                assert new is not state
+                assert effects == ()
+                assert new.phase is Phase.ATTACHED
+                assert new.state_version == state.state_version
                 assert new.link.last_rx_ms == event.now_ms
                 state = new
 
@@ -93,7 +95,8 @@ def _loss_below_threshold(n: int) -> Prepared:
     def checked() -> None:
         for event in events:
             new, effects = step(start, event)
-            assert effects == () and new.phase is Phase.ATTACHED
+            assert effects == ()
+            assert new.phase is Phase.ATTACHED
             assert new.link.loss_streak == 1 < POLICY.loss_threshold
 
     return Prepared(n, body, checked)
@@ -115,7 +118,8 @@ def _enter_recovering(n: int) -> Prepared:
             assert len(effects) == 2
             assert isinstance(effects[0], StateChanged)
             assert effects[0].reason is ReasonCode.LOSS_THRESHOLD_EXCEEDED
-            assert isinstance(effects[1], SendReattachRequest) and effects[1].via == CLIENT_LOCAL
+            assert isinstance(effects[1], SendReattachRequest)
+            assert effects[1].via == CLIENT_LOCAL
 
     return Prepared(n, body, checked)
 
@@ -155,7 +159,8 @@ def _accepted_reattach(n: int) -> Prepared:
             assert isinstance(effects[-1], SendReattachAccept)
             assert effects[-1].nonce == request.nonce
             side = new.side
-            assert isinstance(side, ServerSide) and side.replay_top == request.nonce
+            assert isinstance(side, ServerSide)
+            assert side.replay_top == request.nonce
 
     return Prepared(n, body, checked)
 
@@ -194,7 +199,8 @@ def _rejection(kind: str) -> Callable[[int], Prepared]:
                 new, effects = step(start, request)
                 assert new is start, "a rejected input must return the same state object"
                 assert len(effects) == 1
-                assert isinstance(effects[0], Rejected) and effects[0].reason is reason
+                assert isinstance(effects[0], Rejected)
+                assert effects[0].reason is reason
 
         return Prepared(n, body, checked)
 
@@ -232,7 +238,8 @@ def _deadline(which: str) -> Callable[[int], Prepared]:
         else:
             edge, now = client_at_loss_edge()
             state, _ = step(edge, PacketLoss(now + 1))
-            assert state.phase is Phase.RECOVERING and state.side.pending is not None
+            assert state.phase is Phase.RECOVERING
+            assert state.side.pending is not None
         states = [state] * n
 
         def body() -> None:
@@ -242,7 +249,8 @@ def _deadline(which: str) -> Callable[[int], Prepared]:
         def checked() -> None:
             for each in states:
                 deadline = next_deadline(each)
-                assert deadline is not None and deadline > each.link.clock_ms
+                assert deadline is not None
+                assert deadline > each.link.clock_ms
 
         return Prepared(n, body, checked)
 

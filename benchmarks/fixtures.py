@@ -99,7 +99,8 @@ def full_window_server(session_id: bytes = SESSION_ID,
         now += _FILL_SPACING_MS
         state, _ = step(state, InboundTraffic(now, seen, 100))
         state, effects = step(state, reattach_request(state, now, nonce))
-        assert state.phase is Phase.ATTACHED and len(effects) == 2, effects
+        assert state.phase is Phase.ATTACHED, effects
+        assert len(effects) == 2, effects
     side = state.side
     assert isinstance(side, ServerSide)
     assert side.replay_top == window

@@ -99,7 +99,8 @@ class Ours:
         client, _ = step(client, self.traffic)
         # A driver asks for the next deadline after each step; the peers are simply told.
         deadline = next_deadline(client)
-        assert deadline is not None and deadline <= T_DEGRADE
+        assert deadline is not None
+        assert deadline <= T_DEGRADE
         client, _ = step(client, self.tick)
         client, _ = step(client, self.close)
         server, _ = step(server, self.close)
@@ -129,14 +130,16 @@ class Ours:
             attrs.evolve(request, nonce=send.nonce + 1, proof=bytes(32)),
         ):
             refused, why = step(accepted_server, bad)
-            assert refused is accepted_server and isinstance(why[0], Rejected), why
+            assert refused is accepted_server, why
+            assert isinstance(why[0], Rejected), why
         accept = effects[-1]
         assert isinstance(accept, SendReattachAccept)
         event = ReattachAccepted(T_ACCEPT, send.via, accept.session_id, accept.nonce,
                                  accept.state_version, accept.timestamp_ms, accept.to,
                                  accept.proof)
         forged, why = step(client, attrs.evolve(event, proof=bytes(32)))
-        assert forged is client and isinstance(why[0], Rejected)
+        assert forged is client
+        assert isinstance(why[0], Rejected)
         client, _ = step(client, event)
         assert client.phase is Phase.ATTACHED
         client, _ = step(client, self.loss_2)

@@ -34,7 +34,7 @@ _SERVER_CHECKS = ["session_ok", "rate_ok", "nonce_fresh", "version_ok", "timesta
                   "on_active_path", "proof_ok"]
 
 
-class ClientMachine(StateMachine):  # type: ignore[misc]  # the library's metaclass is untyped
+class ClientMachine(StateMachine):
     """Client lifecycle: guards and actions live on `ClientModel`."""
 
     allow_event_without_transition = True
@@ -51,16 +51,16 @@ class ClientMachine(StateMachine):  # type: ignore[misc]  # the library's metacl
 
     attach = birth.to(attached, on="on_attach")
     loss = (attached.to(recovering, cond="loss_crosses", on="start_reattach")
-            | attached.to.itself(internal=True, unless="loss_crosses", on="count_loss"))
+            | attached.to(attached, internal=True, unless="loss_crosses", on="count_loss"))
     accepted = (recovering.to(attached, on="on_accepted",
                               cond=["accept_session_ok", "accept_nonce_ok",
                                     "accept_version_ok", "accept_proof_ok"])
                 | degraded.to(attached, on="on_accepted",
                               cond=["accept_session_ok", "accept_nonce_ok",
                                     "accept_version_ok", "accept_proof_ok"]))
-    traffic = (attached.to.itself(internal=True, on="on_traffic")
-               | recovering.to.itself(internal=True, on="on_traffic")
-               | degraded.to.itself(internal=True, on="on_traffic"))
+    traffic = (attached.to(attached, internal=True, on="on_traffic")
+               | recovering.to(recovering, internal=True, on="on_traffic")
+               | degraded.to(degraded, internal=True, on="on_traffic"))
     recovery_timeout = (recovering.to(degraded, cond=["recovery_over", "heard"],
                                       on="on_degrade")
                         | recovering.to(terminated, cond="recovery_over", on="on_end"))
@@ -68,7 +68,7 @@ class ClientMachine(StateMachine):  # type: ignore[misc]  # the library's metacl
              | recovering.to(terminated, on="on_end") | degraded.to(terminated, on="on_end"))
 
 
-class ServerMachine(StateMachine):  # type: ignore[misc]  # the library's metaclass is untyped
+class ServerMachine(StateMachine):
     """Server lifecycle: guards and actions live on `ServerModel`."""
 
     allow_event_without_transition = True
@@ -141,7 +141,8 @@ class StatemachinePeer:
                         request.transport, request.proof)
         server.reattach(now=T_LOSS_1, msg=forged, observed=SERVER_SEEN)
         server.reattach(now=T_LOSS_1, msg=stale, observed=SERVER_SEEN)
-        assert self.server.version == 1 and self.server.outbox is None
+        assert self.server.version == 1
+        assert self.server.outbox is None
         server.reattach(now=T_LOSS_1, msg=request, observed=SERVER_SEEN)
         assert self.server.version == 2
         server.reattach(now=T_LOSS_1, msg=request, observed=SERVER_SEEN)
@@ -153,7 +154,8 @@ class StatemachinePeer:
         client.accepted(now=T_ACCEPT, msg=bad_accept)
         assert self.states()[0] == "recovering"
         client.accepted(now=T_ACCEPT, msg=accept)
-        assert self.states()[0] == "attached" and self.client.known_version == 2
+        assert self.states()[0] == "attached"
+        assert self.client.known_version == 2
         client.loss(now=T_LOSS_2, count=LOSS_BURST)
         assert self.states()[0] == "recovering"
         client.traffic(now=T_TRAFFIC)

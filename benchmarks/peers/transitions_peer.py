@@ -107,25 +107,29 @@ class TransitionsPeer:
         server.attach(T_ATTACH, SERVER_SEEN)
         client.loss(T_LOSS_1, LOSS_BURST)
         assert client.state == "recovering"
-        request: Message = client.outbox
+        request = client.outbox
+        assert isinstance(request, Message)
         forged = Message(request.session_id, request.nonce, request.state_version,
                          request.timestamp_ms, request.transport, bytes(32))
         stale = Message(request.session_id, request.nonce, 0, request.timestamp_ms,
                         request.transport, request.proof)
         assert not server.reattach(T_LOSS_1, forged, SERVER_SEEN)
         assert not server.reattach(T_LOSS_1, stale, SERVER_SEEN)
-        assert server.version == 1 and server.outbox is None
+        assert server.version == 1
+        assert server.outbox is None
         assert server.reattach(T_LOSS_1, request, SERVER_SEEN)
         assert server.version == 2
         assert not server.reattach(T_LOSS_1, request, SERVER_SEEN), "replay must be refused"
         assert server.version == 2
-        accept: Message = server.outbox
+        accept = server.outbox
+        assert isinstance(accept, Message)
         bad_accept = Message(accept.session_id, accept.nonce, accept.state_version,
                              accept.timestamp_ms, accept.transport, bytes(32))
         assert not client.accepted(T_ACCEPT, bad_accept)
         assert client.state == "recovering"
         assert client.accepted(T_ACCEPT, accept)
-        assert client.state == "attached" and client.known_version == 2
+        assert client.state == "attached"
+        assert client.known_version == 2
         client.loss(T_LOSS_2, LOSS_BURST)
         assert client.state == "recovering"
         client.traffic(T_TRAFFIC)
