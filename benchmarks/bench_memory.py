@@ -30,7 +30,7 @@ from benchmarks.fixtures import (
     full_window_server,
     reattach_request,
 )
-from benchmarks.harness import BenchResult, Prepared, measure
+from benchmarks.harness import BenchResult, Prepared, measure_interleaved
 from jumpvpn_core import InboundTraffic, Phase, SessionState, TransportDescriptor, step
 from jumpvpn_core.state import ServerSide
 
@@ -190,8 +190,8 @@ def run(smoke: bool) -> list[BenchResult]:
         assert rss["rss_delta"] > 0
         return [BenchResult(name, 0.0, notes="smoke: path checked, not judged") for name in (
             "memory: per-session bytes", "memory: RSS", "history growth", "session growth")]
-    timing = {name: measure(make, n=1000, repeats=31).median_ns
-              for name, make in growth.items()}
+    timing = {name: result.median_ns for name, result in measure_interleaved(
+        {name: (make, 1000) for name, make in growth.items()}, repeats=31).items()}
     per_rss = rss["rss_delta"] / rss_sessions
     history_ratio = timing["aged"] / timing["fresh"]
     return [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.harness import BenchResult, Prepared, measure
+from benchmarks.harness import BenchResult, Prepared, measure_interleaved
 from benchmarks.peers.models import KEY
 from benchmarks.peers.ours import Ours
 from benchmarks.peers.script import CLIENT_LOCAL, SERVER_SEEN, SESSION_ID, T_LOSS_1
@@ -110,8 +110,8 @@ def run(smoke: bool) -> list[BenchResult]:
     if smoke:
         return [BenchResult(name, 0.0, notes="smoke: path checked, not timed")
                 for name in makers]
-    timings = {name: measure(make, n=n, repeats=15).median_ns
-               for name, (make, n) in makers.items()}
+    timings = {name: timing.median_ns
+               for name, timing in measure_interleaved(makers, repeats=15).items()}
     ours = timings[OURS]
     speedup_vs_transitions = timings[TRANSITIONS] / ours
     return [

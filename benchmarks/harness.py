@@ -8,6 +8,11 @@ enough: prepare inputs outside the timed region, warm up, disable the garbage co
 while timing, time a batch of `n` operations with `time.perf_counter_ns`, repeat, and report
 the median per-operation time (with the interquartile range as a noise indicator).
 
+The machine these figures come from is shared, and its load drifts from minute to minute.
+`measure_interleaved` therefore times a whole group of benchmarks round-robin (one batch of
+each per round), so that a row and the peer it is compared with see the same load; ratios
+are much steadier than absolute figures.
+
 Each timed batch is a plain `for` loop over prepared inputs, so every figure includes one
 loop iteration and one Python call (about 20-30 ns here). The same holds for the peers, so
 ratios are like for like; absolute figures are slightly pessimistic.
@@ -32,6 +37,7 @@ __all__ = [
     "judge_at_most",
     "machine_info",
     "measure",
+    "measure_interleaved",
 ]
 
 
@@ -80,6 +86,7 @@ class Timing:
     median_ns: float
     q1_ns: float
     q3_ns: float
+    min_ns: float
     repeats: int
     n: int
 
@@ -89,6 +96,26 @@ class Timing:
         return (self.q3_ns - self.q1_ns) / self.median_ns if self.median_ns else 0.0
 
 
+def _time_once(make: Callable[[int], Prepared], n: int) -> float:
+    """Build inputs (untimed), then time one batch with the collector off: ns per op."""
+    prepared = make(n)
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        prepared.body()
+        elapsed = time.perf_counter_ns() - start
+    finally:
+        gc.enable()
+    return elapsed / prepared.n
+
+
+def _summarise(samples: list[float], n: int) -> Timing:
+    quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
+    return Timing(statistics.median(samples), quartiles[0], quartiles[2], min(samples),
+                  len(samples), n)
+
+
 def measure(make: Callable[[int], Prepared], *, n: int, repeats: int = 25,
             warmup: int = 3) -> Timing:
     """Time `make(n).body()` `repeats` times (after `warmup` untimed runs).
@@ -96,21 +123,25 @@ def measure(make: Callable[[int], Prepared], *, n: int, repeats: int = 25,
     Inputs are rebuilt by `make` before every repeat, outside the timed region, so a body
     that consumes its inputs (a chain of steps) always starts from the same place.
     """
-    samples: list[float] = []
-    for index in range(warmup + repeats):
-        prepared = make(n)
-        gc.collect()
-        gc.disable()
-        try:
-            start = time.perf_counter_ns()
-            prepared.body()
-            elapsed = time.perf_counter_ns() - start
-        finally:
-            gc.enable()
-        if index >= warmup:
-            samples.append(elapsed / prepared.n)
-    quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-    return Timing(statistics.median(samples), quartiles[0], quartiles[2], repeats, n)
+    for _ in range(warmup):
+        _time_once(make, n)
+    return _summarise([_time_once(make, n) for _ in range(repeats)], n)
+
+
+def measure_interleaved(cases: dict[str, tuple[Callable[[int], Prepared], int]], *,
+                        repeats: int = 25, warmup: int = 2) -> dict[str, Timing]:
+    """Time several benchmarks round-robin: each round times one batch of every case.
+
+    `cases` maps a name to `(make, n)`. Every case sees the same stretch of machine load,
+    so ratios between cases survive load that drifts during the run.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    for round_index in range(warmup + repeats):
+        for name, (make, n) in cases.items():
+            value = _time_once(make, n)
+            if round_index >= warmup:
+                samples[name].append(value)
+    return {name: _summarise(values, cases[name][1]) for name, values in samples.items()}
 
 
 def judge_at_most(value: float, limit: float) -> bool:
