@@ -406,7 +406,8 @@ def run(smoke: bool) -> list[BenchResult]:
         value = timings[case.name]
         spread = measured[case.name]
         notes = "; ".join(part for part in (
-            case.notes, f"min {spread.min_ns:.0f} ns, IQR {spread.spread:.0%}") if part)
+            case.notes, f"min {spread.min_ns:.0f} ns, IQR {spread.spread:.0%}, "
+            f"cpu-time median {spread.cpu_median_ns:.0f} ns") if part)
         ratio = value / timings[case.peer] if case.peer else None
         target_parts = []
         met: bool | None = None

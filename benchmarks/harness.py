@@ -81,12 +81,13 @@ class Prepared:
 
 @attrs.frozen
 class Timing:
-    """Per-operation nanoseconds over the timed repeats."""
+    """Per-operation nanoseconds over the timed repeats (wall clock unless named cpu)."""
 
     median_ns: float
     q1_ns: float
     q3_ns: float
     min_ns: float
+    cpu_median_ns: float
     repeats: int
     n: int
 
@@ -96,24 +97,32 @@ class Timing:
         return (self.q3_ns - self.q1_ns) / self.median_ns if self.median_ns else 0.0
 
 
-def _time_once(make: Callable[[int], Prepared], n: int) -> float:
-    """Build inputs (untimed), then time one batch with the collector off: ns per op."""
+def _time_once(make: Callable[[int], Prepared], n: int) -> tuple[float, float]:
+    """Build inputs (untimed), then time one batch with the collector off.
+
+    Returns (wall, cpu) nanoseconds per operation: `perf_counter_ns` is the figure
+    reported; `process_time_ns` (CPU time of this process only) is kept beside it because
+    on an overloaded machine it leaves out the time the process spent descheduled.
+    """
     prepared = make(n)
     gc.collect()
     gc.disable()
     try:
+        cpu_start = time.process_time_ns()
         start = time.perf_counter_ns()
         prepared.body()
         elapsed = time.perf_counter_ns() - start
+        cpu = time.process_time_ns() - cpu_start
     finally:
         gc.enable()
-    return elapsed / prepared.n
+    return elapsed / prepared.n, cpu / prepared.n
 
 
-def _summarise(samples: list[float], n: int) -> Timing:
-    quartiles = statistics.quantiles(samples, n=4) if len(samples) > 1 else samples * 3
-    return Timing(statistics.median(samples), quartiles[0], quartiles[2], min(samples),
-                  len(samples), n)
+def _summarise(samples: list[tuple[float, float]], n: int) -> Timing:
+    wall = [sample[0] for sample in samples]
+    quartiles = statistics.quantiles(wall, n=4) if len(wall) > 1 else wall * 3
+    return Timing(statistics.median(wall), quartiles[0], quartiles[2], min(wall),
+                  statistics.median(sample[1] for sample in samples), len(wall), n)
 
 
 def measure(make: Callable[[int], Prepared], *, n: int, repeats: int = 25,
@@ -135,7 +144,7 @@ def measure_interleaved(cases: dict[str, tuple[Callable[[int], Prepared], int]],
     `cases` maps a name to `(make, n)`. Every case sees the same stretch of machine load,
     so ratios between cases survive load that drifts during the run.
     """
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
     for round_index in range(warmup + repeats):
         for name, (make, n) in cases.items():
             value = _time_once(make, n)
