@@ -171,7 +171,7 @@ def bench_redis(batch: int, repeats: int) -> list[dict[str, Any]]:
             return store.compare_and_set(a, n, n + 1, DATA)
 
         def bare_evalsha(n: int) -> bool:
-            return raw.evalsha(CAS_SCRIPT_SHA, 1, key_b, str(n), str(n + 1), DATA) == 1
+            return bool(raw.evalsha(CAS_SCRIPT_SHA, 1, key_b, str(n), str(n + 1), DATA) == 1)
 
         def plain_set(n: int) -> bool:
             set_counter[0] = n + 1
