@@ -17,6 +17,7 @@ __all__ = ["main"]
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "vectors",
     "verify_trace",
+    "explore",
 )
 
 
