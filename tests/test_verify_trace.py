@@ -68,6 +68,7 @@ def _seeded_with_transitions(minimum: int = 4) -> Records:
     raise AssertionError("no run with enough transitions")
 
 
+@pytest.mark.requirement("RM-6.2")
 def test_dropped_record_is_caught() -> None:
     records = _seeded_with_transitions()
     index = _transition_index(records)

@@ -60,6 +60,9 @@ __all__ = [
     "dumps_vector",
     "event_variants",
     "load_vectors",
+    "make_accept",
+    "make_answer",
+    "make_request",
     "replay_vector",
     "write_vectors",
 ]
@@ -127,7 +130,7 @@ def _run(state: SessionState, steps: Iterable[Step]) -> Iterator[SessionState]:
         yield state
 
 
-def _request(state: SessionState, *, source: TransportDescriptor, now: int,
+def make_request(state: SessionState, *, source: TransportDescriptor, now: int,
              nonce: int | None = None, version: int | None = None, ts: int | None = None,
              candidate: TransportDescriptor | None = None, challenge: bytes = b"",
              size: int = 0, good_proof: bool = True,
@@ -146,18 +149,18 @@ def _request(state: SessionState, *, source: TransportDescriptor, now: int,
                            challenge, size)
 
 
-def _answer(state: SessionState, now: int, source: TransportDescriptor | None = None
+def make_answer(state: SessionState, now: int, source: TransportDescriptor | None = None
             ) -> ReattachRequest:
     """The honest answer to the server's pending path challenge."""
     side = state.side
     assert isinstance(side, ServerSide)
     assert side.pending is not None
     address = side.pending.address
-    return _request(state, source=address if source is None else source, now=now,
+    return make_request(state, source=address if source is None else source, now=now,
                     candidate=address, challenge=side.pending.challenge)
 
 
-def _accept(state: SessionState, now: int, *, good_proof: bool = True, nonce_delta: int = 0,
+def make_accept(state: SessionState, now: int, *, good_proof: bool = True, nonce_delta: int = 0,
             version_delta: int = 1, session_id: bytes | None = None) -> ReattachAccepted:
     """The server's answer to the client's pending reattach (or a corrupted one)."""
     session_id = state.session_id if session_id is None else session_id
@@ -196,12 +199,12 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
 
     return [
         # Loss spike, reattach on the same path, then a delivery timeout.
-        [attach, heard, discover(C2), loss, lambda s: _accept(s, s.link.clock_ms + 20),
+        [attach, heard, discover(C2), loss, lambda s: make_accept(s, s.link.clock_ms + 20),
          lambda s: DeliveryTimeout(s.link.clock_ms + 30)],
         # Active transport fails; reattach through the candidate after a path challenge.
         [attach, discover(C2), lambda s: TransportFailed(s.link.clock_ms + 10, C1),
          lambda s: PathChallengeReceived(s.link.clock_ms + 10, C2, b"\x01" * 16, OBSERVED),
-         lambda s: _accept(s, s.link.clock_ms + 10)],
+         lambda s: make_accept(s, s.link.clock_ms + 10)],
         # Escalation ladder: RECOVERING -> DEGRADED -> RECOVERING ... rounds exhausted.
         [attach, loss, heard, window_end, discover(C2), heard, window_end,
          discover(C3), heard, window_end, discover(C4)],
@@ -216,7 +219,7 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
         [attach, discover(C2), discover(C3), discover(C4), discover(C5)],
         # Switch twice in quick succession (cooldown), then again later.
         [attach, discover(C2), discover(C3), lambda s: TransportFailed(s.link.clock_ms, C1),
-         lambda s: _accept(s, s.link.clock_ms + 10),
+         lambda s: make_accept(s, s.link.clock_ms + 10),
          lambda s: TransportFailed(s.link.clock_ms + 10, C2)],
         # Birth only, then end by lifetime/birth timeout.
         [tick_deadline],
@@ -234,10 +237,10 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
         return lambda s: InboundTraffic(s.link.clock_ms + dt, t, size)
 
     def answer(dt: int = 5) -> Step:
-        return lambda s: _answer(s, s.link.clock_ms + dt)
+        return lambda s: make_answer(s, s.link.clock_ms + dt)
 
     def active_request(dt: int = 0) -> Step:
-        return lambda s: _request(s, source=A1, now=s.link.clock_ms + dt)
+        return lambda s: make_request(s, source=A1, now=s.link.clock_ms + dt)
 
     switch_steps: list[Step] = []
     for n in range(policy.max_switches_per_minute):
@@ -258,13 +261,13 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
          heard_old, lambda s: Tick(s.phase_since_ms + policy.max_recovery_window_ms),
          tick_deadline],
         # Reattach requests from a new address (validation opened by a request).
-        [attach, lambda s: _request(s, source=A2, now=s.link.clock_ms + 10, size=1200),
-         answer(), lambda s: _answer(s, s.link.clock_ms + 10) if s.side.pending else
+        [attach, lambda s: make_request(s, source=A2, now=s.link.clock_ms + 10, size=1200),
+         answer(), lambda s: make_answer(s, s.link.clock_ms + 10) if s.side.pending else
          probe(A3)(s)],
         # Per-session rate limit: many verified requests at once.
         [attach, *[active_request(1)] * policy.reattach_rate_limit],
         # Far nonce accepted; older nonces drop out of the window.
-        [attach, lambda s: _request(s, source=A1, now=s.link.clock_ms + 1,
+        [attach, lambda s: make_request(s, source=A1, now=s.link.clock_ms + 1,
                                     nonce=policy.replay_window_bits + 500)],
         # Switch limit: one switch per cooldown until the per-minute bound.
         [attach, *switch_steps, probe(A2, dt=policy.switch_cooldown_ms)],
@@ -362,11 +365,11 @@ def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
          PathChallengeReceived(now, active, b"\x02" * 16, OBSERVED)),
         ("path challenge on an unknown transport",
          PathChallengeReceived(now, C9, b"\x02" * 16, OBSERVED)),
-        ("valid accept", _accept(state, now)),
-        ("accept with a forged proof", _accept(state, now, good_proof=False)),
-        ("accept for another nonce", _accept(state, now, nonce_delta=1)),
-        ("accept for another session", _accept(state, now, session_id=_other(state))),
-        ("accept with a stale version", _accept(state, now, version_delta=0)),
+        ("valid accept", make_accept(state, now)),
+        ("accept with a forged proof", make_accept(state, now, good_proof=False)),
+        ("accept for another nonce", make_accept(state, now, nonce_delta=1)),
+        ("accept for another session", make_accept(state, now, session_id=_other(state))),
+        ("accept with a stale version", make_accept(state, now, version_delta=0)),
     ]
 
 
@@ -380,38 +383,38 @@ def _server_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
         ("traffic from a new address", InboundTraffic(now, A2, 1200)),
         ("empty datagram from a new address", InboundTraffic(now, A2, 0)),
         ("traffic from a third address", InboundTraffic(now, A3, 1200)),
-        ("valid request from the bound path", _request(state, source=active, now=now)),
+        ("valid request from the bound path", make_request(state, source=active, now=now)),
         ("valid request from a new address",
-         _request(state, source=A2, now=now, size=1200)),
-        ("request from a new address without bytes", _request(state, source=A2, now=now)),
+         make_request(state, source=A2, now=now, size=1200)),
+        ("request from a new address without bytes", make_request(state, source=A2, now=now)),
         ("request with a forged proof",
-         _request(state, source=active, now=now, good_proof=False)),
+         make_request(state, source=active, now=now, good_proof=False)),
         ("request for another session",
-         _request(state, source=active, now=now, session_id=_other(state))),
+         make_request(state, source=active, now=now, session_id=_other(state))),
         ("request with a version ahead",
-         _request(state, source=active, now=now, version=side.binding_version + 1)),
+         make_request(state, source=active, now=now, version=side.binding_version + 1)),
         ("request with an expired proof",
-         _request(state, source=active, now=now, ts=now - policy.proof_max_age_ms - 1)),
+         make_request(state, source=active, now=now, ts=now - policy.proof_max_age_ms - 1)),
         ("request from the future",
-         _request(state, source=active, now=now, ts=now + policy.max_clock_skew_ms + 1)),
+         make_request(state, source=active, now=now, ts=now + policy.max_clock_skew_ms + 1)),
         ("request echoing a wrong challenge",
-         _request(state, source=A2, now=now, challenge=b"\x03" * 16)),
+         make_request(state, source=A2, now=now, challenge=b"\x03" * 16)),
     ]
     if side.replay_top:
         out.append(("replayed nonce",
-                    _request(state, source=active, now=now, nonce=side.replay_top)))
+                    make_request(state, source=active, now=now, nonce=side.replay_top)))
     if side.replay_top > policy.replay_window_bits:
-        out.append(("nonce below the replay window", _request(state, source=active, now=now,
+        out.append(("nonce below the replay window", make_request(state, source=active, now=now,
                                                               nonce=1)))
     if side.binding_version:
         out.append(("request with a stale version",
-                    _request(state, source=active, now=now, version=side.binding_version - 1)))
+                    make_request(state, source=active, now=now, version=side.binding_version - 1)))
     if side.pending is not None:
         out += [
-            ("answer to the path challenge", _answer(state, now)),
-            ("answer from another address", _answer(state, now, source=A9)),
+            ("answer to the path challenge", make_answer(state, now)),
+            ("answer from another address", make_answer(state, now, source=A9)),
             ("request from an address other than the one being validated",
-             _request(state, source=A9, now=now, size=1200)),
+             make_request(state, source=A9, now=now, size=1200)),
         ]
     return out
 

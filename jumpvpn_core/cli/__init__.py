@@ -18,6 +18,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "vectors",
     "verify_trace",
     "explore",
+    "traceability",
 )
 
 

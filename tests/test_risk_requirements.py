@@ -1,0 +1,258 @@
+"""One focused proof per risk-model clause, on the reference core (seed §1-§10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+
+from jumpvpn_core import machine
+from jumpvpn_core.audit.vectors import (
+    SECRET,
+    SESSION_ID,
+    T0,
+    base_states,
+    make_answer,
+    make_request,
+)
+from jumpvpn_core.effects import (
+    Rejected,
+    SendPathChallenge,
+    SendReattachRequest,
+    SessionEnded,
+    StateChanged,
+)
+from jumpvpn_core.events import (
+    Attach,
+    CandidateDiscovered,
+    DeliveryTimeout,
+    Evict,
+    InboundTraffic,
+    OwnershipAmbiguous,
+    PacketLoss,
+    StoreRecordInvalid,
+    Tick,
+)
+from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
+from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import verify_proof
+from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
+from jumpvpn_core.state import SessionState, new_session
+from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.transport import TransportDescriptor
+
+C1, C2 = TransportDescriptor.udp("10.0.0.1", 4000), TransportDescriptor.udp("10.0.0.2", 4000)
+A1, A2 = (TransportDescriptor.udp("198.51.100.1", 5000),
+          TransportDescriptor.udp("198.51.100.2", 5000))
+
+
+def _attached(role: Role, policy: Policy | None = None) -> SessionState:
+    state = new_session(role, SESSION_ID, SECRET, T0, policy)
+    state, _ = step(state, Attach(T0, C1 if role is Role.CLIENT else A1))
+    assert state.phase is Phase.ATTACHED
+    return state
+
+
+def _reasons(effects: tuple[Any, ...]) -> list[ReasonCode]:
+    return [e.reason for e in effects if isinstance(e, StateChanged | Rejected)]
+
+
+@pytest.mark.requirement("RM-1")
+def test_every_live_state_has_a_deadline_and_every_live_phase_a_way_to_terminated() -> None:
+    for role in Role:
+        for state in base_states(role):
+            if state.phase is not Phase.TERMINATED:
+                assert next_deadline(state) is not None
+    for phase in (Phase.BIRTH, Phase.ATTACHED, Phase.RECOVERING, Phase.DEGRADED):
+        assert any(src is phase and dst is Phase.TERMINATED
+                   for (src, _reason), dst in TRANSITION_TABLE.items())
+    for (_src, reason) in TRANSITION_TABLE:
+        assert reason_class(reason) is ReasonClass.TRANSITION
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_consecutive_losses_within_the_window_start_recovery_and_a_reattach() -> None:
+    policy = Policy()
+    state = _attached(Role.CLIENT, policy)
+    spread, _ = step(state, PacketLoss(T0 + 10, policy.loss_threshold - 1))
+    spread, effects = step(spread, PacketLoss(T0 + 20 + policy.loss_window_ms, 1))
+    assert spread.phase is Phase.ATTACHED
+    assert not effects
+    burst, effects = step(state, PacketLoss(T0 + 10, policy.loss_threshold))
+    assert burst.phase is Phase.RECOVERING
+    assert _reasons(effects) == [ReasonCode.LOSS_THRESHOLD_EXCEEDED]
+    assert any(isinstance(e, SendReattachRequest) and e.via == C1 for e in effects)
+    ended, _ = step(burst, Tick(T0 + 10 + policy.max_recovery_window_ms))
+    assert ended.phase is Phase.TERMINATED
+
+
+@pytest.mark.requirement("RM-2.2")
+def test_nat_churn_moves_to_recovering_and_keeps_the_session_id() -> None:
+    server, effects = step(_attached(Role.SERVER), InboundTraffic(T0 + 5, A2, 1200))
+    assert server.phase is Phase.RECOVERING
+    assert _reasons(effects) == [ReasonCode.UNEXPECTED_SOURCE_ADDRESS]
+    assert any(isinstance(e, SendPathChallenge) and e.to == A2 for e in effects)
+    client, effects = step(_attached(Role.CLIENT), DeliveryTimeout(T0 + 5))
+    assert client.phase is Phase.RECOVERING
+    assert any(isinstance(e, SendReattachRequest) for e in effects)
+    assert server.session_id == client.session_id == SESSION_ID
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_new_address_binds_only_after_a_proven_answer_from_that_address() -> None:
+    state = _attached(Role.SERVER)
+    _starved, effects = step(state, make_request(state, source=A2, now=T0 + 5))
+    assert _reasons(effects) == [ReasonCode.AMPLIFICATION_LIMITED]
+    opened, effects = step(state, make_request(state, source=A2, now=T0 + 5, size=1200))
+    assert opened.active == A1
+    assert [type(e) for e in effects] == [SendPathChallenge]
+    forged, effects = step(opened, make_answer(opened, T0 + 6, source=A1))
+    assert forged is opened
+    assert _reasons(effects) == [ReasonCode.AMBIGUOUS_PATH]
+    bound, effects = step(opened, make_answer(opened, T0 + 6))
+    assert bound.active == A2
+    assert _reasons(effects) == [ReasonCode.REATTACHED]
+
+
+@pytest.mark.requirement("RM-3.1")
+def test_cheap_checks_refuse_a_flood_before_any_proof_is_verified(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[object] = []
+
+    def counting(*args: Any, **kwargs: Any) -> bool:
+        calls.append(args)
+        return verify_proof(*args, **kwargs)
+
+    monkeypatch.setattr(machine, "verify_proof", counting)
+    state = _attached(Role.SERVER)
+    accepted, _ = step(state, make_request(state, source=A1, now=T0 + 1))
+    calls.clear()
+    hostile = [
+        make_request(accepted, source=A1, now=T0 + 2, nonce=1),  # replay
+        make_request(accepted, source=A1, now=T0 + 2, version=1),  # stale
+        make_request(accepted, source=A1, now=T0 + 2, session_id=bytes(16)),
+        make_request(accepted, source=A1, now=T0 + 2, ts=0),  # expired
+    ]
+    for event in hostile:
+        after, effects = step(accepted, event)
+        assert after is accepted
+        assert len(effects) == 1
+        assert isinstance(effects[0], Rejected)
+    assert calls == []
+
+
+@pytest.mark.requirement("RM-3.3")
+def test_stale_version_is_refused_and_versions_grow_by_one_per_transition() -> None:
+    state = _attached(Role.SERVER)
+    first, effects = step(state, make_request(state, source=A1, now=T0 + 1))
+    assert first.state_version == state.state_version + 1
+    assert [e.state_version for e in effects if isinstance(e, StateChanged)] == [2]
+    stale = make_request(first, source=A1, now=T0 + 2, version=state.state_version)
+    again, effects = step(first, stale)
+    assert again is first
+    assert _reasons(effects) == [ReasonCode.STALE_STATE_VERSION]
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_two_writers_with_the_same_version_never_both_commit() -> None:
+    store = MemoryStore()
+    assert store.create(SESSION_ID, 1, b"v1")
+    assert store.compare_and_set(SESSION_ID, 1, 2, b"node-a") is True
+    assert store.compare_and_set(SESSION_ID, 1, 2, b"node-b") is False
+    stored = store.get(SESSION_ID)
+    assert stored is not None
+    assert stored.data == b"node-a"
+    ended, effects = step(_attached(Role.SERVER), OwnershipAmbiguous(T0 + 1))
+    assert ended.phase is Phase.TERMINATED
+    assert _reasons(effects) == [ReasonCode.OWNERSHIP_AMBIGUOUS]
+
+
+@pytest.mark.requirement("RM-4.2")
+def test_an_unreadable_store_record_fails_closed() -> None:
+    for role in Role:
+        ended, effects = step(_attached(role), StoreRecordInvalid(T0 + 1))
+        assert ended.phase is Phase.TERMINATED
+        assert any(isinstance(e, SessionEnded) for e in effects)
+
+
+@pytest.mark.requirement("RM-5.2")
+def test_candidates_beyond_the_bound_are_refused_and_never_stored() -> None:
+    policy = Policy(max_candidates=2)
+    state = _attached(Role.CLIENT, policy)
+    for n in range(2, 4):
+        state, _ = step(state, CandidateDiscovered(T0 + n, TransportDescriptor.udp(
+            f"10.0.0.{n}", 4000)))
+    extra = CandidateDiscovered(T0 + 9, TransportDescriptor.udp("10.0.0.9", 4000))
+    after, effects = step(state, extra)
+    assert after is state
+    assert len(after.roaming.candidates) == 2
+    assert _reasons(effects) == [ReasonCode.CANDIDATE_LIMIT_REACHED]
+
+
+@pytest.mark.requirement("RM-5.3")
+def test_eviction_and_ttl_end_sessions_explicitly_with_a_record() -> None:
+    evicted, effects = step(_attached(Role.SERVER), Evict(T0 + 1))
+    assert evicted.end_reason is ReasonCode.SESSION_EVICTED
+    assert [type(e) for e in effects] == [StateChanged, SessionEnded]
+    idle = _attached(Role.CLIENT)
+    expired, effects = step(idle, Tick(T0 + idle.policy.transport_lost_ttl_ms))
+    assert expired.end_reason is ReasonCode.TRANSPORT_LOST_TTL_EXPIRED
+    assert _reasons(effects) == [ReasonCode.TRANSPORT_LOST_TTL_EXPIRED]
+
+
+@pytest.mark.requirement("RM-6.1")
+@pytest.mark.requirement("RM-6.2")
+def test_states_do_not_depend_on_what_happens_to_audit_records() -> None:
+    events = [Attach(T0, A1), InboundTraffic(T0 + 5, A2, 1200), Tick(T0 + 2_000),
+              InboundTraffic(T0 + 2_100, A1, 10), Evict(T0 + 3_000)]
+
+    def run(sink_fails: bool) -> list[SessionState]:
+        delivered: list[dict[str, Any]] = []
+        state = new_session(Role.SERVER, SESSION_ID, SECRET, T0)
+        states = []
+        for event in events:
+            state, effects = step(state, event)
+            for effect in effects:
+                if isinstance(effect, StateChanged | Rejected):
+                    try:
+                        if sink_fails:
+                            raise ConnectionError("audit sink down")
+                        delivered.append(effect.to_record())
+                    except ConnectionError:
+                        pass
+            states.append(state)
+        return states
+
+    assert run(sink_fails=False) == run(sink_fails=True)
+
+
+@pytest.mark.requirement("RM-8")
+def test_hostile_requests_never_attach_and_expiry_wins_over_a_valid_request() -> None:
+    state = _attached(Role.SERVER)
+    recovering, _ = step(state, InboundTraffic(T0 + 5, A2, 1200))
+    honest = make_request(recovering, source=A1, now=T0 + 6)
+    accepted, _ = step(recovering, honest)
+    assert accepted.phase is Phase.ATTACHED
+    replayed, _ = step(accepted, InboundTraffic(T0 + 7, A2, 1200))
+    assert replayed.phase is Phase.RECOVERING
+    hostile = [
+        make_request(recovering, source=A1, now=T0 + 7, good_proof=False),
+        make_request(recovering, source=A1, now=T0 + 7, version=9),
+        make_request(recovering, source=A1, now=T0 + 7, version=0),
+    ]
+    for event in hostile:
+        after, effects = step(recovering, event)
+        assert after is recovering
+        assert [e.reason_class for e in effects if isinstance(e, Rejected)] == [
+            ReasonClass.SECURITY_EVENT]
+        assert len(effects) == 1
+    # The captured request replayed later (same bytes, arriving at T0 + 8).
+    again, effects = step(replayed, attrs.evolve(honest, now_ms=T0 + 8))
+    assert again is replayed
+    assert _reasons(effects) == [ReasonCode.REPLAY_DETECTED]
+    late = recovering.ident.created_ms + recovering.policy.session_max_lifetime_ms
+    ended, effects = step(recovering, make_request(recovering, source=A1, now=late))
+    assert ended.phase is Phase.TERMINATED
+    assert ReasonCode.SESSION_LIFETIME_EXCEEDED in _reasons(effects)
