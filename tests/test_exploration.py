@@ -8,6 +8,7 @@ import pytest
 
 from jumpvpn_core.audit import explore as explore_module
 from jumpvpn_core.audit.explore import explore
+from jumpvpn_core.cli import main
 from jumpvpn_core.effects import Effect
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Role
@@ -43,3 +44,10 @@ def test_exploration_reports_a_broken_step(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(explore_module, "step", broken)
     result = explore(Role.SERVER, 4)
     assert any("version_monotonic" in v for v in result.violations)
+
+
+def test_cli_prints_the_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explore", "--depth", "3", "--role", "server"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("server: depth 3: ")
+    assert "0 violations" in out

@@ -16,6 +16,7 @@ from jumpvpn_core.audit.vectors import (
     replay_vector,
     write_vectors,
 )
+from jumpvpn_core.cli import main
 from jumpvpn_core.codec import state_from_data
 from jumpvpn_core.events import EVENT_TYPES
 from jumpvpn_core.invariants import check_step
@@ -97,3 +98,16 @@ def test_event_json_form_round_trips_for_every_variant() -> None:
         for state in base_states(role)[:6]:
             for _label, event in event_variants(state):
                 assert event_from_data(json.loads(json.dumps(event_to_data(event)))) == event
+
+
+def test_cli_generates_and_checks_vectors(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["vectors", "generate", "--out", str(tmp_path)]) == 0
+    assert main(["vectors", "check", str(tmp_path / "server.jsonl")]) == 0
+    assert "142/142 vectors match" in capsys.readouterr().out
+    lines = (tmp_path / "client.jsonl").read_text(encoding="utf-8").splitlines()
+    tampered = json.loads(lines[3])
+    tampered["expected"]["effects"] = []
+    (tmp_path / "bad.jsonl").write_text(json.dumps(tampered) + "\n", encoding="utf-8")
+    assert main(["vectors", "check", str(tmp_path / "bad.jsonl")]) == 1
+    assert main(["vectors", "check", str(tmp_path / "missing.jsonl")]) == 2

@@ -1,4 +1,6 @@
-"""One focused proof per risk-model clause, on the reference core (seed §1-§10)."""
+"""One focused proof per risk-model clause, on the reference core (seed §1-§10), then
+edge cases found by mutation testing (docs/mutation.md): boundaries and rarely taken
+branches that the golden vectors visit once or not at all."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from jumpvpn_core.events import (
     InboundTraffic,
     OwnershipAmbiguous,
     PacketLoss,
+    PathChallengeReceived,
     StoreRecordInvalid,
     Tick,
 )
@@ -39,7 +42,7 @@ from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import verify_proof
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
-from jumpvpn_core.state import SessionState, new_session
+from jumpvpn_core.state import ClientSide, SessionState, new_session
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -256,3 +259,76 @@ def test_hostile_requests_never_attach_and_expiry_wins_over_a_valid_request() ->
     ended, effects = step(recovering, make_request(recovering, source=A1, now=late))
     assert ended.phase is Phase.TERMINATED
     assert ReasonCode.SESSION_LIFETIME_EXCEEDED in _reasons(effects)
+
+
+# --- edges found by mutation testing ------------------------------------------------------
+
+OBSERVED = TransportDescriptor.udp("203.0.113.7", 41000)
+
+
+def _reason_names(effects: tuple[Any, ...]) -> list[str]:
+    return [r.value for r in _reasons(effects)]
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_single_losses_accumulate_within_the_window_up_to_the_threshold() -> None:
+    policy = Policy(loss_threshold=3, loss_window_ms=2_000)
+    state = _attached(Role.CLIENT, policy)
+    state, _ = step(state, PacketLoss(T0 + 100, 1))
+    state, _ = step(state, PacketLoss(T0 + 600, 1))
+    assert (state.phase, state.link.loss_streak, state.link.loss_start_ms) == (
+        Phase.ATTACHED, 2, T0 + 100)
+    assert state.link.clock_ms == T0 + 600
+    # Exactly loss_window_ms after the first loss still counts as the same streak.
+    state, effects = step(state, PacketLoss(T0 + 100 + 2_000, 1))
+    assert state.phase is Phase.RECOVERING
+    assert _reason_names(effects) == ["LOSS_THRESHOLD_EXCEEDED"]
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_a_loss_just_outside_the_window_starts_a_new_streak() -> None:
+    policy = Policy(loss_threshold=3, loss_window_ms=2_000)
+    state = _attached(Role.CLIENT, policy)
+    state, _ = step(state, PacketLoss(T0 + 100, 2))
+    state, effects = step(state, PacketLoss(T0 + 100 + 2_001, 1))
+    assert effects == ()
+    assert (state.phase, state.link.loss_streak, state.link.loss_start_ms) == (
+        Phase.ATTACHED, 1, T0 + 2_101)
+
+
+def test_a_reattach_answering_a_challenge_while_attached_just_expires() -> None:
+    policy = Policy()
+    state = _attached(Role.CLIENT, policy)
+    state, effects = step(state, PathChallengeReceived(T0 + 10, C1, b"\x07" * 16, OBSERVED))
+    assert [type(e) for e in effects] == [SendReattachRequest]
+    side = state.side
+    assert isinstance(side, ClientSide)
+    assert side.pending is not None
+    expired, effects = step(state, Tick(side.pending.deadline_ms))
+    assert effects == ()
+    assert expired.phase is Phase.ATTACHED
+    assert expired.state_version == state.state_version
+    assert isinstance(expired.side, ClientSide)
+    assert expired.side.pending is None
+    assert expired.side.next_nonce == side.next_nonce
+    assert expired.link == attrs.evolve(state.link, clock_ms=side.pending.deadline_ms)
+
+
+def _server_switch(state: SessionState, to: TransportDescriptor, now: int
+                   ) -> tuple[SessionState, tuple[Any, ...]]:
+    state, _ = step(state, InboundTraffic(now, to, 1_200))
+    return step(state, make_answer(state, now))
+
+
+def test_switch_rate_window_is_exactly_sixty_seconds() -> None:
+    policy = Policy(max_switches_per_minute=1, switch_cooldown_ms=0,
+                    transport_lost_ttl_ms=120_000)
+    state = _attached(Role.SERVER, policy)
+    state, effects = _server_switch(state, A2, T0 + 10)
+    assert state.active == A2
+    too_soon, effects = _server_switch(state, A1, T0 + 10 + 59_999)
+    assert _reason_names(effects) == ["SWITCH_RATE_EXCEEDED"]
+    assert too_soon.active == A2
+    later, effects = _server_switch(state, A1, T0 + 10 + 60_000)
+    assert later.active == A1
+    assert _reason_names(effects) == ["REATTACHED"]
