@@ -26,6 +26,7 @@ from jumpvpn_core.effects import (
     StateChanged,
 )
 from jumpvpn_core.events import (
+    AllTransportsFailed,
     Attach,
     CandidateDiscovered,
     DeliveryTimeout,
@@ -36,6 +37,7 @@ from jumpvpn_core.events import (
     PathChallengeReceived,
     StoreRecordInvalid,
     Tick,
+    TransportFailed,
 )
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
@@ -332,3 +334,66 @@ def test_switch_rate_window_is_exactly_sixty_seconds() -> None:
     later, effects = _server_switch(state, A1, T0 + 10 + 60_000)
     assert later.active == A1
     assert _reason_names(effects) == ["REATTACHED"]
+
+
+@pytest.mark.requirement("RM-7")
+def test_total_collapse_forgets_candidates_and_the_pending_reattach() -> None:
+    state = _attached(Role.CLIENT)
+    state, _ = step(state, CandidateDiscovered(T0 + 1, C2))
+    state, _ = step(state, PathChallengeReceived(T0 + 2, C1, b"\x07" * 16, OBSERVED))
+    collapsed, effects = step(state, AllTransportsFailed(T0 + 3))
+    assert _reason_names(effects) == ["TRANSPORT_COLLAPSE"]
+    assert collapsed.roaming.candidates == ()
+    assert isinstance(collapsed.side, ClientSide)
+    assert collapsed.side.pending is None
+    assert collapsed.link.active_failed is True
+
+
+def _degraded_client(candidate: TransportDescriptor | None = None) -> SessionState:
+    policy = Policy()
+    state = _attached(Role.CLIENT, policy)
+    if candidate is not None:
+        state, _ = step(state, CandidateDiscovered(T0 + 5, candidate))
+    state, _ = step(state, PacketLoss(T0 + 10, policy.loss_threshold))
+    state, _ = step(state, InboundTraffic(T0 + 20, C1, 100))
+    state, _ = step(state, Tick(state.phase_since_ms + policy.max_recovery_window_ms))
+    assert state.phase is Phase.DEGRADED
+    return state
+
+
+def test_collapse_while_degraded_terminates_without_candidates() -> None:
+    state = _degraded_client(C2)
+    assert state.roaming.candidates == (C2,)
+    ended, effects = step(state, AllTransportsFailed(state.link.clock_ms + 1))
+    assert _reason_names(effects) == ["TRANSPORT_COLLAPSE"]
+    assert ended.phase is Phase.TERMINATED
+    assert ended.roaming.candidates == ()
+
+
+def test_rediscovering_the_failed_active_transport_revives_it() -> None:
+    state = _attached(Role.CLIENT)
+    state, _ = step(state, PacketLoss(T0 + 5, 1))
+    state, _ = step(state, TransportFailed(T0 + 10, C1))
+    assert state.phase is Phase.RECOVERING
+    assert isinstance(state.side, ClientSide)
+    assert state.side.pending is None  # nothing viable to try
+    now = state.link.clock_ms + 7
+    revived, effects = step(state, CandidateDiscovered(now, C1))
+    assert revived.phase is Phase.RECOVERING
+    assert revived.link == attrs.evolve(state.link, active_failed=False, clock_ms=now)
+    assert [type(e) for e in effects] == [SendReattachRequest]
+    assert isinstance(effects[0], SendReattachRequest)
+    assert effects[0].via == C1
+
+
+def test_rediscovering_the_failed_active_with_a_reattach_in_flight_keeps_it() -> None:
+    state = _attached(Role.CLIENT)
+    state, _ = step(state, CandidateDiscovered(T0 + 1, C2))
+    state, _ = step(state, TransportFailed(T0 + 10, C1))
+    assert isinstance(state.side, ClientSide)
+    assert state.side.pending is not None
+    now = state.link.clock_ms + 7
+    revived, effects = step(state, CandidateDiscovered(now, C1))
+    assert effects == ()
+    assert revived.link == attrs.evolve(state.link, active_failed=False, clock_ms=now)
+    assert revived.side == state.side
