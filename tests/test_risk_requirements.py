@@ -15,6 +15,7 @@ from jumpvpn_core.audit.vectors import (
     SESSION_ID,
     T0,
     base_states,
+    make_accept,
     make_answer,
     make_request,
 )
@@ -397,3 +398,43 @@ def test_rediscovering_the_failed_active_with_a_reattach_in_flight_keeps_it() ->
     assert effects == ()
     assert revived.link == attrs.evolve(state.link, active_failed=False, clock_ms=now)
     assert revived.side == state.side
+
+
+def test_accept_for_the_pending_nonce_on_another_transport_is_refused() -> None:
+    state = _attached(Role.CLIENT)
+    state, _ = step(state, CandidateDiscovered(T0 + 1, C2))
+    state, _ = step(state, DeliveryTimeout(T0 + 2))
+    side = state.side
+    assert isinstance(side, ClientSide)
+    assert side.pending is not None
+    assert side.pending.via == C1
+    accept = make_accept(state, T0 + 3)
+    wrong_via = attrs.evolve(accept, via=C2)
+    after, effects = step(state, wrong_via)
+    assert after is state
+    assert _reason_names(effects) == ["ACCEPT_INVALID"]
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_challenge_is_sent_when_it_exactly_fills_the_amplification_budget() -> None:
+    policy = Policy(amplification_factor=2, path_challenge_size_bytes=64)
+    state = _attached(Role.SERVER, policy)
+    exact, effects = step(state, InboundTraffic(T0 + 1, A2, 32))
+    assert [type(e) for e in effects] == [StateChanged, SendPathChallenge]
+    short, effects = step(state, InboundTraffic(T0 + 1, A2, 31))
+    assert [type(e) for e in effects] == [StateChanged]
+    assert exact.side != short.side
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_reverting_after_an_unanswered_challenge_closes_the_validation() -> None:
+    policy = Policy()
+    state = _attached(Role.SERVER, policy)
+    state, _ = step(state, InboundTraffic(T0 + 1, A2, 1_200))
+    state, _ = step(state, InboundTraffic(T0 + 2, A1, 100))
+    assert state.phase is Phase.RECOVERING
+    reverted, effects = step(state, Tick(T0 + 1 + policy.path_validation_timeout_ms))
+    assert _reason_names(effects) == ["PATH_REVERTED"]
+    assert reverted.phase is Phase.ATTACHED
+    assert reverted.active == A1
+    assert reverted.side.pending is None
