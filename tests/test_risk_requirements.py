@@ -438,3 +438,39 @@ def test_reverting_after_an_unanswered_challenge_closes_the_validation() -> None
     assert reverted.phase is Phase.ATTACHED
     assert reverted.active == A1
     assert reverted.side.pending is None
+
+
+@pytest.mark.requirement("RM-3.1")
+def test_rate_limit_window_boundary_is_exclusive() -> None:
+    policy = Policy(reattach_rate_limit=2, reattach_rate_window_ms=1_000)
+    state = _attached(Role.SERVER, policy)
+    for now in (T0 + 10, T0 + 10):
+        state, _ = step(state, make_request(state, source=A1, now=now))
+    _limited, effects = step(state, make_request(state, source=A1, now=T0 + 1_009))
+    assert _reason_names(effects) == ["RATE_LIMITED"]
+    _allowed, effects = step(state, make_request(state, source=A1, now=T0 + 1_010))
+    assert _reason_names(effects) == ["REATTACHED"]
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_proof_freshness_bounds_are_inclusive() -> None:
+    policy = Policy()
+    state = _attached(Role.SERVER, policy)
+    now = T0 + 20_000
+    state, _ = step(state, InboundTraffic(now - 1, A1, 10))
+    oldest = now - policy.proof_max_age_ms
+    newest = now + policy.max_clock_skew_ms
+    for ts, expected in ((oldest, "REATTACHED"), (oldest - 1, "PROOF_EXPIRED"),
+                         (newest, "REATTACHED"), (newest + 1, "PROOF_FROM_FUTURE")):
+        _after, effects = step(state, make_request(state, source=A1, now=now, ts=ts))
+        assert _reason_names(effects) == [expected], ts
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_request_from_a_new_address_fits_the_amplification_budget_exactly() -> None:
+    policy = Policy(amplification_factor=2, path_challenge_size_bytes=64)
+    state = _attached(Role.SERVER, policy)
+    _opened, effects = step(state, make_request(state, source=A2, now=T0 + 1, size=32))
+    assert [type(e) for e in effects] == [SendPathChallenge]
+    _refused, effects = step(state, make_request(state, source=A2, now=T0 + 1, size=31))
+    assert _reason_names(effects) == ["AMPLIFICATION_LIMITED"]
