@@ -26,6 +26,7 @@ from jumpvpn_core.effects import (
     SessionEnded,
     StateChanged,
 )
+from jumpvpn_core.errors import InvalidEventError
 from jumpvpn_core.events import (
     AllTransportsFailed,
     Attach,
@@ -45,7 +46,7 @@ from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import verify_proof
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
-from jumpvpn_core.state import ClientSide, SessionState, new_session
+from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -474,3 +475,73 @@ def test_request_from_a_new_address_fits_the_amplification_budget_exactly() -> N
     assert [type(e) for e in effects] == [SendPathChallenge]
     _refused, effects = step(state, make_request(state, source=A2, now=T0 + 1, size=31))
     assert _reason_names(effects) == ["AMPLIFICATION_LIMITED"]
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_challenge_to_a_pending_address_waits_until_the_budget_allows_it() -> None:
+    policy = Policy(amplification_factor=2, path_challenge_size_bytes=64)
+    state = _attached(Role.SERVER, policy)
+    sizes_and_sends = [(0, False, 0), (31, False, 0), (1, True, 64), (500, False, 64)]
+    for offset, (size, sends, sent) in enumerate(sizes_and_sends, start=1):
+        state, effects = step(state, InboundTraffic(T0 + offset, A2, size))
+        assert any(isinstance(e, SendPathChallenge) for e in effects) is sends, size
+        side = state.side
+        assert isinstance(side, ServerSide)
+        assert side.pending is not None
+        assert side.pending.bytes_sent == sent
+        assert side.pending.challenge_sent is (sent > 0)
+
+
+def test_attach_on_a_known_candidate_removes_it_from_the_candidates() -> None:
+    state = new_session(Role.CLIENT, SESSION_ID, SECRET, T0)
+    for transport in (C1, C2):
+        state, _ = step(state, CandidateDiscovered(T0, transport))
+    assert state.roaming.candidates == (C1, C2)
+    attached, _ = step(state, Attach(T0 + 1, C1))
+    assert attached.roaming == attrs.evolve(state.roaming, candidates=(C2,))
+    assert attached.active == C1
+
+
+def test_traffic_on_the_active_path_resets_the_loss_streak_even_in_the_same_ms() -> None:
+    state = _attached(Role.CLIENT)
+    lossy, _ = step(state, PacketLoss(T0, 1))
+    assert lossy.link.loss_streak == 1
+    heard, _ = step(lossy, InboundTraffic(T0, C1, 100))
+    assert heard.link.loss_streak == 0
+    assert heard.link.heard_in_phase is True
+    again, effects = step(heard, InboundTraffic(T0, C1, 100))
+    assert again is heard
+    assert effects == ()
+
+
+def test_a_pending_deadline_long_after_the_phase_began_only_drops_the_pending() -> None:
+    policy = Policy()
+    state = _attached(Role.CLIENT, policy)
+    late = T0 + policy.max_degraded_ms + 5_000
+    state, _ = step(state, InboundTraffic(late - 10, C1, 100))
+    state, _ = step(state, PathChallengeReceived(late, C1, b"\x07" * 16, OBSERVED))
+    expired, effects = step(state, Tick(late + policy.reattach_timeout_ms))
+    assert effects == ()
+    assert expired.phase is Phase.ATTACHED
+    degraded = _degraded_client()
+    degraded, _ = step(degraded, PathChallengeReceived(degraded.link.clock_ms, C1,
+                                                       b"\x07" * 16, OBSERVED))
+    expired, effects = step(degraded, Tick(degraded.link.clock_ms + policy.reattach_timeout_ms))
+    assert effects == ()
+    assert expired.phase is Phase.DEGRADED
+
+
+def test_an_event_arriving_after_the_lifetime_ends_the_session_then_is_refused() -> None:
+    state = _attached(Role.CLIENT)
+    late = state.ident.created_ms + state.policy.session_max_lifetime_ms
+    ended, effects = step(state, InboundTraffic(late, C1, 100))
+    assert [type(e) for e in effects] == [StateChanged, SessionEnded, Rejected]
+    assert _reason_names(effects) == ["SESSION_LIFETIME_EXCEEDED", "SESSION_TERMINATED"]
+    assert ended.phase is Phase.TERMINATED
+
+
+def test_step_refuses_what_is_not_a_state_or_not_an_event() -> None:
+    with pytest.raises(InvalidEventError, match=r"step\(\) needs a SessionState, got object"):
+        step(object(), Tick(T0))  # type: ignore[arg-type]  # the wrong type is the point
+    with pytest.raises(InvalidEventError, match=r"step\(\) needs an event, got object"):
+        step(_attached(Role.SERVER), object())
