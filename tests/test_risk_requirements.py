@@ -42,7 +42,7 @@ from jumpvpn_core.events import (
     TransportFailed,
 )
 from jumpvpn_core.machine import next_deadline, step
-from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
+from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role, allowed_reasons, transition_target
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import verify_proof
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -545,3 +545,17 @@ def test_step_refuses_what_is_not_a_state_or_not_an_event() -> None:
         step(object(), Tick(T0))  # type: ignore[arg-type]  # the wrong type is the point
     with pytest.raises(InvalidEventError, match=r"step\(\) needs an event, got object"):
         step(_attached(Role.SERVER), object())
+
+
+@pytest.mark.requirement("RM-10")
+def test_allowed_reasons_are_exactly_the_table_rows_leaving_a_phase() -> None:
+    assert allowed_reasons(Phase.TERMINATED) == frozenset()
+    assert allowed_reasons(Phase.BIRTH) == {
+        ReasonCode.ATTACH_COMPLETED, ReasonCode.BIRTH_TIMEOUT,
+        ReasonCode.SESSION_LIFETIME_EXCEEDED, ReasonCode.OWNERSHIP_AMBIGUOUS,
+        ReasonCode.SESSION_EVICTED, ReasonCode.STORE_RECORD_INVALID, ReasonCode.CLOSED}
+    for phase in Phase:
+        for reason in allowed_reasons(phase):
+            assert transition_target(phase, reason) is TRANSITION_TABLE[(phase, reason)]
+    with pytest.raises(KeyError):
+        transition_target(Phase.TERMINATED, ReasonCode.REATTACHED)
