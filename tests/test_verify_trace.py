@@ -244,3 +244,12 @@ def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["verify-trace", "--policy", str(policy), str(good)]) == 2
     policy.write_text(json.dumps({"max_degraded_ms": 5000}), encoding="utf-8")
     assert main(["verify-trace", "--policy", str(policy), str(good)]) in (0, 1)
+
+
+def test_binary_garbage_is_a_malformed_line_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "garbage.jsonl"
+    good = "\n".join(_lines(_trace(3))[:2]) + "\n"
+    trace.write_bytes(good.encode() + b"\xff\xfe{\n")
+    assert main(["verify-trace", str(trace)]) == 1
+    assert "line 3: malformed line: not UTF-8" in capsys.readouterr().out

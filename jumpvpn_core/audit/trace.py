@@ -226,15 +226,23 @@ class _Checker:
         stream.phase_since = ts
 
 
-def verify_lines(lines: Iterable[str], policy: Policy | None = None, *,
+def verify_lines(lines: Iterable[str | bytes], policy: Policy | None = None, *,
                  allow_partial: bool = False) -> TraceReport:
-    """Check trace lines (blank lines are skipped). Stops at the first violation."""
+    """Check trace lines (text, or UTF-8 bytes; blank lines are skipped).
+
+    Stops at the first violation.
+    """
     checker = _Checker(Policy() if policy is None else policy, allow_partial)
     count = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
         count += 1
+        try:
+            line = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError:
+            return TraceReport(count, len(checker.streams),
+                               TraceViolation(number, "malformed line: not UTF-8"))
         try:
             record = json.loads(line)
         except ValueError as exc:
@@ -251,6 +259,9 @@ def verify_lines(lines: Iterable[str], policy: Policy | None = None, *,
 
 def verify_trace_file(path: Path, policy: Policy | None = None, *,
                       allow_partial: bool = False) -> TraceReport:
-    """Check the JSONL trace at `path` (raises `OSError` if it cannot be read)."""
-    with path.open(encoding="utf-8") as handle:
+    """Check the JSONL trace at `path` (raises `OSError` if it cannot be read).
+
+    A line that is not UTF-8 is reported as malformed, like a line that is not JSON.
+    """
+    with path.open("rb") as handle:
         return verify_lines(handle, policy, allow_partial=allow_partial)
