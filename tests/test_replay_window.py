@@ -47,6 +47,7 @@ def test_window_memory_is_bounded_and_matches_a_set_model(nonces: list[int]) -> 
             top, bits = mark_nonce(top, bits, size, nonce)
             accepted.add(nonce)
         assert bits.bit_length() <= size
+        assert bits.bit_length() <= size
         assert top == max(accepted, default=0)
 
 
@@ -78,3 +79,13 @@ def test_window_matches_a_set_model_with_dense_repeats(nonces: list[int]) -> Non
             assert verdict is ReplayVerdict.FRESH
             top, bits = mark_nonce(top, bits, size, nonce)
             accepted.add(nonce)
+        assert bits.bit_length() <= size
+
+
+@pytest.mark.requirement("RM-5.1")
+def test_sliding_one_nonce_at_a_time_keeps_exactly_the_window() -> None:
+    size = 64
+    top, bits = 0, 0
+    for nonce in range(1, 3 * size):
+        top, bits = mark_nonce(top, bits, size, nonce)
+        assert bits == (1 << min(nonce, size)) - 1
