@@ -18,6 +18,10 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "scenarios",
     "demo",
     "conformance",
+    "vectors",
+    "verify_trace",
+    "explore",
+    "traceability",
 )
 
 

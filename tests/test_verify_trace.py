@@ -1,0 +1,255 @@
+"""`jumpvpn verify-trace`: reference traces pass, every kind of tampering is caught."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jumpvpn_core.audit.runs import random_trace
+from jumpvpn_core.audit.trace import verify_lines
+from jumpvpn_core.cli import main
+from jumpvpn_core.phases import Role
+from jumpvpn_core.policy import Policy
+
+Records = list[dict[str, Any]]
+
+
+def _lines(records: Records) -> list[str]:
+    return [json.dumps(r) for r in records]
+
+
+def _trace(seed: int, role: Role = Role.SERVER, steps: int = 150) -> Records:
+    return random_trace(random.Random(seed), role, steps)
+
+
+def _first_violation(records: Records | list[str]) -> tuple[int, str]:
+    lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+    report = verify_lines(lines)
+    assert report.violation is not None, "tampering went unnoticed"
+    return report.violation.line, report.violation.message
+
+
+def _transition_index(records: Records, minimum: int = 2) -> int:
+    for index, record in enumerate(records):
+        if record["type"] == "state_change" and record["state_version"] >= minimum:
+            return index
+    raise AssertionError("trace has no transition")
+
+
+@pytest.mark.requirement("RM-10")
+@pytest.mark.parametrize("seed", range(12))
+def test_reference_traces_of_random_runs_pass(seed: int) -> None:
+    role = Role.CLIENT if seed % 2 else Role.SERVER
+    records = _trace(seed, role)
+    assert records
+    report = verify_lines(_lines(records))
+    assert report.ok, report.violation
+    assert report.records == len(records)
+
+
+def test_interleaved_sessions_with_extra_keys_pass() -> None:
+    a = [{**r, "script": "a"} for r in _trace(100, Role.CLIENT)]
+    b = [{**r, "script": "b"} for r in _trace(101, Role.SERVER)]
+    merged = [r for pair in zip(a, b, strict=False) for r in pair]
+    report = verify_lines(_lines(merged))
+    assert report.ok, report.violation
+    assert report.streams == 2
+
+
+def _seeded_with_transitions(minimum: int = 4) -> Records:
+    for seed in range(200):
+        records = _trace(seed)
+        if sum(r["type"] == "state_change" for r in records) >= minimum:
+            return records
+    raise AssertionError("no run with enough transitions")
+
+
+@pytest.mark.requirement("RM-6.2")
+def test_dropped_record_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    line, message = _first_violation(records[:index] + records[index + 1:])
+    assert line >= index + 1
+    assert "version" in message or "dropped" in message
+
+
+def test_reordered_records_are_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    later = next(i for i in range(index + 1, len(records))
+                 if records[i]["type"] == "state_change")
+    swapped = list(records)
+    swapped[index], swapped[later] = swapped[later], swapped[index]
+    line, message = _first_violation(swapped)
+    assert line == index + 1
+    assert "version" in message or "starts at" in message or "backwards" in message
+
+
+def test_changed_version_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    records[index] = {**records[index], "state_version": records[index]["state_version"] + 1}
+    line, message = _first_violation(records)
+    assert line == index + 1
+    assert "expected" in message
+    assert "+1 per transition" in message
+
+
+def test_reject_changing_the_version_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = next(i for i, r in enumerate(records) if r["type"] == "reject" and i > 0)
+    records[index] = {**records[index], "state_version": records[index]["state_version"] + 1}
+    line, message = _first_violation(records)
+    assert (line, "never changes the version" in message) == (index + 1, True)
+
+
+def test_reason_the_table_forbids_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records, minimum=1)
+    records[index] = {**records[index], "reason": "DEGRADED_TIMEOUT"}
+    line, message = _first_violation(records)
+    assert line == index + 1
+    assert "not in the transition table" in message
+
+
+def test_transition_after_terminated_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records, minimum=1)
+    ending = {**records[index], "from": records[index]["from"], "to": "TERMINATED",
+              "reason": "CLOSED"}
+    extra = {**records[index], "from": "TERMINATED", "to": "ATTACHED", "reason": "REATTACHED",
+             "state_version": ending["state_version"] + 1}
+    line, message = _first_violation([*records[:index], ending, extra])
+    assert line == index + 2
+    assert "after TERMINATED" in message
+    # A legitimate-looking transition replayed after the end is caught as well.
+    copied = {**records[index], "state_version": ending["state_version"] + 1}
+    line, message = _first_violation([*records[:index], ending, copied])
+    assert (line, message.endswith("transition after TERMINATED")) == (index + 2, True)
+
+
+def test_reject_other_than_session_terminated_after_terminated_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records, minimum=1)
+    ending = {**records[index], "to": "TERMINATED", "reason": "CLOSED"}
+    reject = {"v": 1, "type": "reject", "class": "SECURITY_EVENT",
+              "session_id": ending["session_id"], "role": ending["role"],
+              "reason": "REPLAY_DETECTED", "phase": "TERMINATED",
+              "state_version": ending["state_version"], "event": "ReattachRequest",
+              "ts_ms": ending["ts_ms"]}
+    line, message = _first_violation([*records[:index], ending, reject])
+    assert line == index + 2
+    assert "after TERMINATED" in message
+
+
+def test_changed_session_id_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    records[index] = {**records[index], "session_id": "ab" * 16}
+    line, message = _first_violation(records)
+    assert line == index + 1
+    assert "does not start at BIRTH" in message
+    assert "session id changed" in message
+
+
+def test_unknown_reason_is_caught() -> None:
+    records = _seeded_with_transitions()
+    records[1] = {**records[1], "reason": "BECAUSE_I_SAID_SO"}
+    assert _first_violation(records) == (2, "unknown reason code 'BECAUSE_I_SAID_SO'")
+
+
+def test_malformed_json_line_is_caught() -> None:
+    lines = _lines(_seeded_with_transitions())
+    lines[2] = lines[2][:-5]
+    line, message = _first_violation(lines)
+    assert line == 3
+    assert message.startswith("malformed JSON")
+
+
+def test_bad_record_shape_is_caught() -> None:
+    records = _seeded_with_transitions()
+    del records[1]["ts_ms"]
+    assert _first_violation(records) == (2, "record has no 'ts_ms'")
+    assert _first_violation(['["not", "an", "object"]'])[1] == "record is not a JSON object"
+
+
+def test_timestamp_going_backwards_is_caught() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    records[index] = {**records[index], "ts_ms": 0}
+    line, message = _first_violation(records)
+    assert line == index + 1
+    assert "backwards" in message
+
+
+def _session_records(*steps: tuple[str, str, str, int]) -> Records:
+    out = []
+    for version, (src, reason, dst, ts) in enumerate(steps, start=1):
+        out.append({"v": 1, "type": "state_change", "session_id": "00" * 16, "role": "client",
+                    "from": src, "to": dst, "reason": reason, "state_version": version,
+                    "ts_ms": ts})
+    return out
+
+
+@pytest.mark.requirement("RM-7")
+def test_exceeding_the_recovery_window_is_caught() -> None:
+    window = Policy().max_recovery_window_ms
+    good = _session_records(("BIRTH", "ATTACH_COMPLETED", "ATTACHED", 0),
+                            ("ATTACHED", "DELIVERY_TIMEOUT", "RECOVERING", 100),
+                            ("RECOVERING", "RECOVERY_WINDOW_EXCEEDED", "TERMINATED",
+                             100 + window))
+    assert verify_lines(_lines(good)).ok
+    late = [*good[:2], {**good[2], "ts_ms": 101 + window}]
+    line, message = _first_violation(late)
+    assert line == 3
+    assert f"max_recovery_window_ms={window}" in message
+    # A tighter policy given on the command line turns the good trace into a bad one.
+    report = verify_lines(_lines(good), Policy(max_recovery_window_ms=window // 2,
+                                               reattach_timeout_ms=1000))
+    assert report.violation is not None
+    assert report.violation.line == 3
+
+
+@pytest.mark.requirement("RM-9")
+def test_exceeding_recovery_rounds_is_caught() -> None:
+    rounds = Policy().max_recovery_rounds
+    steps = [("BIRTH", "ATTACH_COMPLETED", "ATTACHED", 0),
+             ("ATTACHED", "DELIVERY_TIMEOUT", "RECOVERING", 10),
+             ("RECOVERING", "RECOVERY_PARTIAL", "DEGRADED", 20)]
+    for n in range(rounds):
+        steps += [("DEGRADED", "CANDIDATE_AVAILABLE", "RECOVERING", 30 + 20 * n),
+                  ("RECOVERING", "RECOVERY_PARTIAL", "DEGRADED", 40 + 20 * n)]
+    line, message = _first_violation(_session_records(*steps))
+    assert line == 4 + 2 * (rounds - 1)
+    assert "max_recovery_rounds" in message
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(_lines(_trace(7))) + "\n", encoding="utf-8")
+    assert main(["verify-trace", str(good)]) == 0
+    bad_records = _seeded_with_transitions()
+    bad_records[1] = {**bad_records[1], "reason": "NOPE"}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(_lines(bad_records)) + "\n", encoding="utf-8")
+    assert main(["verify-trace", str(bad)]) == 1
+    assert "line 2: unknown reason code 'NOPE'" in capsys.readouterr().out
+    assert main(["verify-trace", str(tmp_path / "missing.jsonl")]) == 2
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps({"max_recovery_window_ms": 0}), encoding="utf-8")
+    assert main(["verify-trace", "--policy", str(policy), str(good)]) == 2
+    policy.write_text(json.dumps({"max_degraded_ms": 5000}), encoding="utf-8")
+    assert main(["verify-trace", "--policy", str(policy), str(good)]) in (0, 1)
+
+
+def test_binary_garbage_is_a_malformed_line_not_a_crash(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = tmp_path / "garbage.jsonl"
+    good = "\n".join(_lines(_trace(3))[:2]) + "\n"
+    trace.write_bytes(good.encode() + b"\xff\xfe{\n")
+    assert main(["verify-trace", str(trace)]) == 1
+    assert "line 3: malformed line: not UTF-8" in capsys.readouterr().out
