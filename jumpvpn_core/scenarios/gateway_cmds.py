@@ -12,7 +12,7 @@ commits, a race), `step gateway:<gw> ...`, `flood ... gateway=<gw>`, `evict-expi
 `show gateway|store`, `compare`.
 
 A node's outcome prints as `<gw>: accepted|rejected <REASON> store_version=<v|none>
-phase=<PHASE|none>`, then `nothing committed, no effects` or each effect (executed only
+phase=<PHASE|none>`, then `no commit confirmed, no effects executed` or each effect (executed only
 after its commit), then each telemetry record the node emitted that is not one of those
 effects (`<gw> telemetry <type> key=value ...`). Every telemetry record also goes to the
 script's audit trace, whatever the scenario sink does with it.
@@ -99,7 +99,9 @@ _PROBE_TYPE = "scenario_probe"
 
 
 class _ScenarioStore:
-    """A `MemoryStore` that can be taken down or lose its replies, and counts its calls."""
+    """A `MemoryStore` that counts its calls and can be taken `down` (every call raises
+    `StoreUnavailableError`) or `lose-replies` (every write is carried out, then its reply
+    is lost: the caller sees `StoreUnavailableError` and cannot know the write landed)."""
 
     def __init__(self) -> None:
         self.inner = MemoryStore()
@@ -122,9 +124,7 @@ class _ScenarioStore:
     def get(self, session_id: bytes) -> StoredSession | None:
         self._reach()
         self.reads += 1
-        record = self.inner.get(session_id)
-        self._reply()
-        return record
+        return self.inner.get(session_id)
 
     def create(self, session_id: bytes, version: int, data: bytes) -> bool:
         self._reach()
@@ -385,7 +385,7 @@ def _outcome(world: _World, name: str, result: GatewayResult) -> list[str]:
         head += f" session={_sid_text(result.session_id)}"
     lines = [head]
     if result.store_version is None and not result.effects:
-        lines.append("nothing committed, no effects")
+        lines.append("no commit confirmed, no effects executed")
     shown: list[dict[str, Any]] = []
     for effect in result.effects:
         lines.append(format_effect(effect, session_id=SCENARIO_SESSION_ID))
@@ -585,7 +585,8 @@ def _race(world: _World, names: list[str], sid: bytes) -> list[str]:
     for name in names:
         node = _node(world, name)
         node.view.stale[sid] = _ext(world).stores[node.store_name].peek(sid)
-    return [f"race: {', '.join(names)} each read the store before any of them commits"]
+    return [f"race: {', '.join(names)} handle it concurrently; every store read comes "
+            "before any commit"]
 
 
 def _end_race(world: _World, names: list[str]) -> None:
@@ -779,7 +780,8 @@ def _cmd_show(world: _World, args: list[str]) -> list[str]:
     for sid in sorted(gateway.session_ids()):
         local = gateway.local_state(sid)
         if local is not None:
-            lines.append(f"session {_sid_text(sid)}: {_state_line(local)}")
+            label = "session" if gateway.policy.ownership is OwnershipMode.STICKY else "cached"
+            lines.append(f"{label} {_sid_text(sid)}: {_state_line(local)}")
     return lines
 
 
