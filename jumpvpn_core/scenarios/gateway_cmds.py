@@ -579,9 +579,11 @@ def _claims_deliver(args: list[str]) -> bool:
 
 
 def _race(world: _World, names: list[str], sid: bytes) -> list[str]:
-    """Let every node in `names` read `sid` as it is now on its first read."""
-    if len(names) < 2:
-        return []
+    """Where nodes in `names` share a store, let each node's first read of `sid` see the
+    record as it is now: every node reads before any of them commits."""
+    stores = [_node(world, name).store_name for name in names]
+    if len(set(stores)) == len(stores):
+        return []  # no two of them share a store: nothing to race on
     for name in names:
         node = _node(world, name)
         node.view.stale[sid] = _ext(world).stores[node.store_name].peek(sid)
