@@ -34,7 +34,8 @@ from jumpvpn_core.transport import TransportDescriptor, TransportKind
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT_DIR = ROOT / "specs" / "scenarios"
 SCRIPTS = sorted(SCRIPT_DIR.glob("*.txt"))
-REQUIRED_SECTIONS = {"2.1", "2.2", "2.3", "3.1", "3.2", "3.3", "5.1", "5.2", "7", "8", "9"}
+REQUIRED_SECTIONS = {"2.1", "2.2", "2.3", "3.1", "3.2", "3.3", "4.1", "4.2", "5.1", "5.2", "5.3",
+                     "6.1", "6.2", "7", "8", "9"}
 
 
 def _section(path: Path) -> str:
@@ -299,3 +300,36 @@ def test_embedding_example_runs_to_an_explicit_end() -> None:
     assert completed.returncode == 0, completed.stderr
     assert "send reattach request via udp:192.168.1.20:51820" in completed.stdout
     assert completed.stdout.rstrip().endswith("session ended: RECOVERY_WINDOW_EXCEEDED")
+
+
+# --- gateway commands -------------------------------------------------------------------------
+
+
+def test_gateway_command_naming_an_unknown_node_fails_at_its_line() -> None:
+    failure = _run_text(HEADER + "store s0\n----\n\nopen g9 t=0 via=udp:10.0.0.1:4000\n----\n")
+    assert failure is not None
+    assert failure.startswith("case.txt:8: no gateway 'g9'")
+
+
+def test_gateway_overloads_leave_the_base_commands_alone() -> None:
+    # `deliver server->client` and `show client` still reach the runner's own commands.
+    failure = _run_text(HEADER + "init t=0\n----\n\ndeliver server->client\n----\n")
+    assert failure is not None
+    assert "the server has no undelivered message" in failure
+    failure = _run_text(HEADER + "show gateway g0\n----\n")
+    assert failure is not None
+    assert "no gateway 'g0'" in failure
+
+
+@pytest.mark.requirement("RM-6.1")
+def test_a_hung_audit_backend_drops_and_counts_instead_of_blocking() -> None:
+    text = (HEADER + "sink hung blocking capacity=1\n----\n\nstore s0\n----\n\n"
+            "gateway g0 store=s0 sink=hung\n----\n\nopen g0 t=0 via=udp:10.0.0.1:4000\n----\n\n"
+            "open g0 t=1 via=udp:10.0.0.2:4000 sid=hex:" + "aa" * 16 + "\n----\n\n"
+            "sink hung close\n----\n")
+    script = parse_script(text, "case.txt")
+    result = run_script(script)
+    closing = result.outputs[script.cases[-1].line]
+    # One audit record fits the queue, the next is dropped; both are in the trace.
+    assert closing == ("sink hung closed: offered=2 delivered=1 dropped=1 reported_dropped=1",)
+    assert len(result.records) >= 2

@@ -140,8 +140,10 @@ class GatewayResult:
 
     `accepted` is True when the session accepted the input and the resulting state was
     committed (`store_version` is then the version committed). Otherwise `reason` says
-    why not. `effects` have all been committed and must be executed in order; they are
-    empty whenever nothing was committed.
+    why not. `effects` must be executed in order; each belongs to a committed state: the
+    one just committed, or, for a refusal that commits nothing (`store_version` None), an
+    action the committed state already held (the stored accept re-sent for an exact
+    retransmission). A failed commit has no effects.
     """
 
     session_id: bytes
@@ -483,7 +485,11 @@ class Gateway:
             assert reason is not None  # the core answers a refusal with one Rejected
             if old.phase is Phase.TERMINATED and self._table.get(sid) is entry:
                 self._table.pop(sid, None)
-            return self._reject(sid, reason, now_ms, phase=old.phase)
+            # Nothing changed, so nothing to commit; an action that comes with the refusal
+            # re-sends what a committed state holds (the stored accept of an exact
+            # retransmission) and is passed on.
+            resent = tuple(e for e in effects if not isinstance(e, Rejected))
+            return self._reject(sid, reason, now_ms, resent, phase=old.phase)
         new_version = entry.version + 1
         data = encode_state(new)
         try:

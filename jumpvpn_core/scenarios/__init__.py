@@ -2,7 +2,8 @@
 
 A tool built on the core, never imported by it (an import-linter contract enforces this).
 See `jumpvpn_core.scenarios.script` for the file format, `jumpvpn_core.scenarios.runner`
-for the commands, and `specs/scenarios/` for the scripts themselves.
+for the commands (`jumpvpn_core.scenarios.gateway_cmds` for the gateway's), and
+`specs/scenarios/` for the scripts themselves.
 """
 
 from jumpvpn_core.scenarios.eventtext import (
@@ -20,6 +21,12 @@ from jumpvpn_core.scenarios.runner import (
     run_script_file,
 )
 from jumpvpn_core.scenarios.script import Script, ScriptError, parse_script
+
+# Gateway commands (`gateway`, `store`, `open`, `deliver client->gateway:...`, ...) live in
+# their own module; importing the package registers them with the runner.
+from jumpvpn_core.scenarios import gateway_cmds as _gateway_cmds  # isort: skip
+
+_gateway_cmds.register()
 
 __all__ = [
     "COMMANDS",

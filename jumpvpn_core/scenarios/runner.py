@@ -62,6 +62,8 @@ __all__ = [
     "SCENARIO_SECRET",
     "SCENARIO_SESSION_ID",
     "ScriptResult",
+    "register_command",
+    "register_observer",
     "run_script",
     "run_script_file",
 ]
@@ -123,6 +125,8 @@ class _World:
     )
     rejections: Counter[str] = attrs.Factory(Counter)
     script_name: str = ""
+    # State of command extensions (see `register_command`), by extension name.
+    extensions: dict[str, Any] = attrs.Factory(dict)
 
 
 # --- argument helpers ---------------------------------------------------------------------------
@@ -654,6 +658,35 @@ COMMANDS: dict[str, _Command] = {
 }
 """Every script command, by name."""
 
+_Observer = Callable[[_World], list[str]]
+_OBSERVERS: list[_Observer] = []
+
+
+def register_command(name: str, command: _Command,
+                     claims: Callable[[list[str]], bool] | None = None) -> None:
+    """Add a command from an extension module (e.g. `gateway_cmds`).
+
+    Without `claims`, `name` must be new. With `claims`, `name` must exist and becomes an
+    overload: `command` runs when `claims(args)` is true, the existing command otherwise,
+    so every script written for the existing command reads exactly as before.
+    """
+    if claims is None:
+        if name in COMMANDS:
+            raise ValueError(f"command {name!r} already exists")
+        COMMANDS[name] = command
+        return
+    base = COMMANDS[name]
+
+    def overloaded(world: _World, args: list[str]) -> list[str]:
+        return command(world, args) if claims(args) else base(world, args)
+
+    COMMANDS[name] = overloaded
+
+
+def register_observer(observer: _Observer) -> None:
+    """Add parts to a script's observed reaction (the `observed` column)."""
+    _OBSERVERS.append(observer)
+
 
 # --- running ------------------------------------------------------------------------------------
 
@@ -661,11 +694,15 @@ COMMANDS: dict[str, _Command] = {
 def _observed(world: _World) -> str:
     parts = []
     for role in (Role.CLIENT, Role.SERVER):
+        if not world.phases[role] and world.extensions:
+            continue  # a role an extension's script never created
         path: list[str] = []
         for phase in world.phases[role]:
             if not path or path[-1] != phase:
                 path.append(phase)
         parts.append(f"{role.value} {'>'.join(path) or '-'}")
+    for observer in _OBSERVERS:
+        parts.extend(observer(world))
     if world.rejections:
         shown = ",".join(f"{r}x{n}" for r, n in sorted(world.rejections.items()))
         parts.append(f"rejected {shown}")

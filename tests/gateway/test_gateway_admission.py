@@ -241,3 +241,28 @@ def test_sticky_non_owner_refuses_with_not_owner() -> None:
     assert n0.handle_reattach(reattach(session, nonce=1, version=1, now=T0)).reason is \
         ReasonCode.NOT_OWNER
     assert n1.handle_reattach(reattach(session, nonce=1, version=1, now=T0)).accepted
+
+
+@pytest.mark.parametrize("mode", [OwnershipMode.SHARED, OwnershipMode.STICKY])
+def test_exact_retransmission_gets_the_stored_accept_without_a_commit(
+    mode: OwnershipMode,
+) -> None:
+    # The accept of a committed reattach was lost; the client re-sends its request
+    # unchanged. The core answers REPLAY_DETECTED plus the stored accept (specs/events.md);
+    # the gateway must pass that accept on (nothing new to commit), not swallow it.
+    store = MemoryStore()
+    gw = make_gateway(store, mode=mode)
+    gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    request = reattach(sid(1), nonce=1, version=1, now=T0 + 10)
+    first = gw.handle_reattach(request)
+    assert first.accepted
+    again = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1_010,
+                                        timestamp=T0 + 10))
+    assert not again.accepted
+    assert again.reason is ReasonCode.REPLAY_DETECTED
+    assert again.store_version is None
+    resent = [e for e in again.effects if isinstance(e, SendReattachAccept)]
+    assert resent == [e for e in first.effects if isinstance(e, SendReattachAccept)]
+    record = store.get(sid(1))
+    assert record is not None
+    assert record.version == 2
