@@ -253,3 +253,29 @@ def test_binary_garbage_is_a_malformed_line_not_a_crash(
     trace.write_bytes(good.encode() + b"\xff\xfe{\n")
     assert main(["verify-trace", str(trace)]) == 1
     assert "line 3: malformed line: not UTF-8" in capsys.readouterr().out
+
+
+def test_scripts_reusing_one_session_id_are_separate_streams() -> None:
+    # The scenario runner tags records with `script`, and every script uses one test id.
+    run = _trace(7, Role.CLIENT)
+    tagged = [{**r, "script": "first"} for r in run] + [{**r, "script": "second"} for r in run]
+    report = verify_lines(_lines(tagged))
+    assert report.ok, report.violation
+    assert report.streams == 2
+    untagged = run + run
+    assert not verify_lines(_lines(untagged)).ok, "one stream restarting at BIRTH is caught"
+
+
+def test_gateway_and_telemetry_records_stay_out_of_session_streams() -> None:
+    run = _trace(8, Role.SERVER)
+    extra: Records = [
+        {"v": 1, "type": "reject_summary", "window_start_ms": 0, "window_end_ms": 1000,
+         "total": 3, "security_events": 1, "counts": {"REPLAY_DETECTED": 1}},
+        {"v": 1, "type": "telemetry_dropped", "dropped": 2, "dropped_total": 2},
+    ]
+    report = verify_lines(_lines(run[:1] + extra + run[1:]))
+    assert report.ok, report.violation
+    assert report.streams == 1
+    wrong_version = [{**extra[0], "v": 9}]
+    line, message = _first_violation(run[:1] + wrong_version)
+    assert (line, "unsupported record version" in message) == (2, True)

@@ -2,8 +2,10 @@
 
 A trace is a file of JSON lines, each an audit record as `StateChanged.to_record()` or
 `Rejected.to_record()` produce it (`jumpvpn_core/effects.py`); records may carry extra keys
-(a `script` name, a node id) which are ignored. Records are grouped into *streams* by
-`(session_id, role)`; within a stream the verifier checks:
+(a node id, ...) which are ignored. Records are grouped into *streams* by
+`(script, session_id, role)`, where `script` is the record's `script` key if it has one (the
+scenario runner tags records that way, and its scripts reuse one test session id);
+within a stream the verifier checks:
 
 * shape: `v`, `type`, field types, known phases, roles and reason codes, `class` matching
   the reason;
@@ -106,6 +108,13 @@ def _enum(record: dict[str, Any], key: str, kind: type[Any], what: str) -> Any:
         raise _RecordError(f"unknown {what} {value!r}") from None
 
 
+#: Record types that gateways and telemetry sinks write beside the core's two
+#: (specs/effects.md, "Other record types").
+OPERATIONAL_RECORD_TYPES = frozenset(
+    {"reject_summary", "session_resumed", "store_record_invalid", "telemetry_dropped"}
+)
+
+
 def _parse(record: dict[str, Any]) -> tuple[str, Any]:
     """Validate the record's shape; return (type, parsed fields)."""
     if record.get("v") != AUDIT_RECORD_VERSION:
@@ -147,13 +156,22 @@ class _Checker:
     def __init__(self, policy: Policy, allow_partial: bool) -> None:
         self.policy = policy
         self.allow_partial = allow_partial
-        self.streams: dict[tuple[str, Role], _Stream] = {}
+        self.streams: dict[tuple[str | None, str, Role], _Stream] = {}
 
     def check(self, record: dict[str, Any]) -> None:
+        if record.get("type") in OPERATIONAL_RECORD_TYPES:
+            # Gateway and telemetry records (specs/effects.md): not part of any session's
+            # stream; only their version is checked here.
+            if record.get("v") != AUDIT_RECORD_VERSION:
+                raise _RecordError(f"unsupported record version {record.get('v')!r}")
+            return
         kind, (session, role, reason, version, ts, src, dst) = _parse(record)
-        key = (session, role)
+        script = record.get("script")
+        key = (script if isinstance(script, str) else None, session, role)
         stream = self.streams.get(key)
         where = f"session {session} ({role.value})"
+        if key[0] is not None:
+            where = f"{key[0]}: {where}"
         if stream is None:
             stream = self._open(kind, where, version, ts, src)
             self.streams[key] = stream
