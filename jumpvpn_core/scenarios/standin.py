@@ -69,3 +69,7 @@ class RoleStandIn(Protocol):
     def step(self, event: Any) -> RoleOutcome:
         """Apply one event; raise `StandInError` when the session cannot be stepped."""
         ...
+
+    def close(self) -> None:
+        """Release whatever the stand-in holds (processes, sockets)."""
+        ...
