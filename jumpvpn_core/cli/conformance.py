@@ -96,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
               f"--replay FILE:")
         print(failure.counterexample)
         replay = f"jumpvpn scenarios --cmd {shlex.quote(args.cmd)} FILE"
-        script = counterexample_script(failure, implementation=argv[0], reproduce=[replay])
+        script = counterexample_script(failure, implementation=args.cmd, reproduce=[replay])
         print()
         if args.counterexample_out is not None:
             try:

@@ -242,6 +242,7 @@ def _stand_in_lines(world: _World, role: Role, outcome: RoleOutcome) -> list[str
     for effect in outcome.effects:
         _record(world, role, effect)
         lines.append(format_effect(effect, session_id=world.session_id))
+    lines.extend(f"invariant violated: {v}" for v in outcome.violations)
     return lines
 
 

@@ -40,6 +40,9 @@ class RoleOutcome:
     unchanged: bool | None = None
     """True when the step returned the very same state object, False when it returned
     another, None when the stand-in cannot tell (identity is not observable)."""
+    violations: tuple[str, ...] = ()
+    """Invariants the stand-in's own states broke in this step (when it exposes them);
+    the runner prints each as `invariant violated: ...`, so the step's output differs."""
 
 
 class RoleStandIn(Protocol):

@@ -13,13 +13,9 @@ from jumpvpn_core.testing import (
     FailureKind,
     ReferenceImplementation,
     replay_counterexample,
-    run_conformance,
 )
 from jumpvpn_core.testing.broken import BROKEN
-
-# Fixed settings on purpose (no Hypothesis profile): each broken implementation is found
-# within these budgets for seed 0; the shrink budget keeps the suite fast.
-_EXAMPLES, _STEPS, _SHRINK = 1_000, 20, 60  # search stops at the first failure
+from tests.conformance.conftest import BrokenRuns
 
 _REQUIREMENT = {
     "accepts_replayed_nonce": "RM-3.2",
@@ -33,12 +29,10 @@ _REQUIREMENT = {
 
 @pytest.mark.parametrize("name", sorted(BROKEN))
 def test_broken_implementation_is_caught_in_process_with_replayable_counterexample(
-    name: str, request: pytest.FixtureRequest
+    name: str, request: pytest.FixtureRequest, broken_runs: BrokenRuns
 ) -> None:
     request.applymarker(pytest.mark.requirement(_REQUIREMENT[name]))
-    result = run_conformance(BROKEN[name](), examples=_EXAMPLES, steps=_STEPS,
-                             shrink_budget=_SHRINK)
-    failure = result.failure
+    failure = broken_runs.failure(name)
     assert failure is not None, f"{name} was not caught"
     assert failure.kind in (FailureKind.MISMATCH, FailureKind.INVARIANT)
     lines = failure.counterexample.splitlines()
