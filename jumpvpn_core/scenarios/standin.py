@@ -8,7 +8,7 @@ that drives a conformance-kit `Implementation` (in-process or over stdio).
 
 A stand-in exposes only what an implementation under test can report: phase,
 state_version and effects. Commands that read a session's internals (`show`, `window`,
-`forge`, `sign`, `flood` and the defaults of `deliver`) fail with a message naming the
+`forge`, `sign`, `flood`) fail with a message naming the
 command when they would need the stand-in's internals.
 """
 

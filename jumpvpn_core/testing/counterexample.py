@@ -93,23 +93,16 @@ def _reason_section(code: str) -> str | None:
         return None
 
 
-def counterexample_section(report: FailureReport) -> str:
-    """The seed section the divergence concerns, or `conformance` when it is not known.
+def _invariant_section(report: FailureReport) -> str | None:
+    for name in _INVARIANT_NAME.findall(report.detail):
+        if name == "bounded_memory" and "candidate" in report.detail:
+            return "5.2"
+        if name in _INVARIANT_SECTIONS:
+            return _INVARIANT_SECTIONS[name]
+    return None
 
-    In order: a broken invariant; the first reason code on which the reference and the
-    implementation differ; a path challenge or binding only one of them emits (§2.3);
-    a state_version difference alone (§3.3).
-    """
-    if report.kind in (FailureKind.INVARIANT, FailureKind.MISMATCH,
-                       FailureKind.REFERENCE):
-        for name in _INVARIANT_NAME.findall(report.detail):
-            if name == "bounded_memory" and "candidate" in report.detail:
-                return "5.2"
-            if name in _INVARIANT_SECTIONS:
-                return _INVARIANT_SECTIONS[name]
-    expected, actual = report.expected, report.actual
-    if expected is None or actual is None:
-        return "conformance"
+
+def _reason_difference_section(expected: Outcome, actual: Outcome) -> str | None:
     want, got = _reasons(expected), _reasons(actual)
     for index in range(max(len(want), len(got))):
         ours = want[index] if index < len(want) else None
@@ -120,6 +113,28 @@ def counterexample_section(report: FailureReport) -> str:
             section = _reason_section(code) if code is not None else None
             if section is not None:
                 return section
+    return None
+
+
+def counterexample_section(report: FailureReport) -> str:
+    """The seed section the divergence concerns, or `conformance` when it is not known.
+
+    In order: the first reason code on which the reference and the implementation differ
+    (the clause the reference enforced there); an invariant the implementation's states
+    broke; a path challenge or binding only one of them emits (§2.3); a state_version
+    difference alone (§3.3).
+    """
+    expected, actual = report.expected, report.actual
+    if report.kind is FailureKind.MISMATCH and expected is not None and actual is not None:
+        section = _reason_difference_section(expected, actual)
+        if section is not None:
+            return section
+    if report.kind in (FailureKind.INVARIANT, FailureKind.MISMATCH, FailureKind.REFERENCE):
+        section = _invariant_section(report)
+        if section is not None:
+            return section
+    if expected is None or actual is None:
+        return "conformance"
     kinds_expected = {str(e.get("type")) for e in expected.effects} & _PATH_EFFECTS
     kinds_actual = {str(e.get("type")) for e in actual.effects} & _PATH_EFFECTS
     if kinds_expected != kinds_actual:
