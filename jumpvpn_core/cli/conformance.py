@@ -1,7 +1,9 @@
 """`jumpvpn conformance --cmd "<program>"`: fuzz a program against the reference over JSONL.
 
 Exit status: 0 the program conforms, 1 a mismatch or protocol failure (the first diverging
-step and a replayable counterexample are printed), 2 a usage error.
+step and a replayable counterexample are printed, as a scenario script and as conformance
+requests), 2 a usage error. `--counterexample-out FILE` also writes the scenario script to
+FILE; `jumpvpn scenarios --cmd "<program>" FILE` then replays the failure.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ def register(subparsers: Any) -> None:
                         help="per-step timeout; the program is killed after it (default 2000)")
     parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
                         help="replay a printed counterexample instead of fuzzing")
+    parser.add_argument("--counterexample-out", type=Path, default=None, metavar="FILE",
+                        help="on failure, write the counterexample as a scenario script "
+                             "to FILE (replay it with jumpvpn scenarios --cmd ... FILE)")
     parser.set_defaults(handler=_run)
 
 
@@ -55,6 +60,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.examples < 1 or args.steps < 1 or args.step_timeout_ms < 1:
         return _usage("--examples, --steps and --step-timeout-ms must be positive")
     try:
+        from jumpvpn_core.testing.counterexample import counterexample_script
         from jumpvpn_core.testing.lockstep import replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
         from jumpvpn_core.testing.stdio import StdioImplementation
@@ -89,4 +95,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"counterexample ({failure.step + 1} request(s)); save it and replay with "
               f"--replay FILE:")
         print(failure.counterexample)
+        replay = f"jumpvpn scenarios --cmd {shlex.quote(args.cmd)} FILE"
+        script = counterexample_script(failure, implementation=args.cmd, reproduce=[replay])
+        print()
+        if args.counterexample_out is not None:
+            try:
+                args.counterexample_out.write_text(script, encoding="utf-8")
+            except OSError as exc:
+                print(f"jumpvpn conformance: cannot write {args.counterexample_out}: {exc}",
+                      file=sys.stderr)
+                return 1
+            print(f"counterexample as a scenario script, written to "
+                  f"{args.counterexample_out}:")
+        else:
+            print("counterexample as a scenario script (save it; replay with "
+                  f"{replay}):")
+        sys.stdout.write(script)
     return 1

@@ -53,6 +53,7 @@ from jumpvpn_core.scenarios.eventtext import (
     parse_value,
 )
 from jumpvpn_core.scenarios.script import Script, ScriptError, parse_script, render_script
+from jumpvpn_core.scenarios.standin import RoleOutcome, RoleStandIn, StandInError
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -127,6 +128,9 @@ class _World:
     script_name: str = ""
     # State of command extensions (see `register_command`), by extension name.
     extensions: dict[str, Any] = attrs.Factory(dict)
+    session_id: bytes = SCENARIO_SESSION_ID
+    stand_in: RoleStandIn | None = None
+    command: str = ""
 
 
 # --- argument helpers ---------------------------------------------------------------------------
@@ -198,6 +202,10 @@ def _time(world: _World, kv: dict[str, str]) -> int:
 
 
 def _session(world: _World, role: Role) -> SessionState:
+    if world.stand_in is not None and world.stand_in.role is role:
+        raise _CommandError(
+            f"command {world.command!r} needs the {role.value} session's internals, which "
+            f"the implementation under test ({world.stand_in.name}) does not expose")
     state = world.sessions.get(role)
     if state is None:
         raise _CommandError("no sessions yet: run `init t=<ms>` first")
@@ -210,6 +218,8 @@ def _status(role: Role, state: SessionState) -> str:
 
 def _apply(world: _World, role: Role, event: Event) -> list[str]:
     """Step `role` with `event`, check invariants, record audit, queue messages."""
+    if world.stand_in is not None and world.stand_in.role is role:
+        return _apply_stand_in(world, world.stand_in, event)
     before = _session(world, role)
     try:
         after, effects = step(before, event)
@@ -225,8 +235,31 @@ def _apply(world: _World, role: Role, event: Event) -> list[str]:
         lines.append(UNCHANGED)
     for effect in effects:
         _record(world, role, effect)
-        lines.append(format_effect(effect, session_id=SCENARIO_SESSION_ID))
+        lines.append(format_effect(effect, session_id=world.session_id))
     return lines
+
+
+def _stand_in_lines(world: _World, role: Role, outcome: RoleOutcome) -> list[str]:
+    lines = [f"{role.value}: {outcome.phase.value} v{outcome.state_version}"]
+    if outcome.unchanged:
+        lines.append(UNCHANGED)
+    for effect in outcome.effects:
+        _record(world, role, effect)
+        lines.append(format_effect(effect, session_id=world.session_id))
+    lines.extend(f"invariant violated: {v}" for v in outcome.violations)
+    return lines
+
+
+def _apply_stand_in(world: _World, stand_in: RoleStandIn, event: Event) -> list[str]:
+    """Like `_apply`, for the role a stand-in plays (it checks its own invariants)."""
+    if stand_in.role not in world.phases or not world.phases[stand_in.role]:
+        raise _CommandError("no sessions yet: run `init t=<ms>` first")
+    try:
+        outcome = stand_in.step(event)
+    except StandInError as exc:
+        raise _CommandError(f"{stand_in.name}: {exc}") from None
+    world.now = max(world.now, event.now_ms)
+    return _stand_in_lines(world, stand_in.role, outcome)
 
 
 def _record(world: _World, role: Role, effect: Effect) -> None:
@@ -257,12 +290,12 @@ def _quiet_apply(world: _World, role: Role, event: Event) -> tuple[SessionState,
     return after, effects
 
 
-def _show_delivery(role: Role, event: Event) -> str:
-    return f"{role.value} <- {format_compact(event, session_id=SCENARIO_SESSION_ID)}"
+def _show_delivery(world: _World, role: Role, event: Event) -> str:
+    return f"{role.value} <- {format_compact(event, session_id=world.session_id)}"
 
 
 def _deliver_event(world: _World, role: Role, event: Event) -> list[str]:
-    lines = [_show_delivery(role, event)]
+    lines = [_show_delivery(world, role, event)]
     lines.extend(_apply(world, role, event))
     world.last_delivered = (role, event)
     return lines
@@ -298,7 +331,7 @@ def _request_fields(world: _World, kv: dict[str, str], now: int) -> dict[str, An
     fields: dict[str, Any] = {
         "now_ms": now,
         "source": source,
-        "session_id": SCENARIO_SESSION_ID,
+        "session_id": world.session_id,
         "nonce": server.replay_top + 1,
         "state_version": server.binding_version,
         "timestamp_ms": now,
@@ -356,21 +389,32 @@ def _cmd_policy(world: _World, args: list[str]) -> list[str]:
 
 def _cmd_init(world: _World, args: list[str]) -> list[str]:
     kv = _kv(args)
-    _only(kv, ("t",), "init")
+    _only(kv, ("t", "id", "secret"), "init")
     if world.sessions:
         raise _CommandError("init given twice")
     now = _int(kv, "t")
+    session_id: bytes = _parse(bytes, kv["id"], "id") if "id" in kv else SCENARIO_SESSION_ID
+    secret: bytes = (_parse(bytes, kv["secret"], "secret") if "secret" in kv
+                     else SCENARIO_SECRET)
     policy = Policy(**world.policy_overrides)
+    lines = [f"session_id={format_value(session_id)}"]
     for role in (Role.CLIENT, Role.SERVER):
-        world.sessions[role] = new_session(role, SCENARIO_SESSION_ID, SCENARIO_SECRET, now,
-                                           policy)
+        if world.stand_in is not None and world.stand_in.role is role:
+            try:
+                outcome = world.stand_in.create(session_id, secret, now, policy)
+            except StandInError as exc:
+                raise _CommandError(f"{world.stand_in.name}: {exc}") from None
+            lines.extend(_stand_in_lines(world, role, outcome))
+        else:
+            try:
+                world.sessions[role] = new_session(role, session_id, secret, now, policy)
+            except InvalidEventError as exc:
+                raise _CommandError(f"init: {exc}") from None
+            lines.append(_status(role, world.sessions[role]))
         world.phases[role].append(Phase.BIRTH.value)
+    world.session_id = session_id
     world.now = now
-    return [
-        f"session_id={format_value(SCENARIO_SESSION_ID)}",
-        _status(Role.CLIENT, world.sessions[Role.CLIENT]),
-        _status(Role.SERVER, world.sessions[Role.SERVER]),
-    ]
+    return lines
 
 
 def _cmd_attach(world: _World, args: list[str]) -> list[str]:
@@ -391,7 +435,7 @@ def _cmd_step(world: _World, args: list[str]) -> list[str]:
         raise _CommandError("usage: step <client|server> <EventName> field=value ...")
     role = _role(args[0])
     try:
-        event = parse_event(" ".join(args[1:]), session_id=SCENARIO_SESSION_ID)
+        event = parse_event(" ".join(args[1:]), session_id=world.session_id)
     except EventTextError as exc:
         raise _CommandError(str(exc)) from None
     return _apply(world, role, event)
@@ -461,7 +505,7 @@ def _cmd_drop(world: _World, args: list[str]) -> list[str]:
         raise _CommandError("usage: drop <client|server>")
     sender = _role(args[0])
     out = _pop(world, sender)
-    return [f"dropped {format_compact(out.message, session_id=SCENARIO_SESSION_ID)}"]
+    return [f"dropped {format_compact(out.message, session_id=world.session_id)}"]
 
 
 def _cmd_capture(world: _World, args: list[str]) -> list[str]:
@@ -507,7 +551,7 @@ def _cmd_forge(world: _World, args: list[str]) -> list[str]:
         via = _transport(kv, "via") or (pending.via if pending else _client_address(world))
         nonce = _int(kv, "nonce", pending.nonce if pending else 1)
         accept = ReattachAccepted(
-            now, via, SCENARIO_SESSION_ID, nonce,
+            now, via, world.session_id, nonce,
             _int(kv, "state_version", side.known_version + 1), now,
             pending.candidate if pending else via,
             _parse(bytes, kv["proof"], "proof") if "proof" in kv else bytes(PROOF_SIZE))
@@ -709,14 +753,36 @@ def _observed(world: _World) -> str:
     return "; ".join(parts)
 
 
-def run_script(script: Script) -> ScriptResult:
+def _comparable(world: _World, lines: tuple[str, ...]) -> tuple[str, ...]:
+    """The lines to compare: without `state unchanged` lines of a role whose stand-in
+    cannot observe object identity."""
+    stand_in = world.stand_in
+    if stand_in is None or stand_in.observes_identity:
+        return lines
+    out: list[str] = []
+    current: Role | None = None
+    for line in lines:
+        for role in Role:
+            if line.startswith((f"{role.value}: ", f"{role.value} <- ")):
+                current = role
+        if line == UNCHANGED and current is stand_in.role:
+            continue
+        out.append(line)
+    return tuple(out)
+
+
+def run_script(script: Script, *, stand_in: RoleStandIn | None = None) -> ScriptResult:
     """Replay every case of `script`. Stops at the first failing command, invariant
-    violation or mismatch; `outputs` holds the actual output of every case run."""
-    world = _World(script_name=script.name)
+    violation or mismatch; `outputs` holds the actual output of every case run.
+
+    With `stand_in`, that stand-in plays its role instead of the reference
+    (`jumpvpn_core.scenarios.standin`)."""
+    world = _World(script_name=script.name, stand_in=stand_in)
     outputs: dict[int, tuple[str, ...]] = {}
     failure: str | None = None
     for case in script.cases:
         name, *args = case.command.split()
+        world.command = name
         command = COMMANDS.get(name)
         try:
             if command is None:
@@ -726,7 +792,8 @@ def run_script(script: Script) -> ScriptResult:
             failure = str(ScriptError(script.path, case.line, str(exc)))
             break
         outputs[case.line] = actual
-        if actual != case.expected and failure is None:
+        if _comparable(world, actual) != _comparable(world, case.expected) and \
+                failure is None:
             diff = "\n".join(difflib.unified_diff(
                 list(case.expected), list(actual), "expected", "actual", lineterm=""))
             failure = f"{script.path}:{case.line}: output of {case.command!r} differs\n{diff}"
@@ -743,14 +810,18 @@ def run_script(script: Script) -> ScriptResult:
     )
 
 
-def run_script_file(path: Path, *, rewrite: bool = False) -> ScriptResult:
+def run_script_file(path: Path, *, rewrite: bool = False,
+                    stand_in: RoleStandIn | None = None) -> ScriptResult:
     """Parse and replay the script at `path`. With `rewrite`, expected blocks are replaced
-    by the actual output (when every command ran) and the file is written back.
+    by the actual output (when every command ran) and the file is written back. With
+    `stand_in`, that stand-in plays its role (never together with `rewrite`).
 
     Raises `ScriptError` when the file itself is malformed.
     """
+    if rewrite and stand_in is not None:
+        raise ValueError("rewrite takes the reference's output; it cannot use a stand-in")
     script = parse_script(path.read_text(encoding="utf-8"), str(path))
-    result = run_script(script)
+    result = run_script(script, stand_in=stand_in)
     if rewrite and len(result.outputs) == len(script.cases):
         path.write_text(render_script(script, result.outputs), encoding="utf-8")
         result = attrs.evolve(result, ok=True, failure=None)

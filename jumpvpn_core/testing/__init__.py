@@ -9,12 +9,15 @@
                       side by side and compares them after every step.
 * `StdioImplementation` an implementation in any language, spoken to over JSONL
                       (`specs/conformance-protocol.md`); `jumpvpn conformance --cmd` uses it.
+* `counterexample_script` a failure's counterexample as a scenario script that replays it
+                      (`jumpvpn scenarios --impl/--cmd ... FILE`).
 * `broken`            deliberately broken implementations that the kit must catch.
 
 The sans-IO core never imports this package (import-linter contract). Needs `hypothesis`
 (the `testing` extra). Usage: `docs/conformance.md`.
 """
 
+from jumpvpn_core.testing.counterexample import counterexample_script, counterexample_section
 from jumpvpn_core.testing.implementation import (
     Implementation,
     Outcome,
@@ -54,6 +57,8 @@ __all__ = [
     "ReferenceImplementation",
     "SessionUnderTest",
     "conformance_machine",
+    "counterexample_script",
+    "counterexample_section",
     "format_counterexample",
     "load_implementation",
     "parse_counterexample",

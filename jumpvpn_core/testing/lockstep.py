@@ -83,6 +83,10 @@ class FailureReport:
     """`create` or the event type name of the failing step."""
     detail: str
     counterexample: str
+    expected: Outcome | None = attrs.field(default=None, eq=False, repr=False)
+    """The reference's outcome at the failing step, when it got that far."""
+    actual: Outcome | None = attrs.field(default=None, eq=False, repr=False)
+    """The implementation's outcome at the failing step, when it gave one."""
 
     def headline(self) -> str:
         """One line: kind, step and what went wrong."""
@@ -203,9 +207,11 @@ class Lockstep:
             raise RuntimeError("no session yet: call create() first")
         return self.reference.state
 
-    def _fail(self, kind: FailureKind, label: str, detail: str) -> ConformanceFailure:
+    def _fail(self, kind: FailureKind, label: str, detail: str,
+              expected: Outcome | None = None,
+              actual: Outcome | None = None) -> ConformanceFailure:
         report = FailureReport(kind, len(self.requests) - 1, label, detail,
-                               format_counterexample(self.requests))
+                               format_counterexample(self.requests), expected, actual)
         return ConformanceFailure(report)
 
     def create(self, role: Role, session_id: bytes, secret: bytes, now_ms: int,
@@ -224,7 +230,7 @@ class Lockstep:
                              f"{type(exc).__name__}: {exc}") from None
         difference = _first_difference(expected, actual)
         if difference is not None:
-            raise self._fail(FailureKind.MISMATCH, "create", difference)
+            raise self._fail(FailureKind.MISMATCH, "create", difference, expected, actual)
         self._sut_state = actual.state
 
     def apply(self, event: Any) -> Outcome:
@@ -243,9 +249,10 @@ class Lockstep:
         try:
             actual = self._sut.step(event)
         except ProtocolError as exc:
-            raise self._fail(FailureKind.PROTOCOL, label, str(exc)) from None
+            raise self._fail(FailureKind.PROTOCOL, label, str(exc), expected) from None
         except Exception as exc:
-            raise self._fail(FailureKind.CRASH, label, f"{type(exc).__name__}: {exc}") from None
+            raise self._fail(FailureKind.CRASH, label, f"{type(exc).__name__}: {exc}",
+                             expected) from None
         violations: list[str] = []
         if self._sut_state is not None and actual.state is not None and \
                 actual.raw_effects is not None:
@@ -256,9 +263,10 @@ class Lockstep:
         if difference is not None:
             if violations:
                 difference += f" [implementation invariants: {'; '.join(violations)}]"
-            raise self._fail(FailureKind.MISMATCH, label, difference)
+            raise self._fail(FailureKind.MISMATCH, label, difference, expected, actual)
         if violations:
-            raise self._fail(FailureKind.INVARIANT, label, "; ".join(violations))
+            raise self._fail(FailureKind.INVARIANT, label, "; ".join(violations), expected,
+                             actual)
         return expected
 
 

@@ -15,6 +15,8 @@ the test secret a conformance run sends on purpose.
 from __future__ import annotations
 
 import enum
+import types
+import typing
 from typing import Any
 
 import attrs
@@ -29,6 +31,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "JsonObject",
     "WireError",
+    "effect_from_json",
     "effect_to_json",
     "event_from_json",
     "event_to_json",
@@ -129,6 +132,54 @@ def effect_to_json(effect: Effect) -> JsonObject:
     for field in attrs.fields(type(effect)):
         out[field.name] = _value_to_json(getattr(effect, field.name))
     return out
+
+
+_EFFECTS_BY_NAME: dict[str, type] = {t.__name__: t for t in typing.get_args(Effect)}
+
+
+def _effect_field_from_json(name: str, kind: Any, value: object) -> object:
+    options = typing.get_args(kind) if typing.get_origin(kind) in (typing.Union,
+                                                                   types.UnionType) else ()
+    if options:
+        if value is None and type(None) in options:
+            return None
+        kind = next(o for o in options if o is not type(None))
+    if kind is TransportDescriptor:
+        return _field_from_json("transport", value)
+    if kind is bytes:
+        return _field_from_json("proof", value)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        try:
+            return kind(value)
+        except ValueError:
+            raise WireError(f"field {name!r}: {value!r} is not a {kind.__name__}") from None
+    if kind is str:
+        if not isinstance(value, str):
+            raise WireError(f"field {name!r} must be a string, got {value!r}")
+        return value
+    return _field_from_json(name, value)
+
+
+def effect_from_json(data: object) -> Effect:
+    """Inverse of `effect_to_json`: every field present, nothing else."""
+    if not isinstance(data, dict):
+        raise WireError("an effect must be a JSON object")
+    name = data.get("type")
+    if not isinstance(name, str) or name not in _EFFECTS_BY_NAME:
+        raise WireError(f"unknown effect type {name!r}")
+    cls = _EFFECTS_BY_NAME[name]
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in attrs.fields(cls)]
+    extra = sorted(set(data) - set(names) - {"type"})
+    missing = [n for n in names if n not in data]
+    if extra or missing:
+        raise WireError(f"{name}: unknown field(s) {extra}, missing field(s) {missing}")
+    kwargs = {n: _effect_field_from_json(n, hints[n], data[n]) for n in names}
+    try:
+        effect: Effect = cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise WireError(f"{name}: {exc}") from None
+    return effect
 
 
 def policy_to_json(policy: Policy) -> JsonObject:
