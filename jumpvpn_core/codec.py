@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidTransportError, PolicyError, StateDecodeError
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import CONTROL_KEY_SIZE, SESSION_ID_SIZE
+from jumpvpn_core.proof import CONTROL_KEY_SIZE, PROOF_SIZE, SESSION_ID_SIZE
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import (
+    AcceptRecord,
     ClientSide,
     Identity,
     Link,
@@ -60,6 +62,17 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
                 "challenge_sent": pending_path.challenge_sent,
             },
             "challenge_counter": side.challenge_counter,
+            "last_accept": None if side.last_accept is None else {
+                "nonce": side.last_accept.nonce,
+                "request_proof": side.last_accept.request_proof.hex(),
+                "accept": {
+                    "to": side.last_accept.accept.to.to_data(),
+                    "nonce": side.last_accept.accept.nonce,
+                    "state_version": side.last_accept.accept.state_version,
+                    "timestamp_ms": side.last_accept.accept.timestamp_ms,
+                    "proof": side.last_accept.accept.proof.hex(),
+                },
+            },
         }
     else:
         pending = side.pending
@@ -67,10 +80,17 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
             "known_version": side.known_version,
             "next_nonce": side.next_nonce,
             "pending": None if pending is None else {
-                "nonce": pending.nonce,
-                "via": pending.via.to_data(),
-                "candidate": pending.candidate.to_data(),
+                "request": {
+                    "via": pending.request.via.to_data(),
+                    "nonce": pending.request.nonce,
+                    "state_version": pending.request.state_version,
+                    "timestamp_ms": pending.request.timestamp_ms,
+                    "candidate": pending.request.candidate.to_data(),
+                    "challenge": pending.request.challenge.hex(),
+                    "proof": pending.request.proof.hex(),
+                },
                 "deadline_ms": pending.deadline_ms,
+                "sends": pending.sends,
             },
             "attempt": side.attempt,
         }
@@ -235,17 +255,34 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             pend_r.get_int("bytes_sent"),
             pend_r.get_bool("challenge_sent"),
         )
+        last_r = side_r.get_sub_or_none("last_accept")
+        last_accept = None
+        if last_r is not None:
+            acc_r = last_r.get_sub("accept")
+            last_accept = AcceptRecord(
+                last_r.get_int("nonce"),
+                last_r.get_hex("request_proof", PROOF_SIZE),
+                SendReattachAccept(acc_r.get_transport("to"), ident.session_id,
+                                   acc_r.get_int("nonce"), acc_r.get_int("state_version"),
+                                   acc_r.get_int("timestamp_ms"),
+                                   acc_r.get_hex("proof", PROOF_SIZE)),
+            )
         side = ServerSide(side_r.get_int("binding_version"), side_r.get_int("replay_top"), bits,
                           side_r.get_ints("verified_times"), pending_path,
-                          side_r.get_int("challenge_counter"))
+                          side_r.get_int("challenge_counter"), last_accept)
     else:
         pend_r = side_r.get_sub_or_none("pending")
-        pending = None if pend_r is None else PendingReattach(
-            pend_r.get_int("nonce"),
-            pend_r.get_transport("via"),
-            pend_r.get_transport("candidate"),
-            pend_r.get_int("deadline_ms"),
-        )
+        pending = None
+        if pend_r is not None:
+            req_r = pend_r.get_sub("request")
+            request = SendReattachRequest(
+                req_r.get_transport("via"), ident.session_id, req_r.get_int("nonce"),
+                req_r.get_int("state_version"), req_r.get_int("timestamp_ms"),
+                req_r.get_transport("candidate"), req_r.get_hex("challenge"),
+                req_r.get_hex("proof", PROOF_SIZE),
+            )
+            pending = PendingReattach(request, pend_r.get_int("deadline_ms"),
+                                      pend_r.get_int("sends"))
         side = ClientSide(side_r.get_int("known_version"), side_r.get_int("next_nonce"), pending,
                           side_r.get_int("attempt"))
     return SessionState(ident, phase, root.get_int("state_version"), root.get_int("phase_since_ms"),

@@ -172,7 +172,9 @@ def rejection_mutates_nothing(before: SessionState, event: Any, after: SessionSt
     else:
         baseline, _ = advance_time(before, event.now_ms) if event.now_ms >= \
             before.link.clock_ms else (before, ())
-    if after is not baseline:
+    # With no deadline due, the state must be the very same object. When a deadline fired
+    # first, the checker can only recompute its result, so it compares by value.
+    if (after is not baseline) if baseline is before else (after != baseline):
         out.append(Violation("rejection_mutates_nothing",
                              f"{rejects[0].reason} rejection changed the state"))
     if rejects[0].reason_class is ReasonClass.SECURITY_EVENT and any(

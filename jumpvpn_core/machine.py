@@ -58,6 +58,7 @@ from jumpvpn_core.proof import MessageType, compute_proof, derive_challenge, ver
 from jumpvpn_core.reasons import ReasonCode, reason_class
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import (
+    AcceptRecord,
     ClientSide,
     Link,
     PendingPath,
@@ -191,6 +192,7 @@ def _drop_pending(side: ServerSide | ClientSide) -> ServerSide | ClientSide:
             side.verified_times,
             None,
             side.challenge_counter,
+            side.last_accept,
         )
     return ClientSide(side.known_version, side.next_nonce, None, side.attempt)
 
@@ -268,8 +270,14 @@ def _recovery_window_ended(state: SessionState, now: int) -> _Out:
     link = state.link
     side = _drop_pending(state.side)
     if link.heard_in_phase and link.active is not None and not link.active_failed:
-        # §9: a usable but impaired path remains.
-        return _transition(state, _RC.RECOVERY_PARTIAL, now, side=side)
+        # §9: a usable but impaired path remains. A client keeps making proof-backed
+        # reattach attempts from DEGRADED; only an accepted one leads back to ATTACHED.
+        sends: list[Effect] = []
+        if isinstance(side, ClientSide):
+            side, sends = _client_attempt(state, side, link, state.roaming, now)
+        new, effects = _transition(state, _RC.RECOVERY_PARTIAL, now, side=side)
+        effects.extend(sends)
+        return new, effects
     if not _viable(link, state.roaming):
         return _transition(state, _RC.NO_VIABLE_CANDIDATE, now, side=side)
     return _transition(state, _RC.RECOVERY_WINDOW_EXCEEDED, now, side=side)
@@ -361,7 +369,7 @@ def _on_attach(state: SessionState, event: Attach) -> _Out:
     new_side: ServerSide | ClientSide
     if isinstance(side, ServerSide):
         new_side = ServerSide(version, side.replay_top, side.replay_bits, side.verified_times,
-                              None, side.challenge_counter)
+                              None, side.challenge_counter, None)
     else:
         new_side = ClientSide(version, side.next_nonce, None, side.attempt)
     roaming = state.roaming
@@ -406,7 +414,7 @@ def _client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: 
                           nonce, side.known_version, now, via)
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now, via,
                                   b"", proof)
-    pending = PendingReattach(nonce, via, via, now + ident.policy.reattach_timeout_ms)
+    pending = PendingReattach(request, now + ident.policy.reattach_timeout_ms, 1)
     return ClientSide(side.known_version, nonce + 1, pending, side.attempt + 1), [request]
 
 
@@ -421,8 +429,26 @@ def _client_enter_recovery(state: SessionState, reason: ReasonCode, now: int, li
 
 
 def _client_reattach_timed_out(state: SessionState, side: ClientSide, now: int) -> _Out:
-    if state.phase is _R:
-        new_side, sends = _client_attempt(state, side, state.link, state.roaming, now)
+    pending = side.pending
+    assert pending is not None
+    policy = state.ident.policy
+    link = state.link
+    via_usable = (pending.via == link.active and not link.active_failed) or (
+        pending.via in state.roaming.candidates
+    )
+    if (
+        via_usable
+        and pending.sends <= policy.reattach_retransmits
+        and pending.request.timestamp_ms + policy.proof_max_age_ms > now
+    ):
+        # Re-send the same request: if its accept was lost, only this exact request can
+        # get it back (a new one would carry a version the server has moved past).
+        again = PendingReattach(pending.request, now + policy.reattach_timeout_ms,
+                                pending.sends + 1)
+        new_side = ClientSide(side.known_version, side.next_nonce, again, side.attempt)
+        return _same_phase(state, now, side=new_side), [pending.request]
+    if state.phase is _R or state.phase is _D:
+        new_side, sends = _client_attempt(state, side, link, state.roaming, now)
         return _same_phase(state, now, side=new_side), sends
     return _same_phase(state, now, side=_drop_pending(side)), []
 
@@ -565,7 +591,7 @@ def _client_challenge(state: SessionState, event: PathChallengeReceived) -> _Out
                           nonce, side.known_version, now, event.observed, event.challenge)
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now,
                                   event.observed, event.challenge, proof)
-    pending = PendingReattach(nonce, via, event.observed, now + ident.policy.reattach_timeout_ms)
+    pending = PendingReattach(request, now + ident.policy.reattach_timeout_ms, 1)
     new_side = ClientSide(side.known_version, nonce + 1, pending, side.attempt)
     return _same_phase(state, now, side=new_side), [request]
 
@@ -644,7 +670,8 @@ def _server_inbound(state: SessionState, event: InboundTraffic) -> _Out:
             pending.challenge_sent or send,
         )
         new_side = ServerSide(side.binding_version, side.replay_top, side.replay_bits,
-                              side.verified_times, new_pending, side.challenge_counter)
+                              side.verified_times, new_pending, side.challenge_counter,
+                              side.last_accept)
         sends: list[Effect] = (
             [SendPathChallenge(source, state.ident.session_id, pending.challenge)] if send else []
         )
@@ -685,6 +712,7 @@ def _server_open_validation(state: SessionState, side: ServerSide, address: Tran
         side.verified_times if verified_times is None else verified_times,
         pending,
         counter,
+        side.last_accept,
     )
     sends: list[Effect] = [SendPathChallenge(address, ident.session_id, challenge)] if send else []
     return new_side, sends
@@ -715,6 +743,14 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
     verdict = check_nonce(side.replay_top, side.replay_bits, policy.replay_window_bits,
                           event.nonce)
     if verdict is ReplayVerdict.SEEN:
+        last = side.last_accept
+        if last is not None and event.nonce == last.nonce and compare_digest(
+            event.proof, last.request_proof
+        ):
+            # An exact retransmission of the request behind the current binding: its accept
+            # was lost. Still a replay (nothing changes), but re-send the stored accept to
+            # the binding itself, never to the packet's source.
+            return state, [_rejected(state, event, _RC.REPLAY_DETECTED), last.accept]
         return _reject(state, event, _RC.REPLAY_DETECTED)
     if verdict is ReplayVerdict.TOO_OLD:
         return _reject(state, event, _RC.NONCE_TOO_OLD)
@@ -770,18 +806,19 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
                                                   already_sent, now, replay, new_times)
         return _same_phase(state, now, side=new_side), sends
     version = state.state_version + 1
+    accept_proof = compute_proof(ident.control_key, MessageType.REATTACH_ACCEPT,
+                                 ident.session_id, event.nonce, version, now, target)
+    accept = SendReattachAccept(target, ident.session_id, event.nonce, version, now,
+                                accept_proof)
     bound_side = ServerSide(version, replay[0], replay[1], new_times, None,
-                            side.challenge_counter)
+                            side.challenge_counter, AcceptRecord(event.nonce, event.proof, accept))
     if switched:
         roaming = _record_switch(roaming, policy, now)
     link = Link(target, False, now, 0, now, True, now)
     new, effects = _transition(state, _RC.REATTACHED, now, link, roaming, bound_side)
     if switched:
         effects.append(BindTransport(ident.session_id, target, active))
-    accept_proof = compute_proof(ident.control_key, MessageType.REATTACH_ACCEPT,
-                                 ident.session_id, event.nonce, version, now, target)
-    effects.append(SendReattachAccept(target, ident.session_id, event.nonce, version, now,
-                                      accept_proof))
+    effects.append(accept)
     return new, effects
 
 

@@ -32,6 +32,10 @@ POLICY_FIELD_DOCS: dict[str, tuple[str, int, int, str]] = {
         "ms", 1, 3_600_000,
         "client: how long to wait for an answer before trying the next candidate",
     ),
+    "reattach_retransmits": (
+        "sends", 0, 10,
+        "client: times a pending request is re-sent unchanged before the next attempt",
+    ),
     "max_recovery_rounds": (
         "rounds", 1, 1_000,
         "RECOVERING episodes allowed since the session was last ATTACHED (§7, §9)",
@@ -115,6 +119,7 @@ class Policy:
     loss_window_ms: int = _int_field(2_000)
     max_recovery_window_ms: int = _int_field(10_000)
     reattach_timeout_ms: int = _int_field(1_000)
+    reattach_retransmits: int = _int_field(2)
     max_recovery_rounds: int = _int_field(3)
     max_degraded_ms: int = _int_field(30_000)
     session_max_lifetime_ms: int = _int_field(86_400_000)

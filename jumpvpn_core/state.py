@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import attrs
 
+from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidEventError
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
@@ -23,6 +24,7 @@ from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
+    "AcceptRecord",
     "ClientSide",
     "Identity",
     "Link",
@@ -87,6 +89,21 @@ class PendingPath:
 
 
 @attrs.frozen
+class AcceptRecord:
+    """Server: the accept that produced the current binding, and the request it answered.
+
+    If that exact request arrives again (same nonce and proof bytes, compared without any
+    cryptography), it is still rejected as a replay, but the stored accept is re-sent to
+    the current binding, never to the packet's source: a lost accept can be recovered and
+    a replaying attacker learns nothing and moves nothing.
+    """
+
+    nonce: int
+    request_proof: bytes
+    accept: SendReattachAccept
+
+
+@attrs.frozen
 class ServerSide:
     """Server protocol state.
 
@@ -102,16 +119,36 @@ class ServerSide:
     verified_times: tuple[int, ...]
     pending: PendingPath | None
     challenge_counter: int
+    last_accept: AcceptRecord | None
 
 
 @attrs.frozen
 class PendingReattach:
-    """Client: a reattach request in flight."""
+    """Client: a reattach request in flight, kept whole so it can be re-sent unchanged.
 
-    nonce: int
-    via: TransportDescriptor
-    candidate: TransportDescriptor
+    Re-sending the very same request (same nonce, version and proof) is what lets a client
+    recover from a lost accept: the server answers an exact retransmission of the request
+    that produced its current binding by re-sending that accept (see `AcceptRecord`).
+    """
+
+    request: SendReattachRequest
     deadline_ms: int
+    sends: int
+
+    @property
+    def nonce(self) -> int:
+        """The request's nonce."""
+        return self.request.nonce
+
+    @property
+    def via(self) -> TransportDescriptor:
+        """The local transport the request went out on."""
+        return self.request.via
+
+    @property
+    def candidate(self) -> TransportDescriptor:
+        """The path the request asks to be bound."""
+        return self.request.candidate
 
 
 @attrs.frozen
@@ -182,7 +219,10 @@ def new_session(
     if not isinstance(policy, Policy):
         raise InvalidEventError(f"policy must be a Policy, got {type(policy).__name__}")
     side: ServerSide | ClientSide
-    side = ServerSide(0, 0, 0, (), None, 0) if role is Role.SERVER else ClientSide(0, 1, None, 0)
+    side = (
+        ServerSide(0, 0, 0, (), None, 0, None) if role is Role.SERVER
+        else ClientSide(0, 1, None, 0)
+    )
     return SessionState(
         ident=Identity(role, session_id, derive_control_key(session_secret, session_id),
                        policy, now_ms),

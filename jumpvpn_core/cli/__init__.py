@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 # One line per subcommand module, in the order `jumpvpn --help` lists them.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "scenarios",
 )
 
 
