@@ -350,14 +350,18 @@ class World:
         if active is not None and not client.link.active_failed and not session.collapsed:
             path = session.paths[session.by_local[active]]
             rng = self.rng
-            if path.up.delivers(now, rng):
+            delivered_up = path.up.delivers(now, rng)
+            if delivered_up:
                 self._feed(session, Role.SERVER, InboundTraffic(now, path.public,
                                                                 _HEARTBEAT_BYTES))
-                if path.down.delivers(now, rng):
-                    session.last_client_rx_ms = now
-                    self._feed(session, Role.CLIENT, InboundTraffic(now, active,
-                                                                    _HEARTBEAT_BYTES))
-                    return
+            # The server answers only through its own binding: after a NAT rebinding it has
+            # not validated yet, or once it has ended the session, the answer goes nowhere.
+            server = session.server
+            if (delivered_up and server.phase is not Phase.TERMINATED
+                    and server.link.active == path.public and path.down.delivers(now, rng)):
+                session.last_client_rx_ms = now
+                self._feed(session, Role.CLIENT, InboundTraffic(now, active, _HEARTBEAT_BYTES))
+                return
             self._feed(session, Role.CLIENT, PacketLoss(now))
         if (session.client.phase is Phase.ATTACHED
                 and now - session.last_client_rx_ms >= self.config.delivery_timeout_ms):
