@@ -64,6 +64,7 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
             "challenge_counter": side.challenge_counter,
             "last_accept": None if side.last_accept is None else {
                 "nonce": side.last_accept.nonce,
+                "request_version": side.last_accept.request_version,
                 "request_proof": side.last_accept.request_proof.hex(),
                 "accept": {
                     "to": side.last_accept.accept.to.to_data(),
@@ -261,6 +262,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             acc_r = last_r.get_sub("accept")
             last_accept = AcceptRecord(
                 last_r.get_int("nonce"),
+                last_r.get_int("request_version"),
                 last_r.get_hex("request_proof", PROOF_SIZE),
                 SendReattachAccept(acc_r.get_transport("to"), ident.session_id,
                                    acc_r.get_int("nonce"), acc_r.get_int("state_version"),

@@ -172,13 +172,16 @@ def rejection_mutates_nothing(before: SessionState, event: Any, after: SessionSt
     else:
         baseline, _ = advance_time(before, event.now_ms) if event.now_ms >= \
             before.link.clock_ms else (before, ())
-    # With no deadline due, the state must be the very same object. When a deadline fired
-    # first, the checker can only recompute its result, so it compares by value.
-    if (after is not baseline) if baseline is before else (after != baseline):
+    # With no deadline due the baseline is `before` itself and the very object must come
+    # back; when deadlines fired first, both paths rebuilt the state, so compare by value.
+    if after is not baseline and (baseline is before or after != baseline):
         out.append(Violation("rejection_mutates_nothing",
                              f"{rejects[0].reason} rejection changed the state"))
+    # Transitions recorded before the refusal are deadlines that fired first; only what
+    # follows the refusal can be caused by the refused input.
+    after_reject = list(effects)[list(effects).index(rejects[0]) + 1:]
     if rejects[0].reason_class is ReasonClass.SECURITY_EVENT and any(
-        c.to_phase is Phase.ATTACHED for c in _changes(effects)
+        c.to_phase is Phase.ATTACHED for c in _changes(after_reject)
     ):
         out.append(Violation("rejection_mutates_nothing", "security rejection led to ATTACHED"))
     return out

@@ -605,6 +605,12 @@ def _client_accepted(state: SessionState, event: ReattachAccepted) -> _Out:
     if event.session_id != ident.session_id:
         return _reject(state, event, _RC.SESSION_MISMATCH)
     pending = side.pending
+    if event.state_version == side.known_version and event.via == state.link.active and (
+        pending is None or event.nonce != pending.nonce
+    ):
+        # The server re-sent the accept already applied (it does so when a request is
+        # retransmitted or replayed). Benign, and it changes nothing.
+        return _reject(state, event, _RC.DUPLICATE_ACCEPT)
     if pending is None or event.nonce != pending.nonce or event.via != pending.via:
         return _reject(state, event, _RC.ACCEPT_INVALID)
     if event.state_version <= side.known_version:
@@ -754,10 +760,15 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
         return _reject(state, event, _RC.REPLAY_DETECTED)
     if verdict is ReplayVerdict.TOO_OLD:
         return _reject(state, event, _RC.NONCE_TOO_OLD)
-    if event.state_version < side.binding_version:
-        return _reject(state, event, _RC.STALE_STATE_VERSION)
-    if event.state_version > side.binding_version:
-        return _reject(state, event, _RC.VERSION_AHEAD)
+    version_claimed = event.state_version
+    if version_claimed != side.binding_version:
+        if version_claimed > side.binding_version:
+            return _reject(state, event, _RC.VERSION_AHEAD)
+        last = side.last_accept
+        # A client that missed the accept behind the current binding still speaks the
+        # version it had then; a newer nonce proves the request is not from before it.
+        if last is None or event.nonce <= last.nonce or version_claimed < last.request_version:
+            return _reject(state, event, _RC.STALE_STATE_VERSION)
     if event.timestamp_ms + policy.proof_max_age_ms < now:
         return _reject(state, event, _RC.PROOF_EXPIRED)
     if event.timestamp_ms > now + policy.max_clock_skew_ms:
@@ -811,7 +822,8 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
     accept = SendReattachAccept(target, ident.session_id, event.nonce, version, now,
                                 accept_proof)
     bound_side = ServerSide(version, replay[0], replay[1], new_times, None,
-                            side.challenge_counter, AcceptRecord(event.nonce, event.proof, accept))
+                            side.challenge_counter,
+                            AcceptRecord(event.nonce, event.state_version, event.proof, accept))
     if switched:
         roaming = _record_switch(roaming, policy, now)
     link = Link(target, False, now, 0, now, True, now)

@@ -12,7 +12,7 @@ import enum
 __all__ = ["REASON_CODES_VERSION", "ReasonClass", "ReasonCode", "reason_class"]
 
 #: Version of the reason-code vocabulary. Bumped when a code is added.
-REASON_CODES_VERSION = 1
+REASON_CODES_VERSION = 2
 
 
 class ReasonCode(enum.StrEnum):
@@ -66,6 +66,16 @@ class ReasonCode(enum.StrEnum):
     SESSION_TERMINATED = "SESSION_TERMINATED"
     EVENT_NOT_APPLICABLE = "EVENT_NOT_APPLICABLE"
     TIME_WENT_BACKWARDS = "TIME_WENT_BACKWARDS"
+    DUPLICATE_ACCEPT = "DUPLICATE_ACCEPT"
+
+    # --- rejections: operational, decided by a gateway before or after step() -------
+    FLOOD_LIMITED = "FLOOD_LIMITED"
+    SOURCE_FLOOD_LIMITED = "SOURCE_FLOOD_LIMITED"
+    UNKNOWN_SESSION = "UNKNOWN_SESSION"
+    SESSION_TABLE_FULL = "SESSION_TABLE_FULL"
+    STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    COMMIT_CONFLICT = "COMMIT_CONFLICT"
+    NOT_OWNER = "NOT_OWNER"
 
 
 class ReasonClass(enum.StrEnum):
@@ -105,6 +115,14 @@ _OPERATIONAL_REJECT: frozenset[ReasonCode] = frozenset(
         ReasonCode.SESSION_TERMINATED,
         ReasonCode.EVENT_NOT_APPLICABLE,
         ReasonCode.TIME_WENT_BACKWARDS,
+        ReasonCode.DUPLICATE_ACCEPT,
+        ReasonCode.FLOOD_LIMITED,
+        ReasonCode.SOURCE_FLOOD_LIMITED,
+        ReasonCode.UNKNOWN_SESSION,
+        ReasonCode.SESSION_TABLE_FULL,
+        ReasonCode.STORE_UNAVAILABLE,
+        ReasonCode.COMMIT_CONFLICT,
+        ReasonCode.NOT_OWNER,
     }
 )
 

@@ -96,9 +96,15 @@ class AcceptRecord:
     cryptography), it is still rejected as a replay, but the stored accept is re-sent to
     the current binding, never to the packet's source: a lost accept can be recovered and
     a replaying attacker learns nothing and moves nothing.
+
+    `nonce` and `request_version` also define what "stale" means (§3.3): a client's nonces
+    and known versions only grow, so a request with a newer nonce may lag behind the
+    binding version (the client missed this accept) but may never claim a version older
+    than `request_version`, which the client had already used.
     """
 
     nonce: int
+    request_version: int
     request_proof: bytes
     accept: SendReattachAccept
 

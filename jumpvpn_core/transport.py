@@ -82,7 +82,9 @@ class TransportDescriptor:
         if not sep:
             raise InvalidTransportError(f"transport {text!r} is not of the form kind:host:port")
         host, sep, port_text = rest.rpartition(":")
-        if not sep or not port_text.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" (which int() refuses) and other
+        # scripts' digits (which would make the text form non-canonical).
+        if not sep or not port_text.isascii() or not port_text.isdigit():
             raise InvalidTransportError(f"transport {text!r} is not of the form kind:host:port")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]

@@ -16,6 +16,8 @@ __all__ = ["main"]
 # One line per subcommand module, in the order `jumpvpn --help` lists them.
 _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "scenarios",
+    "demo",
+    "conformance",
 )
 
 

@@ -1,0 +1,192 @@
+"""Deliberately broken implementations: proof that the conformance kit bites.
+
+Each is the reference with exactly one behaviour altered (one `alter` hook). They ship in
+the package, not in `tests/`, so that anyone can check their installed kit catches them,
+in-process or over stdio:
+
+    jumpvpn conformance --cmd "python -m jumpvpn_core.testing.stdio_reference \\
+        --impl jumpvpn_core.testing.broken:accepts_replayed_nonce"
+
+Never use any of these for anything but testing the kit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from jumpvpn_core.effects import BindTransport, Effect, Rejected, StateChanged
+from jumpvpn_core.events import CandidateDiscovered, ReattachRequest
+from jumpvpn_core.machine import step
+from jumpvpn_core.phases import Phase
+from jumpvpn_core.proof import MessageType, compute_proof
+from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.state import Roaming, ServerSide, SessionState
+from jumpvpn_core.testing.implementation import ReferenceImplementation
+
+__all__ = [
+    "BROKEN",
+    "AcceptsReplayedNonce",
+    "BindsBeforePathValidation",
+    "ForgetsVersionBump",
+    "NeverLeavesRecovering",
+    "SkipsProofCheck",
+    "UnboundedCandidates",
+    "accepts_replayed_nonce",
+    "binds_before_path_validation",
+    "forgets_version_bump",
+    "never_leaves_recovering",
+    "skips_proof_check",
+    "unbounded_candidates",
+]
+
+_Step = tuple[SessionState, tuple[Effect, ...]]
+
+
+def _rejected_with(effects: tuple[Effect, ...], *reasons: ReasonCode) -> bool:
+    return any(type(e) is Rejected and e.reason in reasons for e in effects)
+
+
+class AcceptsReplayedNonce(ReferenceImplementation):
+    """Server: a request whose nonce was already seen is processed as if it were fresh."""
+
+    name = "accepts-replayed-nonce"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        if type(event) is ReattachRequest and _rejected_with(effects,
+                                                             ReasonCode.REPLAY_DETECTED):
+            side = before.side
+            assert isinstance(side, ServerSide)
+            forgetful = attrs.evolve(before, side=attrs.evolve(side, replay_top=0,
+                                                               replay_bits=0))
+            return step(forgetful, event)
+        return after, effects
+
+
+class ForgetsVersionBump(ReferenceImplementation):
+    """Entering RECOVERING does not increment state_version."""
+
+    name = "forgets-version-bump"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        if after.phase is Phase.RECOVERING and before.phase is not Phase.RECOVERING and \
+                after.state_version == before.state_version + 1:
+            kept = attrs.evolve(after, state_version=before.state_version)
+            fixed = tuple(attrs.evolve(e, state_version=before.state_version)
+                          if type(e) is StateChanged else e for e in effects)
+            return kept, fixed
+        return after, effects
+
+
+class BindsBeforePathValidation(ReferenceImplementation):
+    """Server: a verified request from a new address is bound at once, without the path
+    challenge (no proof that the address is reachable)."""
+
+    name = "binds-before-path-validation"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        side = after.side
+        opened = (type(event) is ReattachRequest and not event.challenge
+                  and isinstance(side, ServerSide) and side.pending is not None
+                  and side.pending.address == event.source
+                  and after.phase is before.phase
+                  and not any(type(e) is Rejected for e in effects))
+        if not opened:
+            return after, effects
+        old = before.link.active
+        # Pretend the new source were the bound path, then report the switch.
+        moved = attrs.evolve(before, link=attrs.evolve(before.link, active=event.source))
+        bound, bound_effects = step(moved, event)
+        return bound, (*bound_effects, BindTransport(before.session_id, event.source, old))
+
+
+class NeverLeavesRecovering(ReferenceImplementation):
+    """RECOVERING never ends on its window: the step that would end it is ignored."""
+
+    name = "never-leaves-recovering"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        leaving = {ReasonCode.RECOVERY_WINDOW_EXCEEDED, ReasonCode.NO_VIABLE_CANDIDATE,
+                   ReasonCode.RECOVERY_PARTIAL}
+        if before.phase is Phase.RECOVERING and any(
+                type(e) is StateChanged and e.reason in leaving for e in effects):
+            return before, ()
+        return after, effects
+
+
+class UnboundedCandidates(ReferenceImplementation):
+    """Client: a discovered candidate beyond `max_candidates` is stored anyway."""
+
+    name = "unbounded-candidates"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        if type(event) is CandidateDiscovered and _rejected_with(
+                effects, ReasonCode.CANDIDATE_LIMIT_REACHED):
+            roaming = after.roaming
+            grown = Roaming((*roaming.candidates, event.transport), roaming.switch_times,
+                            roaming.recovery_rounds)
+            return attrs.evolve(after, roaming=grown), ()
+        return after, effects
+
+
+class SkipsProofCheck(ReferenceImplementation):
+    """Server: a reattach request with an invalid proof is treated as if it verified."""
+
+    name = "skips-proof-check"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        if type(event) is ReattachRequest and _rejected_with(effects, ReasonCode.PROOF_INVALID):
+            ident = before.ident
+            proof = compute_proof(ident.control_key, MessageType.REATTACH_REQUEST,
+                                  ident.session_id, event.nonce, event.state_version,
+                                  event.timestamp_ms, event.candidate, event.challenge)
+            return step(before, attrs.evolve(event, proof=proof))
+        return after, effects
+
+
+def accepts_replayed_nonce() -> AcceptsReplayedNonce:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return AcceptsReplayedNonce()
+
+
+def forgets_version_bump() -> ForgetsVersionBump:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return ForgetsVersionBump()
+
+
+def binds_before_path_validation() -> BindsBeforePathValidation:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return BindsBeforePathValidation()
+
+
+def never_leaves_recovering() -> NeverLeavesRecovering:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return NeverLeavesRecovering()
+
+
+def unbounded_candidates() -> UnboundedCandidates:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return UnboundedCandidates()
+
+
+def skips_proof_check() -> SkipsProofCheck:
+    """Factory for `--jumpvpn-impl` / `--impl`."""
+    return SkipsProofCheck()
+
+
+#: Every broken implementation, by factory name.
+BROKEN: dict[str, type[ReferenceImplementation]] = {
+    "accepts_replayed_nonce": AcceptsReplayedNonce,
+    "forgets_version_bump": ForgetsVersionBump,
+    "binds_before_path_validation": BindsBeforePathValidation,
+    "never_leaves_recovering": NeverLeavesRecovering,
+    "unbounded_candidates": UnboundedCandidates,
+    "skips_proof_check": SkipsProofCheck,
+}

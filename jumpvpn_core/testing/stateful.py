@@ -1,0 +1,503 @@
+"""`ConformanceMachine`: a Hypothesis state machine that fuzzes an implementation against
+the reference, and `run_conformance`, which runs it and returns a verdict.
+
+The machine plays everything around one session: the driver (attach, timers), the network
+(loss bursts, NAT rebinding, clock jumps, drop / duplicate / reorder of honest messages),
+an honest peer (valid proofs, path-challenge answers, accepts) and an attacker (forged,
+replayed, stale-version, future-version, wrong-session, flood). Every event goes to the
+reference and to the implementation under test through `Lockstep`, which compares them
+and runs the invariant checkers after every step.
+
+Bind an implementation with `conformance_machine(impl)`; use the result like any
+`RuleBasedStateMachine` (`TestCase`, `run_state_machine_as_test`), or call
+`run_conformance(impl)` for a verdict object.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import HealthCheck, Phase, Verbosity, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    get_state_machine_test,
+    initialize,
+    precondition,
+    rule,
+)
+
+from jumpvpn_core.effects import SendPathChallenge, SendReattachRequest
+from jumpvpn_core.events import (
+    AllTransportsFailed,
+    Attach,
+    CandidateDiscovered,
+    CandidateLost,
+    DeliveryTimeout,
+    InboundTraffic,
+    PacketLoss,
+    PathChallengeReceived,
+    ReattachAccepted,
+    ReattachRequest,
+    Tick,
+    TransportFailed,
+)
+from jumpvpn_core.machine import next_deadline
+from jumpvpn_core.phases import Phase as CorePhase
+from jumpvpn_core.phases import Role
+from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
+from jumpvpn_core.state import ClientSide, ServerSide
+from jumpvpn_core.testing.implementation import Implementation
+from jumpvpn_core.testing.lockstep import ConformanceFailure, FailureKind, FailureReport, Lockstep
+from jumpvpn_core.testing.strategies import (
+    Attack,
+    NetworkFault,
+    attack_kinds,
+    clock_jumps,
+    events,
+    loss_bursts,
+    network_faults,
+    policies,
+    rebinding_sources,
+    session_ids,
+    session_secrets,
+    transports,
+)
+from jumpvpn_core.transport import TransportDescriptor
+
+__all__ = [
+    "ConformanceMachine",
+    "ConformanceResult",
+    "Recorder",
+    "conformance_machine",
+    "run_conformance",
+]
+
+_FLOOD_EXTRA = 2
+_faults = st.one_of(st.just(NetworkFault.DELIVER), network_faults())
+
+
+class _ShrinkBudgetSpent(BaseException):
+    """Ends a run once shrinking has used its budget (BaseException: Hypothesis must not
+    treat it as a test failure to shrink)."""
+
+
+class Recorder:
+    """Collects the failures of a run: the first protocol failure and the smallest failure
+    seen (shrinking makes it the minimal counterexample).
+
+    `shrink_budget` bounds how many examples may run after the first failure, so a run
+    with a slow implementation still ends promptly with the smallest failure so far.
+    """
+
+    def __init__(self, shrink_budget: int | None = None) -> None:
+        self.first_protocol: FailureReport | None = None
+        self.smallest: FailureReport | None = None
+        self.examples = 0
+        self.shrink_budget = shrink_budget
+        self._after_failure = 0
+
+    def record(self, report: FailureReport) -> None:
+        """Remember one failure."""
+        if report.kind is FailureKind.PROTOCOL and self.first_protocol is None:
+            self.first_protocol = report
+        if self.smallest is None or report.step <= self.smallest.step:
+            self.smallest = report
+
+    def example_started(self) -> None:
+        """Count one example; stop the run when the shrink budget is spent."""
+        self.examples += 1
+        if self.smallest is not None:
+            self._after_failure += 1
+            if self.shrink_budget is not None and self._after_failure > self.shrink_budget:
+                raise _ShrinkBudgetSpent
+
+    def verdict(self) -> FailureReport | None:
+        """The failure to report: a protocol failure as first seen, else the smallest."""
+        return self.first_protocol or self.smallest
+
+
+class ConformanceMachine(RuleBasedStateMachine):
+    """Fuzz `implementation` against the reference. Subclass via `conformance_machine`."""
+
+    implementation: ClassVar[Implementation | None] = None
+    recorder: ClassVar[Recorder | None] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        impl = type(self).implementation
+        if impl is None:
+            raise RuntimeError("bind an implementation first: conformance_machine(impl)")
+        self.lock = Lockstep(impl)
+        self.role = Role.CLIENT
+        self.now = 0
+        self.session_id = b""
+        self.key = b""
+        self.nonce = 1
+        self.held: Any = None
+        self.captured: list[Any] = []
+        self.requests_seen: list[SendReattachRequest] = []
+        self.challenges: list[SendPathChallenge] = []
+        self.created = False
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _run(self, action: Any, *args: Any) -> Any:
+        try:
+            return action(*args)
+        except ConformanceFailure as failure:
+            recorder = type(self).recorder
+            if recorder is not None:
+                recorder.record(failure.report)
+            raise
+
+    def _apply(self, event: Any) -> None:
+        outcome = self._run(self.lock.apply, event)
+        for effect in outcome.raw_effects or ():
+            if isinstance(effect, SendReattachRequest):
+                self.requests_seen.append(effect)
+            elif isinstance(effect, SendPathChallenge):
+                self.challenges.append(effect)
+
+    def _send_honest(self, event: Any, fault: NetworkFault) -> None:
+        """Put an honest message through the network: deliver, drop, duplicate, reorder."""
+        self.captured.append(event)
+        if fault is NetworkFault.DROP:
+            return
+        if fault is NetworkFault.REORDER and self.held is None:
+            self.held = event
+            return
+        self._apply(event)
+        if fault is NetworkFault.DUPLICATE:
+            self._apply(event)
+        if self.held is not None:
+            held, self.held = self.held, None
+            self._apply(held)
+
+    def _live(self) -> bool:
+        """Rules that need a live session stop once the reference has terminated (only the
+        clock and timers keep running, to check that TERMINATED stays put)."""
+        return self.lock.state.phase is not CorePhase.TERMINATED
+
+    def _server(self) -> ServerSide:
+        side = self.lock.state.side
+        assert isinstance(side, ServerSide)
+        return side
+
+    def _client(self) -> ClientSide:
+        side = self.lock.state.side
+        assert isinstance(side, ClientSide)
+        return side
+
+    def _request(self, source: TransportDescriptor, version: int, *, candidate:
+                 TransportDescriptor | None = None, challenge: bytes = b"", size: int = 0,
+                 session_id: bytes | None = None, nonce: int | None = None,
+                 forged: bytes | None = None) -> ReattachRequest:
+        if nonce is None:
+            nonce, self.nonce = self.nonce, self.nonce + 1
+        candidate = source if candidate is None else candidate
+        sid = self.session_id if session_id is None else session_id
+        proof = forged if forged is not None else compute_proof(
+            self.key, MessageType.REATTACH_REQUEST, sid, nonce, version, self.now, candidate,
+            challenge)
+        return ReattachRequest(self.now, source, sid, nonce, version, self.now, candidate,
+                               proof, challenge, size)
+
+    def _accept(self, request: SendReattachRequest, version: int, *,
+                session_id: bytes | None = None, nonce: int | None = None,
+                forged: bytes | None = None) -> ReattachAccepted:
+        sid = self.session_id if session_id is None else session_id
+        nonce = request.nonce if nonce is None else nonce
+        proof = forged if forged is not None else compute_proof(
+            self.key, MessageType.REATTACH_ACCEPT, sid, nonce, version, self.now,
+            request.candidate)
+        return ReattachAccepted(self.now, request.via, sid, nonce, version, self.now,
+                                request.candidate, proof)
+
+    # --- the driver ------------------------------------------------------------------------
+
+    @initialize(role=st.sampled_from(tuple(Role)), session_id=session_ids(),
+                secret=session_secrets(), start=st.integers(min_value=0, max_value=10_000),
+                policy=policies(), attach=st.one_of(st.none(), transports(), transports()))
+    def create(self, role: Role, session_id: bytes, secret: bytes, start: int, policy: Policy,
+               attach: TransportDescriptor | None) -> None:
+        """Create the session on both sides (and usually attach it at once)."""
+        recorder = type(self).recorder
+        if recorder is not None:
+            recorder.example_started()
+        self.role, self.now, self.session_id = role, start, session_id
+        self.key = derive_control_key(secret, session_id)
+        self._run(self.lock.create, role, session_id, secret, start, policy)
+        self.created = True
+        if attach is not None:
+            self._apply(Attach(self.now, attach))
+
+    @rule(delta=clock_jumps())
+    def jump_clock(self, delta: int) -> None:
+        """Clock movement, including big jumps and steps backwards."""
+        self.now = max(0, self.now + delta)
+
+    @rule(at_deadline=st.sampled_from((False, False, True)))
+    def tick(self, at_deadline: bool) -> None:
+        """Deliver `Tick` now, or at the reference's next deadline."""
+        deadline = next_deadline(self.lock.state)
+        if at_deadline and deadline is not None:
+            self.now = max(self.now, deadline)
+        self._apply(Tick(self.now))
+
+    @precondition(lambda self: self._live())
+    @rule(data=st.data())
+    def arbitrary_event(self, data: st.DataObject) -> None:
+        """Any event of the role, proofs arbitrary."""
+        self._apply(data.draw(events(self.role, self.now)))
+
+    @precondition(lambda self: self._live())
+    @rule(transport=transports())
+    def attach(self, transport: TransportDescriptor) -> None:
+        """The handshake completes (again)."""
+        self._apply(Attach(self.now, transport))
+
+    @precondition(lambda self: self._live())
+    @rule(size=st.integers(min_value=0, max_value=1500))
+    def traffic_on_active(self, size: int) -> None:
+        """Authenticated traffic on the bound path."""
+        active = self.lock.state.link.active
+        if active is not None:
+            self._apply(InboundTraffic(self.now, active, size))
+
+    # --- client: loss, failures, candidates, the honest server --------------------------
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule(count=loss_bursts())
+    def loss_burst(self, count: int) -> None:
+        """A burst of consecutive losses."""
+        self._apply(PacketLoss(self.now, count))
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule()
+    def delivery_timeout(self) -> None:
+        """Nothing was acknowledged in time."""
+        self._apply(DeliveryTimeout(self.now))
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule(everything=st.booleans())
+    def transports_fail(self, everything: bool) -> None:
+        """The active transport fails, or every transport at once."""
+        active = self.lock.state.link.active
+        if everything or active is None:
+            self._apply(AllTransportsFailed(self.now))
+        else:
+            self._apply(TransportFailed(self.now, active))
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule(transport=transports())
+    def discover_candidate(self, transport: TransportDescriptor) -> None:
+        """A new local transport appears."""
+        self._apply(CandidateDiscovered(self.now, transport))
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule(index=st.integers(min_value=0, max_value=7))
+    def lose_candidate(self, index: int) -> None:
+        """A stored candidate goes away."""
+        candidates = self.lock.state.roaming.candidates
+        if candidates:
+            self._apply(CandidateLost(self.now, candidates[index % len(candidates)]))
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live()
+                  and bool(self.requests_seen))
+    @rule(fault=_faults, bump=st.integers(min_value=1, max_value=3),
+          challenge_first=st.booleans(), observed=st.one_of(rebinding_sources(), transports()),
+          challenge=st.binary(min_size=16, max_size=16))
+    def server_answers(self, fault: NetworkFault, bump: int, challenge_first: bool,
+                       observed: TransportDescriptor, challenge: bytes) -> None:
+        """The honest server answers the latest request: a path challenge or an accept."""
+        request = self.requests_seen[-1]
+        event: Any
+        if challenge_first and not request.challenge:
+            event = PathChallengeReceived(self.now, request.via, challenge, observed)
+        else:
+            event = self._accept(request, request.state_version + bump)
+        self._send_honest(event, fault)
+
+    # --- server: the honest client -------------------------------------------------------
+
+    @precondition(lambda self: self.role is Role.SERVER and self._live())
+    @rule(fault=_faults, from_active=st.booleans(), source=rebinding_sources(),
+          size=st.integers(min_value=0, max_value=1500))
+    def client_requests(self, fault: NetworkFault, from_active: bool,
+                        source: TransportDescriptor, size: int) -> None:
+        """The honest client asks to reattach, from the bound path or a new address."""
+        active = self.lock.state.link.active
+        if from_active and active is not None:
+            source = active
+        self._send_honest(self._request(source, self._server().binding_version, size=size),
+                          fault)
+
+    @precondition(lambda self: self.role is Role.SERVER and self._live()
+                  and bool(self.challenges))
+    @rule(fault=_faults, size=st.integers(min_value=0, max_value=1500))
+    def client_answers_challenge(self, fault: NetworkFault, size: int) -> None:
+        """The honest client echoes the latest path challenge from the challenged address."""
+        challenge = self.challenges[-1]
+        self._send_honest(self._request(challenge.to, self._server().binding_version,
+                                        challenge=challenge.challenge, size=size), fault)
+
+    @precondition(lambda self: self.role is Role.SERVER and self._live())
+    @rule(source=rebinding_sources(), size=st.integers(min_value=0, max_value=1500))
+    def nat_rebinding(self, source: TransportDescriptor, size: int) -> None:
+        """Traffic arrives from a new address (NAT churn, or a spoofer)."""
+        self._apply(InboundTraffic(self.now, source, size))
+
+    # --- the attacker ------------------------------------------------------------------------
+
+    @precondition(lambda self: self._live())
+    @rule(kind=attack_kinds(), proof=st.binary(min_size=32, max_size=32),
+          other=session_ids(), source=st.one_of(rebinding_sources(), transports()),
+          pick=st.integers(min_value=0, max_value=1_000), size=st.integers(0, 1500))
+    def attack(self, kind: Attack, proof: bytes, other: bytes, source: TransportDescriptor,
+               pick: int, size: int) -> None:
+        """Forged, replayed, stale-version, future-version, wrong-session or flood."""
+        if self.role is Role.SERVER:
+            self._attack_server(kind, proof, other, source, pick, size)
+        else:
+            self._attack_client(kind, proof, other, pick)
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.link.active is not None)
+    @rule(proof=st.binary(min_size=32, max_size=32))
+    def forged_request_on_the_binding(self, proof: bytes) -> None:
+        """The strongest forger: from the bound address, with the right session id, a fresh
+        nonce, the current version and timestamp; everything but the key. Only the proof
+        check can stop it."""
+        active = self.lock.state.link.active
+        assert active is not None
+        self._apply(self._request(active, self._server().binding_version, size=200,
+                                  forged=proof))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(first_port=st.integers(min_value=20_000, max_value=60_000))
+    def candidate_storm(self, first_port: int) -> None:
+        """More distinct candidates at once than the policy allows (§5.2)."""
+        bound = self.lock.state.ident.policy.max_candidates
+        for offset in range(bound + 2):
+            self._apply(CandidateDiscovered(
+                self.now, TransportDescriptor.udp("192.0.2.200", first_port + offset)))
+
+    @precondition(lambda self: self._live() and bool(self.captured))
+    @rule()
+    def replay_latest(self) -> None:
+        """Replay the latest honest message verbatim: the one most likely to have been
+        accepted, so only the replay window can stop it."""
+        self._apply(self.captured[-1])
+
+    def _attack_server(self, kind: Attack, proof: bytes, other: bytes,
+                       source: TransportDescriptor, pick: int, size: int) -> None:
+        version = self._server().binding_version
+        if kind is Attack.FORGED:
+            self._apply(self._request(source, version, size=size, forged=proof))
+        elif kind is Attack.REPLAYED:
+            if self.captured:
+                self._apply(self.captured[pick % len(self.captured)])
+        elif kind is Attack.STALE_VERSION:
+            self._apply(self._request(source, max(0, version - 1 - pick % 3), size=size))
+        elif kind is Attack.FUTURE_VERSION:
+            self._apply(self._request(source, version + 1 + pick % 3, size=size))
+        elif kind is Attack.WRONG_SESSION:
+            self._apply(self._request(source, version, size=size, session_id=other))
+        else:
+            limit = self.lock.state.ident.policy.reattach_rate_limit
+            for _ in range(limit + _FLOOD_EXTRA):
+                self._apply(self._request(source, version, size=size))
+
+    def _attack_client(self, kind: Attack, proof: bytes, other: bytes, pick: int) -> None:
+        if not self.requests_seen:
+            return
+        request = self.requests_seen[-1]
+        known = self._client().known_version
+        if kind is Attack.FORGED:
+            self._apply(self._accept(request, known + 1, forged=proof))
+        elif kind is Attack.REPLAYED:
+            if self.captured:
+                self._apply(self.captured[pick % len(self.captured)])
+        elif kind is Attack.STALE_VERSION:
+            self._apply(self._accept(request, max(0, known - pick % 2)))
+        elif kind is Attack.FUTURE_VERSION:
+            # An accept for a request never sent (nonce from the future).
+            self._apply(self._accept(request, known + 1, nonce=request.nonce + 1 + pick % 4))
+        elif kind is Attack.WRONG_SESSION:
+            self._apply(self._accept(request, known + 1, session_id=other))
+        else:
+            for _ in range(4 + _FLOOD_EXTRA):
+                self._apply(self._accept(request, known + 1, forged=proof))
+
+
+def conformance_machine(implementation: Implementation,
+                        recorder: Recorder | None = None) -> type[ConformanceMachine]:
+    """A `ConformanceMachine` subclass bound to `implementation` (and a `Recorder`)."""
+    bound_recorder = recorder if recorder is not None else Recorder()
+
+    class BoundConformanceMachine(ConformanceMachine):
+        pass
+
+    BoundConformanceMachine.implementation = implementation
+    BoundConformanceMachine.recorder = bound_recorder
+    BoundConformanceMachine.__name__ = f"ConformanceMachine[{implementation.name}]"
+    return BoundConformanceMachine
+
+
+@attrs.frozen
+class ConformanceResult:
+    """The verdict of one run: `failure` is None when the implementation conforms."""
+
+    implementation: str
+    examples: int
+    failure: FailureReport | None
+
+    @property
+    def ok(self) -> bool:
+        """True when no divergence, invariant violation or protocol failure was found."""
+        return self.failure is None
+
+
+def run_conformance(implementation: Implementation, *, examples: int = 50, seed: int = 0,
+                    steps: int = 30, shrink_budget: int | None = 300) -> ConformanceResult:
+    """Fuzz `implementation` against the reference; return the verdict (never raises for a
+    failing implementation). Same arguments, same run: the seed fixes every draw.
+
+    Settings are fixed here on purpose (no Hypothesis profile is consulted), so a verdict
+    does not depend on the caller's environment. `shrink_budget` bounds the examples
+    spent shrinking after the first failure (0: report the first failure as found; None:
+    shrink until Hypothesis is done).
+    """
+    recorder = Recorder(shrink_budget)
+    machine = conformance_machine(implementation, recorder)
+    phases = [Phase.generate, Phase.shrink] if shrink_budget != 0 else [Phase.generate]
+    run_settings = settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        database=None,
+        phases=phases,
+        derandomize=False,
+        print_blob=False,
+        report_multiple_bugs=False,
+        verbosity=Verbosity.quiet,
+        suppress_health_check=list(HealthCheck),
+    )
+    test = hypothesis_seed(seed)(get_state_machine_test(machine, settings=run_settings))
+    kit_error: str | None = None
+    try:
+        test()
+    except (ConformanceFailure, _ShrinkBudgetSpent):
+        pass
+    except Exception as exc:
+        # Hypothesis may wrap the failure (flaky replays, exception groups); the recorder
+        # knows what happened. Anything else is reported, never re-raised as a traceback.
+        kit_error = f"{type(exc).__name__}: {exc}"
+    failure = recorder.verdict()
+    if failure is None and kit_error is not None:
+        failure = FailureReport(FailureKind.CRASH, 0, "run", kit_error, "")
+    return ConformanceResult(implementation.name, recorder.examples, failure)

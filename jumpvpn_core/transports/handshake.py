@@ -1,0 +1,113 @@
+"""Reference key agreement: X25519 + HKDF-SHA256 -> (session secret, session id).
+
+For the reference UDP driver and `jumpvpn demo` only. It is *unauthenticated*: neither side
+proves who it is, so an active attacker on the path can sit in the middle. Production
+embedders run their own authenticated handshake (Noise IK, TLS 1.3, IKEv2), export a
+secret of at least 16 bytes from it, choose a 16-byte session id, and hand both to
+`jumpvpn_core.new_session(...)`. See `docs/transports.md`.
+
+Derivation (both sides compute the same):
+
+    shared  = X25519(own private, peer public)           (all-zero result refused)
+    okm     = HKDF-SHA256(ikm=shared, salt=client_pub || server_pub,
+                          info="jumpvpn-core/v1 reference handshake", length=48)
+    secret  = okm[0:32]      session_id = okm[32:48]
+
+The data key that authenticates DATA and HEARTBEAT datagrams is derived from the secret
+with its own HKDF label, so it is unrelated to the core's control key.
+"""
+
+from __future__ import annotations
+
+import attrs
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.hmac import HMAC
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from jumpvpn_core.proof import SESSION_ID_SIZE
+from jumpvpn_core.transports.errors import HandshakeError
+from jumpvpn_core.transports.wire import KEY_SHARE_SIZE, TAG_SIZE
+
+__all__ = [
+    "DATA_KEY_SIZE",
+    "SECRET_SIZE",
+    "HandshakeKeys",
+    "Initiator",
+    "data_tag",
+    "derive_data_key",
+    "respond",
+]
+
+SECRET_SIZE = 32
+DATA_KEY_SIZE = 32
+_INFO = b"jumpvpn-core/v1 reference handshake"
+_DATA_SALT = b"jumpvpn-core/v1 reference data"
+_DATA_INFO = b"jumpvpn-core/v1 data key"
+
+
+@attrs.frozen
+class HandshakeKeys:
+    """What the handshake produced. The secret never appears in repr."""
+
+    session_id: bytes
+    secret: bytes = attrs.field(repr=False)
+
+
+def _public_bytes(key: X25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def _derive(private: X25519PrivateKey, peer_public: bytes, client_public: bytes,
+            server_public: bytes) -> HandshakeKeys:
+    if len(peer_public) != KEY_SHARE_SIZE:
+        raise HandshakeError(f"key share must be {KEY_SHARE_SIZE} bytes")
+    try:
+        shared = private.exchange(X25519PublicKey.from_public_bytes(peer_public))
+    except ValueError:
+        # cryptography refuses low-order points (an all-zero shared secret).
+        raise HandshakeError("peer key share is a low-order point") from None
+    okm = HKDF(algorithm=hashes.SHA256(), length=SECRET_SIZE + SESSION_ID_SIZE,
+               salt=client_public + server_public, info=_INFO).derive(shared)
+    return HandshakeKeys(session_id=okm[SECRET_SIZE:], secret=okm[:SECRET_SIZE])
+
+
+class Initiator:
+    """The client half: make a key share, then finish with the server's."""
+
+    __slots__ = ("_private", "public")
+
+    def __init__(self) -> None:
+        self._private = X25519PrivateKey.generate()
+        self.public: bytes = _public_bytes(self._private)
+
+    def __repr__(self) -> str:
+        return f"Initiator(public={self.public.hex()})"
+
+    def finish(self, server_public: bytes, session_id: bytes) -> HandshakeKeys:
+        """Derive the keys; raise `HandshakeError` if the server's session id disagrees."""
+        keys = _derive(self._private, server_public, self.public, server_public)
+        if keys.session_id != session_id:
+            raise HandshakeError("server announced a different session id")
+        return keys
+
+
+def respond(client_public: bytes) -> tuple[bytes, HandshakeKeys]:
+    """The server half: returns its public key share and the derived keys."""
+    private = X25519PrivateKey.generate()
+    server_public = _public_bytes(private)
+    return server_public, _derive(private, client_public, client_public, server_public)
+
+
+def derive_data_key(secret: bytes, session_id: bytes) -> bytes:
+    """The key that authenticates DATA and HEARTBEAT datagrams of one session."""
+    return HKDF(algorithm=hashes.SHA256(), length=DATA_KEY_SIZE, salt=_DATA_SALT,
+                info=_DATA_INFO + session_id).derive(secret)
+
+
+def data_tag(data_key: bytes, tag_input: bytes) -> bytes:
+    """HMAC-SHA256 truncated to the wire's tag size."""
+    mac = HMAC(data_key, hashes.SHA256())
+    mac.update(tag_input)
+    return mac.finalize()[:TAG_SIZE]

@@ -1,0 +1,31 @@
+"""`pytest --jumpvpn-impl=package.module:factory` runs the conformance machine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 -- our own interpreter, fixed arguments
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path), str(tmp_path), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_plugin_passes_the_reference(tmp_path: Path) -> None:
+    proc = _pytest(tmp_path, "--jumpvpn-impl=jumpvpn_core.testing:ReferenceImplementation",
+                   "--jumpvpn-examples=5")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
+
+
+def test_plugin_fails_a_broken_implementation_with_its_counterexample(tmp_path: Path) -> None:
+    proc = _pytest(tmp_path, "--jumpvpn-impl=jumpvpn_core.testing.broken:forgets_version_bump",
+                   "--jumpvpn-examples=40")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "does not conform" in proc.stdout
+    assert "MISMATCH at step" in proc.stdout
+    assert '{"op":"create"' in proc.stdout

@@ -1,0 +1,43 @@
+"""Shared test configuration: hypothesis settings profiles.
+
+Select a profile with the `HYPOTHESIS_PROFILE` environment variable:
+
+* `ci` (default): 500 examples per property and per state machine, no per-example
+  deadline (the machine is shared; timing is never a test outcome), failing examples
+  printed with a reproduction blob.
+* `deep`: 100,000 examples, for long soak runs.
+* `dev`: a handful of examples for quick local iteration.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+_STEPS = 40
+
+settings.register_profile(
+    "ci",
+    max_examples=500,
+    deadline=None,
+    print_blob=True,
+    stateful_step_count=_STEPS,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "deep",
+    max_examples=100_000,
+    deadline=None,
+    print_blob=True,
+    stateful_step_count=_STEPS,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    max_examples=25,
+    deadline=None,
+    print_blob=True,
+    stateful_step_count=20,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

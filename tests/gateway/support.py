@@ -1,0 +1,67 @@
+"""Shared builders for gateway tests: sessions, signed reattach requests, gateways."""
+
+from __future__ import annotations
+
+import hashlib
+
+from jumpvpn_core.events import ReattachRequest
+from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
+from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
+from jumpvpn_core.stores.base import SessionStore
+from jumpvpn_core.telemetry import TelemetrySink
+from jumpvpn_core.transport import TransportDescriptor
+
+CLIENT = TransportDescriptor.udp("10.0.0.1", 4000)
+ROAMED = TransportDescriptor.udp("10.0.0.2", 5000)
+T0 = 1_000
+
+
+def sid(i: int) -> bytes:
+    """A deterministic 16-byte session id."""
+    return i.to_bytes(16, "big")
+
+
+def secret_for(session_id: bytes) -> bytes:
+    """The test session secret of `session_id` (deterministic, never a real key)."""
+    return hashlib.sha256(b"gateway-test-secret" + session_id).digest()
+
+
+def reattach(
+    session_id: bytes,
+    *,
+    nonce: int,
+    version: int,
+    now: int,
+    source: TransportDescriptor = CLIENT,
+    candidate: TransportDescriptor | None = None,
+    challenge: bytes = b"",
+    size: int = 200,
+    timestamp: int | None = None,
+    forge: bool = False,
+) -> ReattachRequest:
+    """A reattach request signed with the session's key (or a forged proof)."""
+    cand = candidate if candidate is not None else source
+    ts = now if timestamp is None else timestamp
+    key = derive_control_key(secret_for(session_id), session_id)
+    proof = compute_proof(key, MessageType.REATTACH_REQUEST, session_id, nonce, version, ts,
+                          cand, challenge)
+    if forge:
+        proof = bytes(32)
+    return ReattachRequest(now, source, session_id, nonce, version, ts, cand, proof,
+                           challenge, size)
+
+
+def make_gateway(
+    store: SessionStore,
+    *,
+    mode: OwnershipMode = OwnershipMode.SHARED,
+    node: str = "n0",
+    nodes: tuple[str, ...] = ("n0",),
+    telemetry: TelemetrySink | None = None,
+    **limits: int,
+) -> Gateway:
+    """A gateway with roomy flood limits unless the test asks for tighter ones."""
+    options: dict[str, int] = {"global_flood_limit": 1_000_000, "source_flood_limit": 1_000_000}
+    options.update(limits)
+    policy = GatewayPolicy(ownership=mode, node_ids=nodes, **options)
+    return Gateway(store, policy, node_id=node, telemetry=telemetry)

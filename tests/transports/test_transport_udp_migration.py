@@ -1,0 +1,313 @@
+"""Migration over real UDP on loopback, after the QUIC interop runner's test cases.
+
+Times are compressed: the interop runner's "port changes 1 s into the transfer and every
+5 s after" becomes 200 ms and every 1,000 ms here (scale 1/5), with policy timers shortened
+to match (`POLICY`). Every test is bounded by `asyncio.wait_for` and ends well under 10 s.
+
+Every test asserts that the session id never changes and that every payload sequence
+number the client sent was delivered, except exactly those whose loss was injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from jumpvpn_core import Phase, Policy, ReasonClass, ReasonCode, Rejected, StateChanged
+from jumpvpn_core.transport import TransportDescriptor
+from jumpvpn_core.transports.errors import AddressInUseError, HandshakeTimeoutError
+from jumpvpn_core.transports.udp import (
+    ClientConfig,
+    LocalSessionHost,
+    RawUdpPeer,
+    UdpClient,
+    UdpServer,
+)
+from jumpvpn_core.transports.wire import HeartbeatMessage, MessageKind, WireError, decode
+
+T = TypeVar("T")
+SCALE = 5  # interop intervals divided by this
+POLICY = Policy(
+    loss_threshold=3,
+    reattach_timeout_ms=200,
+    switch_cooldown_ms=100,
+    max_switches_per_minute=60,
+    reattach_rate_limit=16,
+    path_validation_timeout_ms=300,
+    max_recovery_window_ms=3_000,
+)
+CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
+                      delivery_timeout_ms=1_500)
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 8.0) -> T:
+    """Run one test scenario, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
+    """Poll `condition` every 10 ms; fail the test if it does not hold in time."""
+    for _ in range(int(timeout_s * 100)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in time")
+
+
+async def pair(tap: Callable[[bytes, TransportDescriptor, TransportDescriptor], None]
+               | None = None) -> tuple[UdpServer, UdpClient]:
+    server = await UdpServer.bind("127.0.0.1", 0, policy=POLICY)
+    client = await UdpClient.connect(server.address, policy=POLICY, config=CONFIG, tap=tap)
+    return server, client
+
+
+def server_state(server: UdpServer, session_id: bytes) -> Any:
+    host = server.sessions
+    assert isinstance(host, LocalSessionHost)
+    return host.get(session_id)
+
+
+async def finish(server: UdpServer, client: UdpClient) -> None:
+    """Stop the stream, let in-flight datagrams land, and check the common invariants."""
+    client.stop_stream()
+    await until(lambda: client.state.phase is Phase.ATTACHED
+                and server_state(server, client.session_id).phase is Phase.ATTACHED)
+    await asyncio.sleep(0.1)
+    sid = client.session_id
+    delivered = server.delivered.get(sid, set())
+    sent = set(client.sent_seqs)
+    assert len(sent) > 30, "the transfer must actually have carried payload"
+    assert delivered <= sent
+    assert sent - delivered == client.injected_lost, "payload lost beyond the injected loss"
+    assert server.route(sid) == client.local
+
+
+def client_port_of(server: UdpServer, session_id: bytes) -> TransportDescriptor | None:
+    return server.route(session_id)
+
+
+async def close(server: UdpServer, client: UdpClient, *peers: RawUdpPeer) -> None:
+    await client.close()
+    await server.close()
+    for peer in peers:
+        peer.close()
+
+
+# --- rebind-port -----------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("RM-2.2")
+def test_rebind_port_keeps_the_session_and_loses_no_payload() -> None:
+    async def scenario() -> None:
+        server, client = await pair()
+        sid = client.session_id
+        first = client.local
+        client.start_stream()
+        await asyncio.sleep(1.0 / SCALE)
+        ports = [first]
+        for _ in range(3):
+            ports.append(await client.rebind())
+            await until(lambda: server.route(sid) == client.local
+                        and client.state.phase is Phase.ATTACHED)
+            assert client.session_id == sid
+            await asyncio.sleep(5.0 / SCALE)
+        await finish(server, client)
+        assert len({p.port for p in ports if p is not None}) == 4
+        assert server.route(sid) == ports[-1]
+        assert server_state(server, sid).session_id == sid
+        reasons = [e.reason for _, e in server.audit if isinstance(e, StateChanged)]
+        assert reasons.count(ReasonCode.REATTACHED) == 3
+        assert not client.injected_lost
+        await close(server, client)
+
+    run(scenario())
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_loss_burst_recovers_on_the_same_path_losing_only_the_burst() -> None:
+    async def scenario() -> None:
+        server, client = await pair()
+        sid = client.session_id
+        client.start_stream()
+        await asyncio.sleep(0.2)
+        client.inject_loss(8)
+        await until(lambda: any(isinstance(e, StateChanged)
+                                and e.reason is ReasonCode.LOSS_THRESHOLD_EXCEEDED
+                                for _, e in client.audit))
+        await asyncio.sleep(0.3)
+        await finish(server, client)
+        assert len(client.injected_lost) == 8
+        assert client.session_id == sid
+        await close(server, client)
+
+    run(scenario())
+
+
+# --- rebind-addr -----------------------------------------------------------------------------
+
+
+def _loopback_alias_usable(host: str) -> bool:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.bind((host, 0))
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+@pytest.mark.requirement("RM-2.2")
+def test_rebind_addr_moves_the_session_to_a_new_address() -> None:
+    if not _loopback_alias_usable("127.0.0.2"):
+        pytest.skip("127.0.0.2 cannot be bound on this machine (loopback is not a /8 here)")
+
+    async def scenario() -> None:
+        server, client = await pair()
+        sid = client.session_id
+        client.start_stream()
+        await asyncio.sleep(0.2)
+        moved = await client.rebind(host="127.0.0.2")
+        await until(lambda: server.route(sid) == moved)
+        await asyncio.sleep(0.4)
+        await finish(server, client)
+        route = server.route(sid)
+        assert route is not None
+        assert route.host == "127.0.0.2"
+        assert client.session_id == sid == server_state(server, sid).session_id
+        await close(server, client)
+
+    run(scenario())
+
+
+# --- spoofed replay --------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("RM-3.2", "RM-2.3")
+def test_replayed_request_from_another_port_never_moves_the_binding() -> None:
+    captured: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] == MessageKind.REATTACH_REQUEST:
+            captured.append(datagram)
+
+    async def scenario() -> None:
+        server, client = await pair(tap)
+        sid = client.session_id
+        client.start_stream()
+        await asyncio.sleep(0.2)
+        moved = await client.rebind()
+        await until(lambda: server.route(sid) == moved)
+        assert len(captured) == 2  # the request and its answer to the path challenge
+        version = server_state(server, sid).state_version
+        attacker = await RawUdpPeer.open("127.0.0.1", 0)
+        for datagram in captured:
+            attacker.send(datagram, server.address)
+        await until(lambda: sum(1 for _, e in server.audit if isinstance(e, Rejected)
+                                and e.reason is ReasonCode.REPLAY_DETECTED) == 2)
+        rejects = [e for _, e in server.audit if isinstance(e, Rejected)]
+        assert all(r.reason_class is ReasonClass.SECURITY_EVENT for r in rejects)
+        assert server.route(sid) == moved
+        assert server_state(server, sid).state_version == version
+        assert attacker.bytes_received == 0
+        await asyncio.sleep(0.2)
+        await finish(server, client)
+        assert client.session_id == sid
+        await close(server, client, attacker)
+
+    run(scenario())
+
+
+# --- amplification ---------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_unvalidated_address_never_receives_more_than_three_times_what_it_sent() -> None:
+    captured: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] in (MessageKind.DATA, MessageKind.HEARTBEAT, MessageKind.HANDSHAKE_INIT):
+            captured.append(datagram)
+
+    async def scenario() -> None:
+        server, client = await pair(tap)
+        sid = client.session_id
+        home = server.route(sid)
+        client.start_stream()
+        await asyncio.sleep(0.2)
+        attacker = await RawUdpPeer.open("127.0.0.1", 0)
+        # Authenticated datagrams replayed from a new address (NAT-rebinding lookalikes),
+        # the captured handshake, and garbage: all of it, many times, from one port.
+        replayed = captured[:40]
+        for datagram in replayed:
+            attacker.send(datagram, server.address)
+            attacker.send(b"\x01\x06garbage", server.address)
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0.5)  # longer than path_validation_timeout_ms
+        assert attacker.bytes_sent > 0
+        assert attacker.bytes_received > 0, "the server should have challenged the address"
+        assert attacker.bytes_received <= POLICY.amplification_factor * attacker.bytes_sent
+        for datagram in attacker.received:
+            try:
+                message = decode(datagram)
+            except WireError:
+                continue
+            assert not isinstance(message, HeartbeatMessage), "payload sent to unvalidated"
+        assert server.route(sid) == home
+        assert server.drops["truncated"] == len(replayed)  # the garbage, counted by reason
+        await finish(server, client)
+        assert client.session_id == sid
+        await close(server, client, attacker)
+
+    run(scenario())
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+def test_a_port_in_use_is_a_typed_error() -> None:
+    async def scenario() -> None:
+        holder = await RawUdpPeer.open("127.0.0.1", 0)
+        try:
+            with pytest.raises(AddressInUseError, match="already in use"):
+                await UdpServer.bind("127.0.0.1", holder.address.port)
+        finally:
+            holder.close()
+
+    run(scenario())
+
+
+def test_a_silent_server_is_a_handshake_timeout() -> None:
+    async def scenario() -> None:
+        silent = await RawUdpPeer.open("127.0.0.1", 0)
+        try:
+            with pytest.raises(HandshakeTimeoutError):
+                await UdpClient.connect(silent.address, config=ClientConfig(
+                    handshake_timeout_ms=200, handshake_attempts=2))
+            assert silent.bytes_received == 2 * 34
+        finally:
+            silent.close()
+
+    run(scenario())
+
+
+@pytest.mark.requirement("RM-6.1")
+def test_a_failing_observer_never_stops_a_transition() -> None:
+    def broken(*_args: object) -> None:
+        raise RuntimeError("telemetry backend down")
+
+    async def scenario() -> None:
+        server = await UdpServer.bind("127.0.0.1", 0, policy=POLICY, observer=broken)
+        client = await UdpClient.connect(server.address, policy=POLICY, config=CONFIG,
+                                         observer=broken)
+        assert client.state.phase is Phase.ATTACHED
+        assert client.drops["observer_error"] >= 1
+        assert server.drops["observer_error"] >= 1
+        await close(server, client)
+
+    run(scenario())
+
