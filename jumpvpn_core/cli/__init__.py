@@ -18,6 +18,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "scenarios",
     "demo",
     "conformance",
+    "simulate",
 )
 
 

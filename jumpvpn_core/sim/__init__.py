@@ -5,12 +5,21 @@ The simulator drives the real `step()`; it adds only a world around it. See `Wor
 
 from jumpvpn_core.sim.network import Blackout, Flapping, GilbertElliott, LinkModel, LinkSpec
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
-from jumpvpn_core.sim.world import AttackSpec, SessionOutcome, SimConfig, World, WorldStats
+from jumpvpn_core.sim.world import (
+    AttackSpec,
+    ClusterSpec,
+    SessionOutcome,
+    SimConfig,
+    SimInvariantError,
+    World,
+    WorldStats,
+)
 
 __all__ = [
     "SCENARIOS",
     "AttackSpec",
     "Blackout",
+    "ClusterSpec",
     "Flapping",
     "GilbertElliott",
     "LinkModel",
@@ -18,6 +27,7 @@ __all__ = [
     "ScenarioError",
     "SessionOutcome",
     "SimConfig",
+    "SimInvariantError",
     "World",
     "WorldStats",
     "build_scenario",

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.sim.network import LinkSpec
-from jumpvpn_core.sim.world import AttackSpec, SimConfig
+from jumpvpn_core.sim.world import AttackSpec, ClusterSpec, SimConfig
 
 __all__ = ["SCENARIOS", "ScenarioError", "build_scenario"]
 
@@ -85,6 +85,30 @@ def _collapse(n: int, d: int, seed: int) -> SimConfig:
                      collapse_length_ms=(2_000, 20_000))
 
 
+def _split_brain(n: int, d: int, seed: int) -> SimConfig:
+    # Three shared-store nodes; NAT churn makes clients reattach, and every reattach
+    # request reaches two nodes that both load the record before either commits. The
+    # compare-and-set lets one win; the other answers COMMIT_CONFLICT (§4.1).
+    churny = LinkSpec("wifi", nat_rebind_mean_ms=30_000)
+    return SimConfig(n, d, seed, (churny, _SPARE), SIM_POLICY,
+                     cluster=ClusterSpec(nodes=3, routing="random",
+                                         split_brain_probability=1.0))
+
+
+def _partial_cluster(n: int, d: int, seed: int) -> SimConfig:
+    # Three nodes, random routing. Node 1 loses the store for a quarter of the run, then
+    # every node loses it for 15 s: requests that reach a node without the store are
+    # refused (STORE_UNAVAILABLE), never accepted without their commit (§4.2).
+    churny = LinkSpec("wifi", nat_rebind_mean_ms=30_000, p_good_to_bad=0.005,
+                      p_bad_to_good=0.2, loss_bad=0.95)
+    quarter = max(1_000, d // 4)
+    outage = (d // 2 + 5_000, d // 2 + 20_000)
+    return SimConfig(n, d, seed, (churny, _SPARE), SIM_POLICY,
+                     cluster=ClusterSpec(nodes=3, routing="random",
+                                         partitions=((1, quarter, 2 * quarter),),
+                                         store_outages=(outage,)))
+
+
 SCENARIOS: dict[str, tuple[Builder, str]] = {
     "steady": (_steady, "clean paths: the baseline"),
     "loss-spike": (_loss_spike, "§2.1 Gilbert-Elliott burst loss on the primary path"),
@@ -95,6 +119,9 @@ SCENARIOS: dict[str, tuple[Builder, str]] = {
     "flapping": (_flapping, "anti-flap: the primary path goes down 5 s in every 20 s"),
     "degraded": (_degraded, "§9 one impaired path and no candidate"),
     "collapse": (_collapse, "§7 every transport of half the sessions fails at once"),
+    "split-brain": (_split_brain, "§4.1 every reattach reaches two gateway nodes at once"),
+    "partial-cluster": (_partial_cluster,
+                        "§4.2 a gateway node, then the whole store, is unreachable"),
 }
 
 

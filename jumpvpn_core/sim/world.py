@@ -11,6 +11,16 @@ its sessions, so many worlds can run in one process. Embedders step a world them
 Audit records go to `on_record` (a callable) as they happen; the world keeps only
 counters, a bounded histogram and a few sample timelines, so its memory grows with the
 number of sessions, not with the number of events.
+
+Two server sides: by default each session's server is a bare `SessionState` stepped by the
+world. With `SimConfig.cluster` set, the server side is a cluster of real `Gateway` nodes in
+shared-store mode over one in-process `MemoryStore`; the world routes each server input to
+a node, can cut a node off the store (a partition) or the whole store (an outage), and can
+deliver one request to two nodes at once (split-brain), counting any dual binding.
+
+`World(config, check=True)` runs `check_step` after every step the world makes (and
+`check_state` on every state a cluster commits) and raises `SimInvariantError` on the
+first violation: a debugging and test aid, several times slower.
 """
 
 from __future__ import annotations
@@ -18,7 +28,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -44,16 +54,28 @@ from jumpvpn_core.events import (
     ReattachRequest,
     Tick,
 )
+from jumpvpn_core.gateway import Gateway, GatewayPolicy, GatewayResult, OwnershipMode
+from jumpvpn_core.gateway.gateway import decode_record
+from jumpvpn_core.invariants import check_state, check_step
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.reasons import ReasonClass
+from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
+from jumpvpn_core.sim.network import LinkModel, LinkSpec
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
+from jumpvpn_core.stores.base import StoredSession, StoreUnavailableError
+from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.transport import TransportDescriptor
 
-from jumpvpn_core.sim.network import LinkModel, LinkSpec
-
-__all__ = ["AttackSpec", "SessionOutcome", "SimConfig", "World", "WorldStats"]
+__all__ = [
+    "AttackSpec",
+    "ClusterSpec",
+    "SessionOutcome",
+    "SimConfig",
+    "SimInvariantError",
+    "World",
+    "WorldStats",
+]
 
 # Queue item kinds. Ints keep heap tuples cheap to compare.
 _HEARTBEAT = 0
@@ -91,6 +113,50 @@ class AttackSpec:
             raise ValueError("attack rate_per_s must be >= 1")
 
 
+class SimInvariantError(AssertionError):
+    """A step broke an invariant while the world ran with `check=True`."""
+
+
+@attrs.frozen
+class ClusterSpec:
+    """A cluster of gateway nodes in shared-store mode over one in-process store.
+
+    `routing`: `sticky` (a session's requests always reach the same node) or `random`
+    (each server input reaches a node drawn from the world's PRNG).
+    `partitions`: `(node, start_ms, end_ms)` windows in which that node cannot reach the
+    store (§4.2); `store_outages`: `(start_ms, end_ms)` windows in which no node can.
+    `split_brain_probability`: the chance that a reattach request reaches two nodes at
+    once, both loading the same record before either commits (§4.1).
+    """
+
+    nodes: int = 3
+    routing: str = "sticky"
+    partitions: tuple[tuple[int, int, int], ...] = ()
+    store_outages: tuple[tuple[int, int], ...] = ()
+    split_brain_probability: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        problems = []
+        if self.nodes < 1:
+            problems.append(f"cluster nodes must be >= 1, got {self.nodes}")
+        if self.routing not in ("sticky", "random"):
+            problems.append(f"cluster routing must be sticky or random, got {self.routing!r}")
+        for node, start, end in self.partitions:
+            if not 0 <= node < self.nodes or not 0 <= start <= end:
+                problems.append(f"partition {(node, start, end)} needs a valid node and "
+                                "0 <= start <= end")
+        for start, end in self.store_outages:
+            if not 0 <= start <= end:
+                problems.append(f"store outage {(start, end)} needs 0 <= start <= end")
+        if not 0.0 <= self.split_brain_probability <= 1.0:
+            problems.append("split_brain_probability must be in [0, 1], got "
+                            f"{self.split_brain_probability}")
+        if self.split_brain_probability and self.nodes < 2:
+            problems.append("split-brain needs at least 2 nodes")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
 @attrs.frozen
 class SimConfig:
     """Everything a world needs. Validated on construction."""
@@ -107,6 +173,7 @@ class SimConfig:
     collapse_start_ms: tuple[int, int] = (0, 0)
     collapse_length_ms: tuple[int, int] = (0, 0)
     attacks: tuple[AttackSpec, ...] = ()
+    cluster: ClusterSpec | None = None
 
     def __attrs_post_init__(self) -> None:
         problems = []
@@ -158,6 +225,7 @@ class _Session:
     recoveries: int = 0
     switches: int = 0
     rejections: int = 0
+    store_version: int = 0
 
 
 @attrs.frozen
@@ -189,6 +257,10 @@ class WorldStats:
     attacks_sent: int = 0
     recovery_histogram: list[int] = attrs.field(factory=list)
     timelines: dict[int, list[tuple[int, str]]] = attrs.field(factory=dict)
+    #: Cluster mode only: `races` (split-brain deliveries), `race_single_winner`,
+    #: `race_no_winner`, `dual_bindings` (two nodes accepting from one store version:
+    #: must stay 0), `commits`, `store_unavailable`.
+    cluster: Counter[str] = attrs.field(factory=Counter)
 
     def recovery_percentile(self, fraction: float) -> int | None:
         """Recovery time (ms) at `fraction` (0..1) of completed recoveries, or None."""
@@ -204,11 +276,69 @@ class WorldStats:
         return len(self.recovery_histogram) - 1
 
 
+class _NodeStore:
+    """One node's view of the shared store: unreachable during its partitions and during
+    store outages; the place where a split-brain race is interleaved."""
+
+    def __init__(self, world: World, node: int, store: MemoryStore) -> None:
+        self._world = world
+        self._node = node
+        self._store = store
+
+    def _reachable(self) -> None:
+        if self._world._store_down(self._node):
+            self._world.stats.cluster["store_unavailable"] += 1
+            raise StoreUnavailableError("partitioned from the store (simulated)")
+
+    def get(self, session_id: bytes) -> StoredSession | None:
+        self._reachable()
+        record = self._store.get(session_id)
+        race = self._world._race
+        if race is not None and race[0] == session_id and race[1] == self._node:
+            # Split-brain: this node has loaded the record; the rival now handles the same
+            # request to the end before this node goes on with what it loaded.
+            self._world._race = None
+            self._world._run_rival(race[2], race[3])
+        return record
+
+    def create(self, session_id: bytes, version: int, data: bytes) -> bool:
+        self._reachable()
+        done = self._store.create(session_id, version, data)
+        if done:
+            self._world._committed[session_id] = (version, data, self._node)
+        return done
+
+    def compare_and_set(self, session_id: bytes, expected_version: int, new_version: int,
+                        data: bytes) -> bool:
+        self._reachable()
+        done = self._store.compare_and_set(session_id, expected_version, new_version, data)
+        if done:
+            self._world.stats.cluster["commits"] += 1
+            self._world._committed[session_id] = (new_version, data, self._node)
+        return done
+
+    def delete(self, session_id: bytes, expected_version: int) -> bool:
+        self._reachable()
+        return self._store.delete(session_id, expected_version)
+
+    def scan(self) -> Iterator[StoredSession]:
+        self._reachable()
+        return self._store.scan()
+
+    def close(self) -> None:
+        return None
+
+
 class World:
-    """Many session pairs in one virtual-time world."""
+    """Many session pairs in one virtual-time world.
+
+    `on_record` receives every audit record as it happens. `check=True` runs the
+    invariant checkers after every step and raises `SimInvariantError` on a violation.
+    """
 
     def __init__(self, config: SimConfig,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 *, check: bool = False) -> None:
         self.config = config
         self.now_ms = 0
         self.rng = random.Random(config.seed)
@@ -216,11 +346,34 @@ class World:
             recovery_histogram=[0] * (config.policy.max_recovery_window_ms + 1)
         )
         self._on_record = on_record
+        self._check = check
         self._queue: list[tuple[int, int, int, int, Any]] = []
         self._seq = 0
+        self._started = False
+        # Cluster mode: the shared store, the nodes, the last commit of each session
+        # (version, data, node), and a pending split-brain race.
+        self.store: MemoryStore | None = None
+        self.nodes: list[Gateway] = []
+        self._committed: dict[bytes, tuple[int, bytes, int]] = {}
+        self._race: tuple[bytes, int, int, ReattachRequest] | None = None
+        self._rival_result: GatewayResult | None = None
+        cluster = config.cluster
+        if cluster is not None:
+            self.store = MemoryStore()
+            names = tuple(f"node-{n}" for n in range(cluster.nodes))
+            gateway_policy = GatewayPolicy(
+                max_sessions=max(100_000, 2 * config.sessions),
+                session_idle_ttl_ms=max(600_000, 2 * config.duration_ms),
+                global_flood_limit=100_000_000, source_flood_limit=100_000_000,
+                ownership=OwnershipMode.SHARED, node_ids=names)
+            self.nodes = [Gateway(_NodeStore(self, n, self.store), gateway_policy,
+                                  node_id=names[n], session_policy=config.policy)
+                          for n in range(cluster.nodes)]
         self.sessions: list[_Session] = []
         for index in range(config.sessions):
             self.sessions.append(self._make_session(index))
+        for attack_number, attack in enumerate(config.attacks):
+            self._push(attack.start_ms, _ATTACK, -1, (attack_number, attack))
 
     # -- construction ----------------------------------------------------------------------
 
@@ -246,7 +399,12 @@ class World:
         if index < _SAMPLE_TIMELINES:
             self.stats.timelines[index] = [(start, Phase.BIRTH.value)]
         self._feed(session, Role.CLIENT, Attach(start, paths[0].local))
-        self._feed(session, Role.SERVER, Attach(start, paths[0].public))
+        if self.nodes:
+            node = self.nodes[self._route(session)]
+            self._gateway_result(session, node, Attach(start, paths[0].public),
+                                 node.open_session(session_id, secret, paths[0].public, start))
+        else:
+            self._feed(session, Role.SERVER, Attach(start, paths[0].public))
         for path in paths[1:]:
             self._feed(session, Role.CLIENT, CandidateDiscovered(start, path.local))
         self._push(start + cfg.heartbeat_ms, _HEARTBEAT, index, None)
@@ -293,8 +451,6 @@ class World:
             progress_every_ms: int = 10_000) -> WorldStats:
         """Run to the end of the configured duration; `progress(now_ms)` is called
         every `progress_every_ms` of virtual time."""
-        for attack_number, attack in enumerate(self.config.attacks):
-            self._push(attack.start_ms, _ATTACK, -1, (attack_number, attack))
         mark = 0
         while mark < self.config.duration_ms:
             mark = min(mark + progress_every_ms, self.config.duration_ms)
@@ -322,7 +478,7 @@ class World:
             session.scheduled_server_tick = None
             deadline = next_deadline(session.server)
             if deadline is not None and deadline <= now:
-                self._feed(session, Role.SERVER, Tick(now))
+                self._server(session, Tick(now))
         elif kind == _NAT_REBIND:
             path = session.paths[payload]
             path.public = TransportDescriptor.udp(path.public.host,
@@ -352,8 +508,7 @@ class World:
             rng = self.rng
             delivered_up = path.up.delivers(now, rng)
             if delivered_up:
-                self._feed(session, Role.SERVER, InboundTraffic(now, path.public,
-                                                                _HEARTBEAT_BYTES))
+                self._server(session, InboundTraffic(now, path.public, _HEARTBEAT_BYTES))
             # The server answers only through its own binding: after a NAT rebinding it has
             # not validated yet, or once it has ended the session, the answer goes nowhere.
             server = session.server
@@ -375,7 +530,7 @@ class World:
                                 request.state_version, request.timestamp_ms, request.candidate,
                                 request.proof, request.challenge, _REQUEST_BYTES)
         session.captured = request
-        self._feed(session, Role.SERVER, event)
+        self._server(session, event)
 
     def _deliver_to_client(self, session: _Session, now: int,
                            message: SendPathChallenge | SendReattachAccept) -> None:
@@ -404,14 +559,14 @@ class World:
         self.stats.attacks_sent += 1
         if attack.kind == "replay" and session.captured is not None:
             req = session.captured
-            self._feed(session, Role.SERVER, ReattachRequest(
+            self._server(session, ReattachRequest(
                 now, spoofed, req.session_id, req.nonce, req.state_version, req.timestamp_ms,
                 req.candidate, req.proof, req.challenge, _REQUEST_BYTES))
         else:
             side = session.server.side
             # A forger who guessed the version right still lacks the key.
             version = side.binding_version if isinstance(side, ServerSide) else 0
-            self._feed(session, Role.SERVER, ReattachRequest(
+            self._server(session, ReattachRequest(
                 now, spoofed, session.session_id, 1 + self.rng.randrange(1 << 40), version,
                 now, spoofed, self.rng.randbytes(32), b"", _REQUEST_BYTES))
         interval = max(1, 1_000 // attack.rate_per_s)
@@ -423,6 +578,8 @@ class World:
         state = session.client if role is Role.CLIENT else session.server
         new, effects = step(state, event)
         self.stats.events += 1
+        if self._check:
+            self._verify(state, event, new, effects)
         if role is Role.CLIENT:
             session.client = new
         else:
@@ -431,6 +588,115 @@ class World:
             self._execute(session, role, effects)
         if new is not state:
             self._schedule_tick(session, role, new)
+
+    def _verify(self, before: SessionState, event: Any, after: SessionState,
+                effects: tuple[Effect, ...]) -> None:
+        violations = [*check_step(before, event, after, effects), *check_state(after)]
+        if violations:
+            raise SimInvariantError(
+                f"t={self.now_ms} ms session {before.ident.session_id.hex()} "
+                f"{before.ident.role.value} {type(event).__name__}: "
+                + "; ".join(map(str, violations)))
+
+    # -- cluster mode: the server side is a set of gateway nodes over one store -------------
+
+    def _route(self, session: _Session) -> int:
+        cluster = self.config.cluster
+        assert cluster is not None
+        if cluster.routing == "sticky":
+            return session.index % cluster.nodes
+        return self.rng.randrange(cluster.nodes)
+
+    def _store_down(self, node: int) -> bool:
+        cluster = self.config.cluster
+        assert cluster is not None
+        now = self.now_ms
+        for start, end in cluster.store_outages:
+            if start <= now < end:
+                return True
+        for partitioned, start, end in cluster.partitions:
+            if partitioned == node and start <= now < end:
+                return True
+        return False
+
+    def _run_rival(self, rival: int, request: ReattachRequest) -> None:
+        self._rival_result = self.nodes[rival].handle_reattach(request)
+
+    def _server(self, session: _Session, event: Any) -> None:
+        """Deliver a server-side input: to the session's own state, or to a cluster node."""
+        if not self.nodes:
+            self._feed(session, Role.SERVER, event)
+            return
+        cluster = self.config.cluster
+        assert cluster is not None
+        number = self._route(session)
+        node = self.nodes[number]
+        if not isinstance(event, ReattachRequest):
+            self._gateway_result(session, node, event, node.handle(session.session_id, event))
+            return
+        if not (cluster.split_brain_probability
+                and self.rng.random() < cluster.split_brain_probability):
+            self._gateway_result(session, node, event, node.handle_reattach(event))
+            return
+        rival = (number + 1 + self.rng.randrange(cluster.nodes - 1)) % cluster.nodes
+        self._race = (session.session_id, number, rival, event)
+        self._rival_result = None
+        result = node.handle_reattach(event)
+        self._race = None  # never reached the store (flood-limited or unreachable)
+        rival_result, self._rival_result = self._rival_result, None
+        if rival_result is not None:
+            counts = self.stats.cluster
+            counts["races"] += 1
+            both = (result, rival_result)
+            committed = sum(1 for r in both if r.store_version is not None and r.effects)
+            bound = sum(1 for r in both
+                        if any(isinstance(e, SendReattachAccept | BindTransport)
+                               for e in r.effects))
+            if bound > 1:
+                counts["dual_bindings"] += 1
+            if committed > 1:
+                counts["dual_commits"] += 1
+            counts["race_single_winner" if committed == 1 else "race_no_winner"] += 1
+            # The rival committed first: its outcome is delivered first.
+            self._gateway_result(session, self.nodes[rival], event, rival_result)
+        self._gateway_result(session, node, event, result)
+
+    def _gateway_result(self, session: _Session, node: Gateway, event: Any,
+                        result: GatewayResult) -> None:
+        self.stats.events += 1
+        sid = session.session_id
+        before = session.server
+        committed = self._committed.get(sid)
+        if committed is not None and committed[0] != session.store_version:
+            version, data, committer = committed
+            state = self.nodes[committer].local_state(sid)
+            if state is None or self._check:
+                decoded = decode_record(StoredSession(sid, version, data))
+                if state is not None and state != decoded:
+                    raise SimInvariantError(f"node-{committer} caches a state of session "
+                                            f"{sid.hex()} other than the one it committed")
+                state = decoded
+            session.server = state
+            session.store_version = version
+        effects = result.effects
+        reason = result.reason
+        if reason is not None and not any(isinstance(e, Rejected) for e in effects):
+            # Refused before or by the core without a commit: the gateway keeps no effect,
+            # so the world writes the audit record the core would have written.
+            server = session.server
+            effects = (*effects, Rejected(sid, Role.SERVER, reason, reason_class(reason),
+                                          server.phase, server.state_version,
+                                          type(event).__name__, event.now_ms))
+        if self._check:
+            self._verify(before, event, session.server, effects)
+        if effects:
+            self._execute(session, Role.SERVER, effects)
+        if session.server is not before:
+            self._schedule_tick(session, Role.SERVER, session.server)
+        if isinstance(event, Tick) and reason is ReasonCode.STORE_UNAVAILABLE:
+            retry = self.now_ms + self.config.heartbeat_ms
+            session.scheduled_server_tick = retry
+            self._push(retry, _TICK_SERVER, session.index, None)
 
     def _schedule_tick(self, session: _Session, role: Role, state: SessionState) -> None:
         deadline = next_deadline(state)
@@ -475,10 +741,10 @@ class World:
                         if not session.collapsed and path.down.delivers(now, rng):
                             self._push(now + path.delay_ms, _TO_CLIENT, session.index, effect)
                         break
-            elif isinstance(effect, BindTransport) and role is Role.CLIENT:
-                if effect.previous is not None:
-                    session.switches += 1
-                    stats.switches += 1
+            elif (isinstance(effect, BindTransport) and role is Role.CLIENT
+                  and effect.previous is not None):
+                session.switches += 1
+                stats.switches += 1
 
     def _audit(self, session: _Session, change: StateChanged) -> None:
         stats = self.stats
