@@ -14,7 +14,8 @@ within a stream the verifier checks:
 * versions: +1 per transition, unchanged by rejects;
 * a stream starts at BIRTH (version 0/1) unless `allow_partial`: a record whose session id
   was changed, or a dropped first record, shows up as a stream starting mid-session;
-* nothing after TERMINATED except `SESSION_TERMINATED` rejections;
+* nothing after TERMINATED except `SESSION_TERMINATED` rejections and a gateway's
+  admission refusals (`UNKNOWN_SESSION`, flood limits, `NOT_OWNER`, store errors);
 * timestamps never decrease (`TIME_WENT_BACKWARDS` and `SESSION_TERMINATED` rejections
   carry the refused event's own time, so they are exempt);
 * bounds: time in RECOVERING <= `max_recovery_window_ms`, in DEGRADED <= `max_degraded_ms`,
@@ -108,6 +109,14 @@ def _enum(record: dict[str, Any], key: str, kind: type[Any], what: str) -> Any:
         raise _RecordError(f"unknown {what} {value!r}") from None
 
 
+# What may follow TERMINATED in a stream: the core's own refusal, or a gateway refusing at
+# admission (it may have deleted the ended session's record, or refuse before looking).
+_AFTER_TERMINATED = frozenset({
+    ReasonCode.SESSION_TERMINATED, ReasonCode.UNKNOWN_SESSION, ReasonCode.FLOOD_LIMITED,
+    ReasonCode.SOURCE_FLOOD_LIMITED, ReasonCode.NOT_OWNER, ReasonCode.STORE_UNAVAILABLE,
+    ReasonCode.SESSION_TABLE_FULL, ReasonCode.COMMIT_CONFLICT,
+})
+
 #: Record types that gateways and telemetry sinks write beside the core's two
 #: (specs/effects.md, "Other record types").
 OPERATIONAL_RECORD_TYPES = frozenset(
@@ -182,9 +191,10 @@ class _Checker:
         if stream.phase is Phase.TERMINATED:
             if kind == "state_change":
                 raise _RecordError(f"{where}: transition after TERMINATED")
-            if reason is not _RC.SESSION_TERMINATED:
+            if reason not in _AFTER_TERMINATED:
                 raise _RecordError(f"{where}: {reason.value} rejection after TERMINATED "
-                           "(only SESSION_TERMINATED may follow)")
+                           "(only SESSION_TERMINATED or a gateway admission refusal may "
+                           "follow)")
         if src is not stream.phase:
             what = "transition starts at" if kind == "state_change" else "reject in phase"
             raise _RecordError(f"{where}: {what} {src.value} but the session is in "

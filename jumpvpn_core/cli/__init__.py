@@ -22,6 +22,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "verify_trace",
     "explore",
     "traceability",
+    "simulate",
 )
 
 

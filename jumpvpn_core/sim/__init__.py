@@ -1,0 +1,34 @@
+"""Deterministic discrete-event simulator: many sessions, virtual time, seeded failures.
+
+The simulator drives the real `step()`; it adds only a world around it. See `World`.
+"""
+
+from jumpvpn_core.sim.network import Blackout, Flapping, GilbertElliott, LinkModel, LinkSpec
+from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
+from jumpvpn_core.sim.world import (
+    AttackSpec,
+    ClusterSpec,
+    SessionOutcome,
+    SimConfig,
+    SimInvariantError,
+    World,
+    WorldStats,
+)
+
+__all__ = [
+    "SCENARIOS",
+    "AttackSpec",
+    "Blackout",
+    "ClusterSpec",
+    "Flapping",
+    "GilbertElliott",
+    "LinkModel",
+    "LinkSpec",
+    "ScenarioError",
+    "SessionOutcome",
+    "SimConfig",
+    "SimInvariantError",
+    "World",
+    "WorldStats",
+    "build_scenario",
+]
