@@ -55,7 +55,7 @@ from jumpvpn_core.events import (
 from jumpvpn_core.phases import Phase, Role, transition_target
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import MessageType, compute_proof, derive_challenge, verify_proof
-from jumpvpn_core.reasons import ReasonCode, reason_class
+from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import (
     AcceptRecord,
@@ -72,7 +72,12 @@ from jumpvpn_core.transport import TransportDescriptor
 __all__ = ["StepResult", "advance_time", "next_deadline", "step"]
 
 StepResult = tuple[SessionState, tuple[Effect, ...]]
-_Out = tuple[SessionState, list[Effect]]
+# What a handler returns. Paths that grow their effects use a list; rejections and no-ops
+# return a tuple, which step() hands back without copying.
+_Out = tuple[SessionState, list[Effect] | tuple[Effect, ...]]
+# What `_transition` and the helpers that extend its effects return.
+_ListOut = tuple[SessionState, list[Effect]]
+_NO_EFFECTS: tuple[Effect, ...] = ()
 
 _B, _A, _R, _D, _T = (
     Phase.BIRTH,
@@ -91,12 +96,19 @@ _MAX_TIMER_PASSES = 8
 # --- small builders ---------------------------------------------------------------------------
 
 
+# Performance: a rejection must be cheap (it is what an attacker can make us do at line
+# rate), so the reason -> class lookup is a precomputed table instead of two set lookups
+# per refused input.
+_REASON_CLASS: dict[ReasonCode, ReasonClass] = {code: reason_class(code) for code in ReasonCode}
+
+
 def _rejected(state: SessionState, event: Any, reason: ReasonCode) -> Rejected:
+    ident = state.ident
     return Rejected(
-        state.ident.session_id,
-        state.ident.role,
+        ident.session_id,
+        ident.role,
         reason,
-        reason_class(reason),
+        _REASON_CLASS[reason],
         state.phase,
         state.state_version,
         type(event).__name__,
@@ -105,7 +117,8 @@ def _rejected(state: SessionState, event: Any, reason: ReasonCode) -> Rejected:
 
 
 def _reject(state: SessionState, event: Any, reason: ReasonCode) -> _Out:
-    return state, [_rejected(state, event, reason)]
+    # A one-element tuple: step() passes it on as is (no list, no copy).
+    return state, (_rejected(state, event, reason),)
 
 
 def _with_clock(link: Link, now: int) -> Link:
@@ -149,7 +162,7 @@ def _transition(
     link: Link | None = None,
     roaming: Roaming | None = None,
     side: ServerSide | ClientSide | None = None,
-) -> _Out:
+) -> _ListOut:
     """Move to the phase the table gives for `reason`: version + 1, one audit record."""
     to = transition_target(state.phase, reason)
     version = state.state_version + 1
@@ -222,6 +235,7 @@ def _record_switch(roaming: Roaming, policy: Policy, now: int,
 
 def next_deadline(state: SessionState) -> int | None:
     """The earliest time at which `Tick` must be delivered, or None once TERMINATED."""
+    # Performance: runs on every step, so plain comparisons instead of min() calls.
     phase = state.phase
     if phase is _T:
         return None
@@ -229,16 +243,24 @@ def next_deadline(state: SessionState) -> int | None:
     policy = ident.policy
     deadline = ident.created_ms + policy.session_max_lifetime_ms
     if phase is _B:
-        deadline = min(deadline, state.phase_since_ms + policy.birth_timeout_ms)
+        bound = state.phase_since_ms + policy.birth_timeout_ms
+        if bound < deadline:
+            deadline = bound
     else:
-        deadline = min(deadline, state.link.last_rx_ms + policy.transport_lost_ttl_ms)
+        bound = state.link.last_rx_ms + policy.transport_lost_ttl_ms
+        if bound < deadline:
+            deadline = bound
         if phase is _R:
-            deadline = min(deadline, state.phase_since_ms + policy.max_recovery_window_ms)
+            bound = state.phase_since_ms + policy.max_recovery_window_ms
+            if bound < deadline:
+                deadline = bound
         elif phase is _D:
-            deadline = min(deadline, state.phase_since_ms + policy.max_degraded_ms)
+            bound = state.phase_since_ms + policy.max_degraded_ms
+            if bound < deadline:
+                deadline = bound
     pending = state.side.pending
-    if pending is not None:
-        deadline = min(deadline, pending.deadline_ms)
+    if pending is not None and pending.deadline_ms < deadline:
+        deadline = pending.deadline_ms
     return deadline
 
 
@@ -266,7 +288,7 @@ def _fire_one(state: SessionState, now: int) -> _Out:
     return state, []
 
 
-def _recovery_window_ended(state: SessionState, now: int) -> _Out:
+def _recovery_window_ended(state: SessionState, now: int) -> _ListOut:
     link = state.link
     side = _drop_pending(state.side)
     if link.heard_in_phase and link.active is not None and not link.active_failed:
@@ -283,7 +305,7 @@ def _recovery_window_ended(state: SessionState, now: int) -> _Out:
     return _transition(state, _RC.RECOVERY_WINDOW_EXCEEDED, now, side=side)
 
 
-def _fire_due(state: SessionState, now: int) -> _Out:
+def _fire_due(state: SessionState, now: int) -> _ListOut:
     effects: list[Effect] = []
     for _ in range(_MAX_TIMER_PASSES):
         deadline = next_deadline(state)
@@ -312,34 +334,34 @@ def step(state: SessionState, event: Any) -> StepResult:
     or a state that is not a `SessionState`). Everything an attacker or a network can cause
     comes back as an explicit `Rejected` effect instead.
     """
+    # Performance: one dict per role keyed by the event's type. A (role, type) tuple key
+    # would be built and hashed on every call, and hashing an enum member runs Python code.
     event_type = type(event)
-    handler = _HANDLERS.get((state.ident.role, event_type)) if isinstance(
-        state, SessionState
-    ) else None
-    if handler is None:
-        if not isinstance(state, SessionState):
-            raise InvalidEventError(f"step() needs a SessionState, got {type(state).__name__}")
-        if event_type not in EVENT_TYPES:
-            raise InvalidEventError(f"step() needs an event, got {event_type.__name__}")
+    if type(state) is not SessionState and not isinstance(state, SessionState):
+        raise InvalidEventError(f"step() needs a SessionState, got {type(state).__name__}")
+    handlers = _CLIENT_HANDLERS if state.ident.role is Role.CLIENT else _SERVER_HANDLERS
+    handler = handlers.get(event_type)
+    if handler is None and event_type not in EVENT_TYPES:
+        raise InvalidEventError(f"step() needs an event, got {event_type.__name__}")
     if state.phase is _T:
         return state, (_rejected(state, event, _RC.SESSION_TERMINATED),)
     now = event.now_ms
     if now < state.link.clock_ms:
         return state, (_rejected(state, event, _RC.TIME_WENT_BACKWARDS),)
-    prefix: list[Effect] = []
     deadline = next_deadline(state)
     if deadline is not None and now >= deadline:
         state, prefix = _fire_due(state, now)
         if state.phase is _T and event_type is not Tick:
             prefix.append(_rejected(state, event, _RC.SESSION_TERMINATED))
             return state, tuple(prefix)
-    effects: list[Effect]
-    if handler is None:
-        new, effects = state, [_rejected(state, event, _RC.EVENT_NOT_APPLICABLE)]
-    else:
+        if handler is None:
+            return state, (*prefix, _rejected(state, event, _RC.EVENT_NOT_APPLICABLE))
         new, effects = handler(state, event)
-    if prefix:
         return new, (*prefix, *effects)
+    if handler is None:
+        return state, (_rejected(state, event, _RC.EVENT_NOT_APPLICABLE),)
+    new, effects = handler(state, event)
+    # tuple() of a tuple is the tuple itself: rejections and no-ops are not copied.
     return new, tuple(effects)
 
 
@@ -348,7 +370,7 @@ def step(state: SessionState, event: Any) -> StepResult:
 
 def _on_tick(state: SessionState, event: Tick) -> _Out:
     # Due deadlines already fired in step(); a Tick carries nothing else.
-    return state, []
+    return state, _NO_EFFECTS
 
 
 def _terminate_with(reason: ReasonCode) -> Callable[[SessionState, Any], _Out]:
@@ -419,7 +441,7 @@ def _client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: 
 
 
 def _client_enter_recovery(state: SessionState, reason: ReasonCode, now: int, link: Link,
-                           roaming: Roaming) -> _Out:
+                           roaming: Roaming) -> _ListOut:
     side = state.side
     assert isinstance(side, ClientSide)
     new_side, sends = _client_attempt(state, side, link, roaming, now)
@@ -847,18 +869,21 @@ _COMMON: dict[type, _Handler] = {
     StoreRecordInvalid: _terminate_with(_RC.STORE_RECORD_INVALID),
 }
 
-_HANDLERS: dict[tuple[Role, type], _Handler] = {
-    **{(Role.CLIENT, t): h for t, h in _COMMON.items()},
-    **{(Role.SERVER, t): h for t, h in _COMMON.items()},
-    (Role.CLIENT, InboundTraffic): _client_inbound,
-    (Role.CLIENT, PacketLoss): _client_loss,
-    (Role.CLIENT, DeliveryTimeout): _client_delivery_timeout,
-    (Role.CLIENT, TransportFailed): _client_transport_failed,
-    (Role.CLIENT, AllTransportsFailed): _client_collapse,
-    (Role.CLIENT, CandidateDiscovered): _client_candidate_discovered,
-    (Role.CLIENT, CandidateLost): _client_candidate_lost,
-    (Role.CLIENT, PathChallengeReceived): _client_challenge,
-    (Role.CLIENT, ReattachAccepted): _client_accepted,
-    (Role.SERVER, InboundTraffic): _server_inbound,
-    (Role.SERVER, ReattachRequest): _server_request,
+_CLIENT_HANDLERS: dict[type, _Handler] = {
+    **_COMMON,
+    InboundTraffic: _client_inbound,
+    PacketLoss: _client_loss,
+    DeliveryTimeout: _client_delivery_timeout,
+    TransportFailed: _client_transport_failed,
+    AllTransportsFailed: _client_collapse,
+    CandidateDiscovered: _client_candidate_discovered,
+    CandidateLost: _client_candidate_lost,
+    PathChallengeReceived: _client_challenge,
+    ReattachAccepted: _client_accepted,
+}
+
+_SERVER_HANDLERS: dict[type, _Handler] = {
+    **_COMMON,
+    InboundTraffic: _server_inbound,
+    ReattachRequest: _server_request,
 }
