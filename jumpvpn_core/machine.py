@@ -54,7 +54,13 @@ from jumpvpn_core.events import (
 )
 from jumpvpn_core.phases import Phase, Role, transition_target
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import MessageType, compute_proof, derive_challenge, verify_proof
+from jumpvpn_core.proof import (
+    MessageType,
+    compute_proof,
+    derive_challenge,
+    keyed_mac,
+    verify_proof,
+)
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import (
@@ -843,9 +849,12 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
         if refusal is not None:
             return _reject(state, event, refusal)
     # Only now, with every cheap check passed, spend an HMAC.
+    # Keyed once: a verified request on a bound path computes a second proof (the accept)
+    # with the same key, and copying a keyed context is cheaper than keying another.
+    keyed = keyed_mac(ident.control_key)
     if not verify_proof(ident.control_key, event.proof, MessageType.REATTACH_REQUEST,
                         ident.session_id, event.nonce, event.state_version, event.timestamp_ms,
-                        event.candidate, event.challenge):
+                        event.candidate, event.challenge, keyed):
         return _reject(state, event, _RC.PROOF_INVALID)
     replay = mark_nonce(side.replay_top, side.replay_bits, policy.replay_window_bits,
                         event.nonce)
@@ -856,7 +865,8 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
         return _same_phase(state, now, side=new_side), sends
     version = state.state_version + 1
     accept_proof = compute_proof(ident.control_key, MessageType.REATTACH_ACCEPT,
-                                 ident.session_id, event.nonce, version, now, target)
+                                 ident.session_id, event.nonce, version, now, target,
+                                 keyed=keyed)
     accept = SendReattachAccept(target, ident.session_id, event.nonce, version, now,
                                 accept_proof)
     bound_side = ServerSide(version, replay[0], replay[1], new_times, None,
