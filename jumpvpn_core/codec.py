@@ -236,7 +236,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             candidates.append(TransportDescriptor.from_data(raw))
         except InvalidTransportError as exc:
             raise StateDecodeError(f"roaming.candidates[{index}]: {exc}") from None
-    roaming = Roaming(tuple(candidates), roam_r.get_ints("switch_times"),
+    roaming = Roaming.of(tuple(candidates), roam_r.get_ints("switch_times"),
                       roam_r.get_int("recovery_rounds"))
     side_r = root.get_sub("side")
     side: ServerSide | ClientSide

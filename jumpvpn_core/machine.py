@@ -187,7 +187,7 @@ def _transition(
     if to is _R and state.phase is not _R:
         roaming = Roaming(roaming.candidates, roaming.switch_times, roaming.recovery_rounds + 1)
     elif to is _A and roaming.recovery_rounds:
-        roaming = Roaming(roaming.candidates, roaming.switch_times, 0)
+        roaming = Roaming.of(roaming.candidates, roaming.switch_times, 0)
     if to is _T:
         side = _drop_pending(side)
     ident = state.ident
@@ -231,7 +231,7 @@ def _record_switch(roaming: Roaming, policy: Policy, now: int,
                    candidates: tuple[TransportDescriptor, ...] | None = None) -> Roaming:
     # Only the newest `max_switches_per_minute` times matter: fixed-size history.
     times = (*roaming.switch_times, now)[-policy.max_switches_per_minute:]
-    return Roaming(
+    return Roaming.of(
         roaming.candidates if candidates is None else candidates, times, roaming.recovery_rounds
     )
 
@@ -402,7 +402,7 @@ def _on_attach(state: SessionState, event: Attach) -> _Out:
         new_side = ClientSide(version, side.next_nonce, None, side.attempt)
     roaming = state.roaming
     if transport in roaming.candidates:
-        roaming = Roaming(tuple(c for c in roaming.candidates if c != transport),
+        roaming = Roaming.of(tuple(c for c in roaming.candidates if c != transport),
                           roaming.switch_times, roaming.recovery_rounds)
     link = Link(transport, False, now, 0, now, False, now)
     new, effects = _transition(state, _RC.ATTACH_COMPLETED, now, link, roaming, new_side)
@@ -552,7 +552,7 @@ def _client_transport_failed(state: SessionState, event: TransportFailed) -> _Ou
     link = state.link
     if transport in roaming.candidates:
         remaining = tuple(c for c in roaming.candidates if c != transport)
-        return _same_phase(state, now, roaming=Roaming(remaining, roaming.switch_times,
+        return _same_phase(state, now, roaming=Roaming.of(remaining, roaming.switch_times,
                                                        roaming.recovery_rounds)), []
     if transport != link.active or link.active_failed:
         return _reject(state, event, _RC.UNKNOWN_TRANSPORT)
@@ -570,7 +570,7 @@ def _client_collapse(state: SessionState, event: AllTransportsFailed) -> _Out:
     link = state.link
     failed = Link(link.active, link.active is not None, link.last_rx_ms, link.loss_streak,
                   link.loss_start_ms, link.heard_in_phase, now)
-    roaming = Roaming((), state.roaming.switch_times, state.roaming.recovery_rounds)
+    roaming = Roaming.of((), state.roaming.switch_times, state.roaming.recovery_rounds)
     side = state.side
     assert isinstance(side, ClientSide)
     if state.phase is _A:
@@ -619,7 +619,7 @@ def _client_candidate_lost(state: SessionState, event: CandidateLost) -> _Out:
         return _reject(state, event, _RC.UNKNOWN_TRANSPORT)
     remaining = tuple(c for c in roaming.candidates if c != event.transport)
     return _same_phase(state, event.now_ms,
-                       roaming=Roaming(remaining, roaming.switch_times,
+                       roaming=Roaming.of(remaining, roaming.switch_times,
                                        roaming.recovery_rounds)), []
 
 
