@@ -21,6 +21,7 @@ from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import SESSION_ID_SIZE, derive_control_key
 from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.records import fast_init
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
@@ -50,6 +51,7 @@ class Identity:
     created_ms: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Link:
     """The active binding and what the core knows of its health.
@@ -68,6 +70,7 @@ class Link:
     clock_ms: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Roaming:
     """Candidate paths, switch history and recovery rounds: all bounded by policy."""
@@ -91,6 +94,7 @@ class Roaming:
 EMPTY_ROAMING = Roaming((), (), 0)
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class PendingPath:
     """Server: a path challenge in flight to an unvalidated address (§2.3)."""
@@ -103,6 +107,7 @@ class PendingPath:
     challenge_sent: bool
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class AcceptRecord:
     """Server: the accept that produced the current binding, and the request it answered.
@@ -124,6 +129,7 @@ class AcceptRecord:
     accept: SendReattachAccept
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class ServerSide:
     """Server protocol state.
@@ -143,6 +149,7 @@ class ServerSide:
     last_accept: AcceptRecord | None
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class PendingReattach:
     """Client: a reattach request in flight, kept whole so it can be re-sent unchanged.
@@ -172,6 +179,7 @@ class PendingReattach:
         return self.request.candidate
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class ClientSide:
     """Client protocol state. `known_version` is the server's binding version as last told."""
@@ -182,6 +190,7 @@ class ClientSide:
     attempt: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SessionState:
     """One session, one role. Replace, never mutate: `step()` returns a new one."""
