@@ -12,6 +12,7 @@ and marked only once its proof verifies: a forged request must not burn a real n
 from __future__ import annotations
 
 import enum
+import functools
 
 import attrs
 
@@ -43,12 +44,19 @@ def check_nonce(top: int, bits: int, size: int, nonce: int) -> ReplayVerdict:
     return _FRESH
 
 
+@functools.lru_cache(maxsize=8)
+def _mask(size: int) -> int:
+    # Performance: `(1 << size) - 1` builds two size-bit ints on every accepted nonce;
+    # policies use one or two window sizes, so the masks are computed once each.
+    return (1 << size) - 1
+
+
 def mark_nonce(top: int, bits: int, size: int, nonce: int) -> tuple[int, int]:
     """Return the window with `nonce` accepted. Call only after `check_nonce` said FRESH."""
     if nonce > top:
         shift = nonce - top
         # Bits that slide past the window edge are dropped by the mask: bounded memory.
-        bits = ((bits << shift) | 1) & ((1 << size) - 1) if shift < size else 1
+        bits = ((bits << shift) | 1) & _mask(size) if shift < size else 1
         return nonce, bits
     return top, bits | (1 << (top - nonce))
 
