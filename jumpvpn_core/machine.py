@@ -433,13 +433,6 @@ def _heard_on_active(state: SessionState, now: int) -> Link:
     return Link(link.active, link.active_failed, now, 0, now, True, now)
 
 
-def _is_active(transport: TransportDescriptor, link: Link) -> bool:
-    # Performance: drivers usually hand back the descriptor object the core gave them, and
-    # an identity test is far cheaper than the generated field-by-field __eq__.
-    active = link.active
-    return transport is active or transport == active
-
-
 def _steady_traffic(state: SessionState, now: int) -> SessionState:
     """Traffic on the active path with nothing else to do: the commonest step of all.
 
@@ -522,7 +515,10 @@ def _client_inbound(state: SessionState, event: InboundTraffic) -> _Out:
     if state.phase is _B:
         return _reject(state, event, _RC.EVENT_NOT_APPLICABLE)
     transport = event.transport
-    if _is_active(transport, state.link):
+    active = state.link.active
+    # Performance: identity first. Drivers usually hand back the descriptor object the core
+    # gave them, and `is` is far cheaper than the generated field-by-field __eq__.
+    if transport is active or transport == active:
         return _steady_traffic(state, event.now_ms), _NO_EFFECTS
     if transport in state.roaming.candidates:
         return state, _NO_EFFECTS  # a candidate is alive; nothing to change until needed
@@ -709,7 +705,8 @@ def _server_inbound(state: SessionState, event: InboundTraffic) -> _Out:
         return _reject(state, event, _RC.EVENT_NOT_APPLICABLE)
     now = event.now_ms
     source = event.transport
-    if _is_active(source, state.link):
+    active = state.link.active
+    if source is active or source == active:  # identity first, as in _client_inbound
         if phase is _R and state.side.pending is None:
             # Validation of the other address is over and the old path works: revert.
             return _transition(state, _RC.PATH_REVERTED, now, _heard_on_active(state, now))
