@@ -41,6 +41,11 @@ def clone(template: dict[str, Any], index: int) -> SessionState:
     side = dict(template["side"])
     side["verified_times"] = [t + index for t in side["verified_times"]]
     side["replay_top"] += index
+    if side.get("last_accept") is not None:
+        # The accept behind the binding went to the binding's address, as in a real session.
+        last = dict(side["last_accept"])
+        last["accept"] = {**last["accept"], "to": link["active"]}
+        side["last_accept"] = last
     data = dict(template)
     data.update(
         session_id=index.to_bytes(16, "big").hex(),

@@ -37,6 +37,7 @@ from jumpvpn_core import (
     SendReattachRequest,
     SessionState,
     StateChanged,
+    TransportDescriptor,
     next_deadline,
     step,
 )
@@ -52,15 +53,24 @@ _OTHER_SESSION = bytes(range(100, 116))
 # --- step() paths -------------------------------------------------------------------------------
 
 
-def _steady(role: str) -> Callable[[int], Prepared]:
-    """Traffic on the active path in ATTACHED, each event 1 ms later (never a no-op)."""
+def _steady(role: str, fresh_descriptors: bool = False) -> Callable[[int], Prepared]:
+    """Traffic on the active path in ATTACHED, each event 1 ms later (never a no-op).
+
+    With `fresh_descriptors`, each event carries its own (equal, not identical)
+    `TransportDescriptor`, as when a driver builds one per datagram: the core's
+    identity shortcut for the active path does not apply and `==` is paid.
+    """
 
     def make(n: int) -> Prepared:
         if role == "client":
             start, where = attached_client(), CLIENT_LOCAL
         else:
             start, where = attached_server(), SERVER_SEEN
-        events = [InboundTraffic(T0 + 1 + i, where, 1200) for i in range(n)]
+        events = [
+            InboundTraffic(T0 + 1 + i, TransportDescriptor(where.kind, where.host, where.port)
+                           if fresh_descriptors else where, 1200)
+            for i in range(n)
+        ]
 
         def body() -> None:
             state = start
@@ -367,6 +377,9 @@ HMAC_PEER = "peer: HMAC-SHA256 verify (cryptography)"
 CASES: tuple[Case, ...] = (
     Case("step: steady traffic, client ATTACHED", _steady("client"), 2000, 1500),
     Case("step: steady traffic, server ATTACHED", _steady("server"), 2000, 1500),
+    Case("step: steady traffic, server, fresh descriptor per event",
+         _steady("server", fresh_descriptors=True), 2000, 1500,
+         notes="the event's transport is equal to, not the same object as, the binding"),
     Case("step: packet loss below threshold", _loss_below_threshold, 2000),
     Case("step: loss enters RECOVERING (+request HMAC)", _enter_recovering, 500,
          notes="includes computing the reattach request proof"),

@@ -10,7 +10,7 @@ The format is versioned (`STATE_FORMAT_VERSION`) and specified in `specs/state-f
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidTransportError, PolicyError, StateDecodeError
@@ -32,6 +32,8 @@ from jumpvpn_core.state import (
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = ["STATE_FORMAT_VERSION", "state_from_data", "state_to_data"]
+
+_V = TypeVar("_V")
 
 STATE_FORMAT_VERSION = 1
 
@@ -189,6 +191,13 @@ class _Reader:
         return None if self._get(key) is None else self.get_sub(key)
 
 
+def _reuse(value: _V, existing: _V | None) -> _V:
+    """`existing` if it equals `value` and has its type, else `value` (shares equal objects)."""
+    if existing is not None and type(existing) is type(value) and existing == value:
+        return existing
+    return value
+
+
 def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionState:
     """Inverse of `state_to_data`. Raises `StateDecodeError` on any malformed field.
 
@@ -236,7 +245,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             candidates.append(TransportDescriptor.from_data(raw))
         except InvalidTransportError as exc:
             raise StateDecodeError(f"roaming.candidates[{index}]: {exc}") from None
-    roaming = Roaming(tuple(candidates), roam_r.get_ints("switch_times"),
+    roaming = Roaming.of(tuple(candidates), roam_r.get_ints("switch_times"),
                       roam_r.get_int("recovery_rounds"))
     side_r = root.get_sub("side")
     side: ServerSide | ClientSide
@@ -247,6 +256,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             raise StateDecodeError("side.replay_bits must be hex") from None
         if bits < 0 or bits.bit_length() > policy.replay_window_bits:
             raise StateDecodeError("side.replay_bits is wider than the replay window")
+        binding_version = side_r.get_int("binding_version")
         pend_r = side_r.get_sub_or_none("pending")
         pending_path = None if pend_r is None else PendingPath(
             pend_r.get_transport("address"),
@@ -260,16 +270,23 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
         last_accept = None
         if last_r is not None:
             acc_r = last_r.get_sub("accept")
+            nonce = last_r.get_int("nonce")
+            # Memory: the stored accept normally repeats the binding (its address, the
+            # request's nonce, the binding version). Reuse those objects instead of
+            # keeping equal copies (about 200 B per decoded server session); the decoded
+            # state is equal either way.
             last_accept = AcceptRecord(
-                last_r.get_int("nonce"),
+                nonce,
                 last_r.get_int("request_version"),
                 last_r.get_hex("request_proof", PROOF_SIZE),
-                SendReattachAccept(acc_r.get_transport("to"), ident.session_id,
-                                   acc_r.get_int("nonce"), acc_r.get_int("state_version"),
+                SendReattachAccept(_reuse(acc_r.get_transport("to"), link.active),
+                                   ident.session_id,
+                                   _reuse(acc_r.get_int("nonce"), nonce),
+                                   _reuse(acc_r.get_int("state_version"), binding_version),
                                    acc_r.get_int("timestamp_ms"),
                                    acc_r.get_hex("proof", PROOF_SIZE)),
             )
-        side = ServerSide(side_r.get_int("binding_version"), side_r.get_int("replay_top"), bits,
+        side = ServerSide(binding_version, side_r.get_int("replay_top"), bits,
                           side_r.get_ints("verified_times"), pending_path,
                           side_r.get_int("challenge_counter"), last_accept)
     else:

@@ -20,6 +20,7 @@ import attrs
 
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
+from jumpvpn_core.records import fast_init
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
@@ -40,6 +41,7 @@ AUDIT_RECORD_VERSION = 1
 
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class StateChanged:
     """Audit: one transition. `state_version` is the version *after* the transition."""
@@ -67,6 +69,7 @@ class StateChanged:
         }
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Rejected:
     """Audit: one refused input. The state after the step is the state before it."""
@@ -104,6 +107,7 @@ class Rejected:
 AuditEffect = StateChanged | Rejected
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SendReattachRequest:
     """Client: send a reattach request through local transport `via`."""
@@ -118,6 +122,7 @@ class SendReattachRequest:
     proof: bytes
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SendPathChallenge:
     """Server: send `challenge` to the unvalidated address `to` (it is the observed address)."""
@@ -127,6 +132,7 @@ class SendPathChallenge:
     challenge: bytes
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SendReattachAccept:
     """Server: tell the client at `to` that reattach `nonce` bound it at `state_version`."""
@@ -139,6 +145,7 @@ class SendReattachAccept:
     proof: bytes
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class BindTransport:
     """Route the session's traffic through `transport` from now on (`previous` is released)."""
@@ -148,6 +155,7 @@ class BindTransport:
     previous: TransportDescriptor | None
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SessionEnded:
     """The session is TERMINATED: tear down its transports and forget its keys."""

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from hmac import compare_digest
-from typing import Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 from jumpvpn_core.effects import (
     BindTransport,
@@ -54,8 +55,14 @@ from jumpvpn_core.events import (
 )
 from jumpvpn_core.phases import Phase, Role, transition_target
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import MessageType, compute_proof, derive_challenge, verify_proof
-from jumpvpn_core.reasons import ReasonCode, reason_class
+from jumpvpn_core.proof import (
+    MessageType,
+    compute_proof,
+    derive_challenge,
+    keyed_mac,
+    verify_proof,
+)
+from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import (
     AcceptRecord,
@@ -72,7 +79,12 @@ from jumpvpn_core.transport import TransportDescriptor
 __all__ = ["StepResult", "advance_time", "next_deadline", "step"]
 
 StepResult = tuple[SessionState, tuple[Effect, ...]]
-_Out = tuple[SessionState, list[Effect]]
+# What a handler returns. Paths that grow their effects use a list; rejections and no-ops
+# return a tuple, which step() hands back without copying.
+_Out = tuple[SessionState, list[Effect] | tuple[Effect, ...]]
+# What `_transition` and the helpers that extend its effects return.
+_ListOut = tuple[SessionState, list[Effect]]
+_NO_EFFECTS: tuple[Effect, ...] = ()
 
 _B, _A, _R, _D, _T = (
     Phase.BIRTH,
@@ -81,7 +93,17 @@ _B, _A, _R, _D, _T = (
     Phase.DEGRADED,
     Phase.TERMINATED,
 )
-_RC = ReasonCode
+# Performance: on CPython 3.11, reading a member off an Enum class (`ReasonCode.CLOSED`)
+# costs over 100 ns, more than a whole attrs field store. The hot paths therefore read
+# members from module constants, or from `_RC`, a plain namespace holding every
+# `ReasonCode` member (mypy checks `_RC.X` against `ReasonCode` itself).
+if TYPE_CHECKING:
+    _RC = ReasonCode
+else:
+    _RC = SimpleNamespace(**ReasonCode.__members__)
+_CLIENT = Role.CLIENT
+_SEEN, _TOO_OLD = ReplayVerdict.SEEN, ReplayVerdict.TOO_OLD
+_REQUEST, _ACCEPT = MessageType.REATTACH_REQUEST, MessageType.REATTACH_ACCEPT
 _SWITCH_WINDOW_MS = 60_000
 # Each due deadline moves a deadline forward or ends the session, so a handful of passes
 # always drains them; the bound only guards against a bug turning into a hang.
@@ -91,12 +113,19 @@ _MAX_TIMER_PASSES = 8
 # --- small builders ---------------------------------------------------------------------------
 
 
+# Performance: a rejection must be cheap (it is what an attacker can make us do at line
+# rate), so the reason -> class lookup is a precomputed table instead of two set lookups
+# per refused input.
+_REASON_CLASS: dict[ReasonCode, ReasonClass] = {code: reason_class(code) for code in ReasonCode}
+
+
 def _rejected(state: SessionState, event: Any, reason: ReasonCode) -> Rejected:
+    ident = state.ident
     return Rejected(
-        state.ident.session_id,
-        state.ident.role,
+        ident.session_id,
+        ident.role,
         reason,
-        reason_class(reason),
+        _REASON_CLASS[reason],
         state.phase,
         state.state_version,
         type(event).__name__,
@@ -105,7 +134,12 @@ def _rejected(state: SessionState, event: Any, reason: ReasonCode) -> Rejected:
 
 
 def _reject(state: SessionState, event: Any, reason: ReasonCode) -> _Out:
-    return state, [_rejected(state, event, reason)]
+    # Performance: `_rejected` written out (one Python call less per refused input), and a
+    # one-element tuple that step() passes on as is (no list, no copy).
+    ident = state.ident
+    return state, (Rejected(ident.session_id, ident.role, reason, _REASON_CLASS[reason],
+                            state.phase, state.state_version, type(event).__name__,
+                            event.now_ms),)
 
 
 def _with_clock(link: Link, now: int) -> Link:
@@ -149,7 +183,7 @@ def _transition(
     link: Link | None = None,
     roaming: Roaming | None = None,
     side: ServerSide | ClientSide | None = None,
-) -> _Out:
+) -> _ListOut:
     """Move to the phase the table gives for `reason`: version + 1, one audit record."""
     to = transition_target(state.phase, reason)
     version = state.state_version + 1
@@ -168,7 +202,7 @@ def _transition(
     if to is _R and state.phase is not _R:
         roaming = Roaming(roaming.candidates, roaming.switch_times, roaming.recovery_rounds + 1)
     elif to is _A and roaming.recovery_rounds:
-        roaming = Roaming(roaming.candidates, roaming.switch_times, 0)
+        roaming = Roaming.of(roaming.candidates, roaming.switch_times, 0)
     if to is _T:
         side = _drop_pending(side)
     ident = state.ident
@@ -212,7 +246,7 @@ def _record_switch(roaming: Roaming, policy: Policy, now: int,
                    candidates: tuple[TransportDescriptor, ...] | None = None) -> Roaming:
     # Only the newest `max_switches_per_minute` times matter: fixed-size history.
     times = (*roaming.switch_times, now)[-policy.max_switches_per_minute:]
-    return Roaming(
+    return Roaming.of(
         roaming.candidates if candidates is None else candidates, times, roaming.recovery_rounds
     )
 
@@ -222,6 +256,7 @@ def _record_switch(roaming: Roaming, policy: Policy, now: int,
 
 def next_deadline(state: SessionState) -> int | None:
     """The earliest time at which `Tick` must be delivered, or None once TERMINATED."""
+    # Performance: runs on every step, so plain comparisons instead of min() calls.
     phase = state.phase
     if phase is _T:
         return None
@@ -229,16 +264,24 @@ def next_deadline(state: SessionState) -> int | None:
     policy = ident.policy
     deadline = ident.created_ms + policy.session_max_lifetime_ms
     if phase is _B:
-        deadline = min(deadline, state.phase_since_ms + policy.birth_timeout_ms)
+        bound = state.phase_since_ms + policy.birth_timeout_ms
+        if bound < deadline:
+            deadline = bound
     else:
-        deadline = min(deadline, state.link.last_rx_ms + policy.transport_lost_ttl_ms)
+        bound = state.link.last_rx_ms + policy.transport_lost_ttl_ms
+        if bound < deadline:
+            deadline = bound
         if phase is _R:
-            deadline = min(deadline, state.phase_since_ms + policy.max_recovery_window_ms)
+            bound = state.phase_since_ms + policy.max_recovery_window_ms
+            if bound < deadline:
+                deadline = bound
         elif phase is _D:
-            deadline = min(deadline, state.phase_since_ms + policy.max_degraded_ms)
+            bound = state.phase_since_ms + policy.max_degraded_ms
+            if bound < deadline:
+                deadline = bound
     pending = state.side.pending
-    if pending is not None:
-        deadline = min(deadline, pending.deadline_ms)
+    if pending is not None and pending.deadline_ms < deadline:
+        deadline = pending.deadline_ms
     return deadline
 
 
@@ -266,7 +309,7 @@ def _fire_one(state: SessionState, now: int) -> _Out:
     return state, []
 
 
-def _recovery_window_ended(state: SessionState, now: int) -> _Out:
+def _recovery_window_ended(state: SessionState, now: int) -> _ListOut:
     link = state.link
     side = _drop_pending(state.side)
     if link.heard_in_phase and link.active is not None and not link.active_failed:
@@ -283,7 +326,7 @@ def _recovery_window_ended(state: SessionState, now: int) -> _Out:
     return _transition(state, _RC.RECOVERY_WINDOW_EXCEEDED, now, side=side)
 
 
-def _fire_due(state: SessionState, now: int) -> _Out:
+def _fire_due(state: SessionState, now: int) -> _ListOut:
     effects: list[Effect] = []
     for _ in range(_MAX_TIMER_PASSES):
         deadline = next_deadline(state)
@@ -312,34 +355,34 @@ def step(state: SessionState, event: Any) -> StepResult:
     or a state that is not a `SessionState`). Everything an attacker or a network can cause
     comes back as an explicit `Rejected` effect instead.
     """
+    # Performance: one dict per role keyed by the event's type. A (role, type) tuple key
+    # would be built and hashed on every call, and hashing an enum member runs Python code.
     event_type = type(event)
-    handler = _HANDLERS.get((state.ident.role, event_type)) if isinstance(
-        state, SessionState
-    ) else None
-    if handler is None:
-        if not isinstance(state, SessionState):
-            raise InvalidEventError(f"step() needs a SessionState, got {type(state).__name__}")
-        if event_type not in EVENT_TYPES:
-            raise InvalidEventError(f"step() needs an event, got {event_type.__name__}")
+    if type(state) is not SessionState and not isinstance(state, SessionState):
+        raise InvalidEventError(f"step() needs a SessionState, got {type(state).__name__}")
+    handlers = _CLIENT_HANDLERS if state.ident.role is _CLIENT else _SERVER_HANDLERS
+    handler = handlers.get(event_type)
+    if handler is None and event_type not in EVENT_TYPES:
+        raise InvalidEventError(f"step() needs an event, got {event_type.__name__}")
     if state.phase is _T:
         return state, (_rejected(state, event, _RC.SESSION_TERMINATED),)
     now = event.now_ms
     if now < state.link.clock_ms:
         return state, (_rejected(state, event, _RC.TIME_WENT_BACKWARDS),)
-    prefix: list[Effect] = []
     deadline = next_deadline(state)
     if deadline is not None and now >= deadline:
         state, prefix = _fire_due(state, now)
         if state.phase is _T and event_type is not Tick:
             prefix.append(_rejected(state, event, _RC.SESSION_TERMINATED))
             return state, tuple(prefix)
-    effects: list[Effect]
-    if handler is None:
-        new, effects = state, [_rejected(state, event, _RC.EVENT_NOT_APPLICABLE)]
-    else:
+        if handler is None:
+            return state, (*prefix, _rejected(state, event, _RC.EVENT_NOT_APPLICABLE))
         new, effects = handler(state, event)
-    if prefix:
         return new, (*prefix, *effects)
+    if handler is None:
+        return state, (_rejected(state, event, _RC.EVENT_NOT_APPLICABLE),)
+    new, effects = handler(state, event)
+    # tuple() of a tuple is the tuple itself: rejections and no-ops are not copied.
     return new, tuple(effects)
 
 
@@ -348,7 +391,7 @@ def step(state: SessionState, event: Any) -> StepResult:
 
 def _on_tick(state: SessionState, event: Tick) -> _Out:
     # Due deadlines already fired in step(); a Tick carries nothing else.
-    return state, []
+    return state, _NO_EFFECTS
 
 
 def _terminate_with(reason: ReasonCode) -> Callable[[SessionState, Any], _Out]:
@@ -374,7 +417,7 @@ def _on_attach(state: SessionState, event: Attach) -> _Out:
         new_side = ClientSide(version, side.next_nonce, None, side.attempt)
     roaming = state.roaming
     if transport in roaming.candidates:
-        roaming = Roaming(tuple(c for c in roaming.candidates if c != transport),
+        roaming = Roaming.of(tuple(c for c in roaming.candidates if c != transport),
                           roaming.switch_times, roaming.recovery_rounds)
     link = Link(transport, False, now, 0, now, False, now)
     new, effects = _transition(state, _RC.ATTACH_COMPLETED, now, link, roaming, new_side)
@@ -388,6 +431,21 @@ def _heard_on_active(state: SessionState, now: int) -> Link:
             not link.loss_streak:
         return link
     return Link(link.active, link.active_failed, now, 0, now, True, now)
+
+
+def _steady_traffic(state: SessionState, now: int) -> SessionState:
+    """Traffic on the active path with nothing else to do: the commonest step of all.
+
+    Performance: builds the new `Link` and `SessionState` directly (what `_heard_on_active`
+    plus `_same_phase` would build, without their intermediate calls and checks).
+    """
+    link = state.link
+    if link.last_rx_ms == now and link.clock_ms == now and link.heard_in_phase and \
+            not link.loss_streak:
+        return state
+    return SessionState(state.ident, state.phase, state.state_version, state.phase_since_ms,
+                        Link(link.active, link.active_failed, now, 0, now, True, now),
+                        state.roaming, state.side, state.end_reason)
 
 
 # --- client handlers --------------------------------------------------------------------------
@@ -410,7 +468,7 @@ def _client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: 
     via = viable[side.attempt % len(viable)]
     nonce = side.next_nonce
     ident = state.ident
-    proof = compute_proof(ident.control_key, MessageType.REATTACH_REQUEST, ident.session_id,
+    proof = compute_proof(ident.control_key, _REQUEST, ident.session_id,
                           nonce, side.known_version, now, via)
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now, via,
                                   b"", proof)
@@ -419,7 +477,7 @@ def _client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: 
 
 
 def _client_enter_recovery(state: SessionState, reason: ReasonCode, now: int, link: Link,
-                           roaming: Roaming) -> _Out:
+                           roaming: Roaming) -> _ListOut:
     side = state.side
     assert isinstance(side, ClientSide)
     new_side, sends = _client_attempt(state, side, link, roaming, now)
@@ -457,13 +515,13 @@ def _client_inbound(state: SessionState, event: InboundTraffic) -> _Out:
     if state.phase is _B:
         return _reject(state, event, _RC.EVENT_NOT_APPLICABLE)
     transport = event.transport
-    if transport == state.link.active:
-        link = _heard_on_active(state, event.now_ms)
-        if link is state.link:
-            return state, []
-        return _same_phase(state, event.now_ms, link=link), []
+    active = state.link.active
+    # Performance: identity first. Drivers usually hand back the descriptor object the core
+    # gave them, and `is` is far cheaper than the generated field-by-field __eq__.
+    if transport is active or transport == active:
+        return _steady_traffic(state, event.now_ms), _NO_EFFECTS
     if transport in state.roaming.candidates:
-        return state, []  # a candidate is alive; nothing to change until it is needed
+        return state, _NO_EFFECTS  # a candidate is alive; nothing to change until needed
     return _reject(state, event, _RC.UNKNOWN_TRANSPORT)
 
 
@@ -505,7 +563,7 @@ def _client_transport_failed(state: SessionState, event: TransportFailed) -> _Ou
     link = state.link
     if transport in roaming.candidates:
         remaining = tuple(c for c in roaming.candidates if c != transport)
-        return _same_phase(state, now, roaming=Roaming(remaining, roaming.switch_times,
+        return _same_phase(state, now, roaming=Roaming.of(remaining, roaming.switch_times,
                                                        roaming.recovery_rounds)), []
     if transport != link.active or link.active_failed:
         return _reject(state, event, _RC.UNKNOWN_TRANSPORT)
@@ -523,7 +581,7 @@ def _client_collapse(state: SessionState, event: AllTransportsFailed) -> _Out:
     link = state.link
     failed = Link(link.active, link.active is not None, link.last_rx_ms, link.loss_streak,
                   link.loss_start_ms, link.heard_in_phase, now)
-    roaming = Roaming((), state.roaming.switch_times, state.roaming.recovery_rounds)
+    roaming = Roaming.of((), state.roaming.switch_times, state.roaming.recovery_rounds)
     side = state.side
     assert isinstance(side, ClientSide)
     if state.phase is _A:
@@ -572,7 +630,7 @@ def _client_candidate_lost(state: SessionState, event: CandidateLost) -> _Out:
         return _reject(state, event, _RC.UNKNOWN_TRANSPORT)
     remaining = tuple(c for c in roaming.candidates if c != event.transport)
     return _same_phase(state, event.now_ms,
-                       roaming=Roaming(remaining, roaming.switch_times,
+                       roaming=Roaming.of(remaining, roaming.switch_times,
                                        roaming.recovery_rounds)), []
 
 
@@ -587,7 +645,7 @@ def _client_challenge(state: SessionState, event: PathChallengeReceived) -> _Out
     ident = state.ident
     now = event.now_ms
     nonce = side.next_nonce
-    proof = compute_proof(ident.control_key, MessageType.REATTACH_REQUEST, ident.session_id,
+    proof = compute_proof(ident.control_key, _REQUEST, ident.session_id,
                           nonce, side.known_version, now, event.observed, event.challenge)
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now,
                                   event.observed, event.challenge, proof)
@@ -623,7 +681,7 @@ def _client_accepted(state: SessionState, event: ReattachAccepted) -> _Out:
         refusal = _switch_refusal(roaming, ident.policy, now)
         if refusal is not None:
             return _reject(state, event, refusal)
-    if not verify_proof(ident.control_key, event.proof, MessageType.REATTACH_ACCEPT,
+    if not verify_proof(ident.control_key, event.proof, _ACCEPT,
                         ident.session_id, event.nonce, event.state_version, event.timestamp_ms,
                         event.bound):
         return _reject(state, event, _RC.ACCEPT_INVALID)
@@ -646,17 +704,15 @@ def _server_inbound(state: SessionState, event: InboundTraffic) -> _Out:
     if phase is _B:
         return _reject(state, event, _RC.EVENT_NOT_APPLICABLE)
     now = event.now_ms
+    source = event.transport
+    active = state.link.active
+    if source is active or source == active:  # identity first, as in _client_inbound
+        if phase is _R and state.side.pending is None:
+            # Validation of the other address is over and the old path works: revert.
+            return _transition(state, _RC.PATH_REVERTED, now, _heard_on_active(state, now))
+        return _steady_traffic(state, now), _NO_EFFECTS
     side = state.side
     assert isinstance(side, ServerSide)
-    source = event.transport
-    if source == state.link.active:
-        link = _heard_on_active(state, now)
-        if phase is _R and side.pending is None:
-            # Validation of the other address is over and the old path works: revert.
-            return _transition(state, _RC.PATH_REVERTED, now, link)
-        if link is state.link:
-            return state, []
-        return _same_phase(state, now, link=link), []
     # Traffic from an address nobody has validated. It never replaces the binding; at most
     # it starts a path validation, and what we send there is capped (amplification).
     policy = state.ident.policy
@@ -748,7 +804,7 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
         return _reject(state, event, _RC.RATE_LIMITED)
     verdict = check_nonce(side.replay_top, side.replay_bits, policy.replay_window_bits,
                           event.nonce)
-    if verdict is ReplayVerdict.SEEN:
+    if verdict is _SEEN:
         last = side.last_accept
         if last is not None and event.nonce == last.nonce and compare_digest(
             event.proof, last.request_proof
@@ -758,7 +814,7 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
             # the binding itself, never to the packet's source.
             return state, [_rejected(state, event, _RC.REPLAY_DETECTED), last.accept]
         return _reject(state, event, _RC.REPLAY_DETECTED)
-    if verdict is ReplayVerdict.TOO_OLD:
+    if verdict is _TOO_OLD:
         return _reject(state, event, _RC.NONCE_TOO_OLD)
     version_claimed = event.state_version
     if version_claimed != side.binding_version:
@@ -805,9 +861,12 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
         if refusal is not None:
             return _reject(state, event, refusal)
     # Only now, with every cheap check passed, spend an HMAC.
-    if not verify_proof(ident.control_key, event.proof, MessageType.REATTACH_REQUEST,
+    # Keyed once: a verified request on a bound path computes a second proof (the accept)
+    # with the same key, and copying a keyed context is cheaper than keying another.
+    keyed = keyed_mac(ident.control_key)
+    if not verify_proof(ident.control_key, event.proof, _REQUEST,
                         ident.session_id, event.nonce, event.state_version, event.timestamp_ms,
-                        event.candidate, event.challenge):
+                        event.candidate, event.challenge, keyed):
         return _reject(state, event, _RC.PROOF_INVALID)
     replay = mark_nonce(side.replay_top, side.replay_bits, policy.replay_window_bits,
                         event.nonce)
@@ -817,8 +876,9 @@ def _server_request(state: SessionState, event: ReattachRequest) -> _Out:
                                                   already_sent, now, replay, new_times)
         return _same_phase(state, now, side=new_side), sends
     version = state.state_version + 1
-    accept_proof = compute_proof(ident.control_key, MessageType.REATTACH_ACCEPT,
-                                 ident.session_id, event.nonce, version, now, target)
+    accept_proof = compute_proof(ident.control_key, _ACCEPT,
+                                 ident.session_id, event.nonce, version, now, target,
+                                 keyed=keyed)
     accept = SendReattachAccept(target, ident.session_id, event.nonce, version, now,
                                 accept_proof)
     bound_side = ServerSide(version, replay[0], replay[1], new_times, None,
@@ -847,18 +907,21 @@ _COMMON: dict[type, _Handler] = {
     StoreRecordInvalid: _terminate_with(_RC.STORE_RECORD_INVALID),
 }
 
-_HANDLERS: dict[tuple[Role, type], _Handler] = {
-    **{(Role.CLIENT, t): h for t, h in _COMMON.items()},
-    **{(Role.SERVER, t): h for t, h in _COMMON.items()},
-    (Role.CLIENT, InboundTraffic): _client_inbound,
-    (Role.CLIENT, PacketLoss): _client_loss,
-    (Role.CLIENT, DeliveryTimeout): _client_delivery_timeout,
-    (Role.CLIENT, TransportFailed): _client_transport_failed,
-    (Role.CLIENT, AllTransportsFailed): _client_collapse,
-    (Role.CLIENT, CandidateDiscovered): _client_candidate_discovered,
-    (Role.CLIENT, CandidateLost): _client_candidate_lost,
-    (Role.CLIENT, PathChallengeReceived): _client_challenge,
-    (Role.CLIENT, ReattachAccepted): _client_accepted,
-    (Role.SERVER, InboundTraffic): _server_inbound,
-    (Role.SERVER, ReattachRequest): _server_request,
+_CLIENT_HANDLERS: dict[type, _Handler] = {
+    **_COMMON,
+    InboundTraffic: _client_inbound,
+    PacketLoss: _client_loss,
+    DeliveryTimeout: _client_delivery_timeout,
+    TransportFailed: _client_transport_failed,
+    AllTransportsFailed: _client_collapse,
+    CandidateDiscovered: _client_candidate_discovered,
+    CandidateLost: _client_candidate_lost,
+    PathChallengeReceived: _client_challenge,
+    ReattachAccepted: _client_accepted,
+}
+
+_SERVER_HANDLERS: dict[type, _Handler] = {
+    **_COMMON,
+    InboundTraffic: _server_inbound,
+    ReattachRequest: _server_request,
 }

@@ -21,9 +21,11 @@ from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import SESSION_ID_SIZE, derive_control_key
 from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.records import fast_init
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
+    "EMPTY_ROAMING",
     "AcceptRecord",
     "ClientSide",
     "Identity",
@@ -49,6 +51,7 @@ class Identity:
     created_ms: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Link:
     """The active binding and what the core knows of its health.
@@ -67,6 +70,7 @@ class Link:
     clock_ms: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Roaming:
     """Candidate paths, switch history and recovery rounds: all bounded by policy."""
@@ -75,7 +79,22 @@ class Roaming:
     switch_times: tuple[int, ...]
     recovery_rounds: int
 
+    @classmethod
+    def of(cls, candidates: tuple[TransportDescriptor, ...], switch_times: tuple[int, ...],
+           recovery_rounds: int) -> Roaming:
+        """`Roaming(...)`, except that the empty record is the one shared `EMPTY_ROAMING`."""
+        if not candidates and not switch_times and not recovery_rounds:
+            return EMPTY_ROAMING
+        return cls(candidates, switch_times, recovery_rounds)
 
+
+# Memory: every server session and most clients have no candidates, no switch history and
+# no recovery round under way. They all share this one immutable record instead of
+# carrying their own (64 B each). It compares equal to any other empty `Roaming`.
+EMPTY_ROAMING = Roaming((), (), 0)
+
+
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class PendingPath:
     """Server: a path challenge in flight to an unvalidated address (§2.3)."""
@@ -88,6 +107,7 @@ class PendingPath:
     challenge_sent: bool
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class AcceptRecord:
     """Server: the accept that produced the current binding, and the request it answered.
@@ -109,6 +129,7 @@ class AcceptRecord:
     accept: SendReattachAccept
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class ServerSide:
     """Server protocol state.
@@ -128,6 +149,7 @@ class ServerSide:
     last_accept: AcceptRecord | None
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class PendingReattach:
     """Client: a reattach request in flight, kept whole so it can be re-sent unchanged.
@@ -157,6 +179,7 @@ class PendingReattach:
         return self.request.candidate
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class ClientSide:
     """Client protocol state. `known_version` is the server's binding version as last told."""
@@ -167,6 +190,7 @@ class ClientSide:
     attempt: int
 
 
+@fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SessionState:
     """One session, one role. Replace, never mutate: `step()` returns a new one."""
@@ -236,7 +260,7 @@ def new_session(
         state_version=0,
         phase_since_ms=now_ms,
         link=Link(None, False, now_ms, 0, now_ms, False, now_ms),
-        roaming=Roaming((), (), 0),
+        roaming=EMPTY_ROAMING,
         side=side,
         end_reason=None,
     )
