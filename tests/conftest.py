@@ -1,4 +1,4 @@
-"""Shared test configuration: hypothesis settings profiles.
+"""Shared test configuration: hypothesis settings profiles, and the figures summary.
 
 Select a profile with the `HYPOTHESIS_PROFILE` environment variable:
 
@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.figures import REPORTED
 
 _STEPS = 40
 
@@ -41,3 +44,11 @@ settings.register_profile(
     stateful_step_count=20,
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures tests reported (see tests/figures.py)."""
+    if REPORTED:
+        terminalreporter.section("figures")
+        for title, line in REPORTED:
+            terminalreporter.write_line(f"{title}: {line}")

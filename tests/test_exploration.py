@@ -13,6 +13,7 @@ from jumpvpn_core.effects import Effect
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Role
 from jumpvpn_core.state import SessionState
+from tests.figures import report_figures
 
 # Figures at depth 8 when this test was written (see docs/exploration.md); the bounds sit
 # a little below them so the domain cannot silently shrink.
@@ -25,6 +26,7 @@ MIN_STATES = {Role.CLIENT: 30_000, Role.SERVER: 14_000}
 @pytest.mark.parametrize("role", list(Role))
 def test_depth_8_exploration_finds_no_violation_and_no_livelock(role: Role) -> None:
     result = explore(role, 8)
+    report_figures("exploration", result.summary())
     assert result.violations == ()
     assert result.max_depth == 8
     assert result.states >= MIN_STATES[role]

@@ -44,8 +44,9 @@ from jumpvpn_core.phases import Role
 from jumpvpn_core.replay import ReplayVerdict, check_nonce
 from jumpvpn_core.state import ServerSide, new_session
 from jumpvpn_core.stores import open_store
-from jumpvpn_core.stores.base import SessionStore
+from jumpvpn_core.stores.base import SessionStore, StoreUnavailableError
 from jumpvpn_core.stores.redis import RedisStore
+from tests.figures import report_figures
 from tests.gateway.support import CLIENT, T0, reattach, secret_for, sid
 from tests.services import postgres_url_or_skip, redis_url_or_skip
 
@@ -79,7 +80,16 @@ def _open(kind: str, url: str, name: str) -> SessionStore:
 def _node(index: int, kind: str, url: str, name: str, barrier: Any, out: Any) -> None:
     """One gateway node: race through every session, every round; report the history."""
     node = NODES[index]
-    store = _open(kind, url, name)
+    # In the fault run the killer is already cutting this run's connections while the
+    # nodes connect; a connection cut during its handshake is retried, not fatal.
+    for _attempt in range(100):
+        try:
+            store = _open(kind, url, name)
+            break
+        except StoreUnavailableError:
+            time.sleep(0.05)
+    else:
+        raise StoreUnavailableError(f"node {node} could not connect to the store")
     policy = GatewayPolicy(ownership=OwnershipMode.SHARED, node_ids=NODES,
                            global_flood_limit=10_000_000, source_flood_limit=10_000_000,
                            max_sessions=SESSIONS)
@@ -214,7 +224,9 @@ def _race(kind: str, base: str, url: str, *, faults: bool) -> dict[str, Any]:
         final = {r.session_id: r for r in store.scan()}
     finally:
         store.close()
-    return _check(histories, final, faults=faults, kills=killer.kills if killer else 0)
+    stats = _check(histories, final, faults=faults, kills=killer.kills if killer else 0)
+    report_figures(f"cluster race, {kind}, faults={faults}", str(stats))
+    return stats
 
 
 def _check(histories: dict[str, list[Entry]], final: dict[bytes, Any], *, faults: bool,
@@ -272,7 +284,6 @@ def _check(histories: dict[str, list[Entry]], final: dict[bytes, Any], *, faults
         "connections_killed": kills,
         "broken_chains": len(broken_chains),
     }
-    print(f"\ncluster race (faults={faults}): {stats}")
     assert forks == 0
     assert dual_bindings == 0
     assert missing == 0
