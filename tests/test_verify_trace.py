@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -279,3 +280,36 @@ def test_gateway_and_telemetry_records_stay_out_of_session_streams() -> None:
     wrong_version = [{**extra[0], "v": 9}]
     line, message = _first_violation(run[:1] + wrong_version)
     assert (line, "unsupported record version" in message) == (2, True)
+
+
+@pytest.mark.requirement("RM-10")
+def test_the_scenario_trace_passes_verify_trace(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Every script states its policy in the trace; gateway records name their store.
+    trace = tmp_path / "scenarios.jsonl"
+    specs = Path(__file__).resolve().parent.parent / "specs" / "scenarios"
+    assert main(["scenarios", "--dir", str(specs), "--trace", str(trace)]) == 0
+    capsys.readouterr()
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    assert any(json.loads(line)["type"] == "policy" for line in lines)
+    report = verify_lines(lines)
+    assert report.ok, report.violation
+    assert report.streams > 26
+
+
+def test_a_policy_record_sets_the_bounds_of_its_script() -> None:
+    # A run that spends time in RECOVERING: fine under the defaults, not under 1 ms.
+    run = next(
+        tagged for seed in range(200)
+        for tagged in [[{**r, "script": "s"} for r in _trace(seed, Role.CLIENT)]]
+        if any(a.get("to") == "RECOVERING" and b["ts_ms"] > a["ts_ms"]
+               for a, b in itertools.pairwise(tagged))
+    )
+    strict = Policy(max_recovery_window_ms=1, reattach_timeout_ms=1)
+    stated = {"v": 1, "type": "policy", "script": "s", "policy": strict.to_data()}
+    other = {**stated, "script": "another script"}
+    assert verify_lines(_lines(run)).ok
+    assert verify_lines(_lines([other, *run])).ok, "a policy applies to its own script only"
+    tight = verify_lines(_lines([stated, *run]))
+    assert tight.violation is not None, "the stated policy was ignored"
+    assert "max_recovery_window_ms=1" in tight.violation.message

@@ -3,8 +3,10 @@
 A trace is a file of JSON lines, each an audit record as `StateChanged.to_record()` or
 `Rejected.to_record()` produce it (`jumpvpn_core/effects.py`); records may carry extra keys
 (a node id, ...) which are ignored. Records are grouped into *streams* by
-`(script, session_id, role)`, where `script` is the record's `script` key if it has one (the
-scenario runner tags records that way, and its scripts reuse one test session id);
+`(script, store, session_id, role)`, where `script` and `store` are the record's keys of
+those names if it has them (the scenario runner tags records with their script, whose
+sessions all reuse one test id, and a gateway's records with the store holding the
+session's one chain of states);
 within a stream the verifier checks:
 
 * shape: `v`, `type`, field types, known phases, roles and reason codes, `class` matching
@@ -18,7 +20,9 @@ within a stream the verifier checks:
   admission refusals (`UNKNOWN_SESSION`, flood limits, `NOT_OWNER`, store errors);
 * timestamps never decrease (`TIME_WENT_BACKWARDS` and `SESSION_TERMINATED` rejections
   carry the refused event's own time, so they are exempt);
-* bounds: time in RECOVERING <= `max_recovery_window_ms`, in DEGRADED <= `max_degraded_ms`,
+* bounds, under the policy a `policy` record stated for the stream's script (else the
+  `--policy` given, else the defaults): time in RECOVERING <= `max_recovery_window_ms`,
+  in DEGRADED <= `max_degraded_ms`,
   RECOVERING episodes since the last ATTACHED <= `max_recovery_rounds`, and (server) no
   more than `reattach_rate_limit` REATTACHED within `reattach_rate_window_ms` (each one
   needs a verified request, and those are rate limited). Switches of the active transport
@@ -37,6 +41,7 @@ from typing import Any
 import attrs
 
 from jumpvpn_core.effects import AUDIT_RECORD_VERSION
+from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -77,6 +82,7 @@ class TraceReport:
 
 @attrs.define
 class _Stream:
+    policy: Policy
     phase: Phase
     version: int
     last_ts: int
@@ -165,9 +171,14 @@ class _Checker:
     def __init__(self, policy: Policy, allow_partial: bool) -> None:
         self.policy = policy
         self.allow_partial = allow_partial
-        self.streams: dict[tuple[str | None, str, Role], _Stream] = {}
+        self.streams: dict[tuple[str | None, str | None, str, Role], _Stream] = {}
+        # Policies stated by `policy` records, by script (None: records without a script).
+        self.policies: dict[str | None, Policy] = {}
 
     def check(self, record: dict[str, Any]) -> None:
+        if record.get("type") == "policy":
+            self._policy(record)
+            return
         if record.get("type") in OPERATIONAL_RECORD_TYPES:
             # Gateway and telemetry records (specs/effects.md): not part of any session's
             # stream; only their version is checked here.
@@ -176,13 +187,17 @@ class _Checker:
             return
         kind, (session, role, reason, version, ts, src, dst) = _parse(record)
         script = record.get("script")
-        key = (script if isinstance(script, str) else None, session, role)
+        store = record.get("store")
+        key = (script if isinstance(script, str) else None,
+               store if isinstance(store, str) else None, session, role)
         stream = self.streams.get(key)
         where = f"session {session} ({role.value})"
+        if key[1] is not None:
+            where = f"store {key[1]}: {where}"
         if key[0] is not None:
             where = f"{key[0]}: {where}"
         if stream is None:
-            stream = self._open(kind, where, version, ts, src)
+            stream = self._open(kind, where, version, ts, src, key[0])
             self.streams[key] = stream
         if reason not in _OWN_TIME:
             if ts < stream.last_ts:
@@ -211,20 +226,32 @@ class _Checker:
         self._transition(stream, where, role, reason, ts, dst)
         stream.version = version
 
-    def _open(self, kind: str, where: str, version: int, ts: int, src: Phase) -> _Stream:
+    def _open(self, kind: str, where: str, version: int, ts: int, src: Phase,
+              script: str | None) -> _Stream:
         start = version - 1 if kind == "state_change" else version
         if not self.allow_partial and (src is not Phase.BIRTH or start != 0):
             raise _RecordError(f"{where}: stream does not start at BIRTH (first record in "
                                f"{src.value} "
                        f"at version {version}): session id changed or records dropped")
-        return _Stream(src, start, ts, ts if src is Phase.BIRTH else None,
+        return _Stream(self.policies.get(script, self.policy), src, start, ts,
+                       ts if src is Phase.BIRTH else None,
                        0 if src is Phase.BIRTH else None, [])
+
+    def _policy(self, record: dict[str, Any]) -> None:
+        if record.get("v") != AUDIT_RECORD_VERSION:
+            raise _RecordError(f"unsupported record version {record.get('v')!r}")
+        script = record.get("script")
+        try:
+            policy = Policy.from_data(record.get("policy"))
+        except (PolicyError, TypeError) as exc:
+            raise _RecordError(f"bad policy record: {exc}") from None
+        self.policies[script if isinstance(script, str) else None] = policy
 
     def _check_bounds(self, stream: _Stream, where: str, reason: ReasonCode, ts: int) -> None:
         if stream.phase_since is None or reason is _RC.TIME_WENT_BACKWARDS:
             return
         spent = ts - stream.phase_since
-        policy = self.policy
+        policy = stream.policy
         if stream.phase is Phase.RECOVERING and spent > policy.max_recovery_window_ms:
             raise _RecordError(f"{where}: RECOVERING for {spent} ms, more than "
                        f"max_recovery_window_ms={policy.max_recovery_window_ms}")
@@ -234,7 +261,7 @@ class _Checker:
 
     def _transition(self, stream: _Stream, where: str, role: Role, reason: ReasonCode,
                     ts: int, dst: Phase) -> None:
-        policy = self.policy
+        policy = stream.policy
         if dst is Phase.ATTACHED:
             stream.rounds = 0
         elif dst is Phase.RECOVERING and stream.rounds is not None:

@@ -270,17 +270,21 @@ _Sink = _RaisingSink | _QueuedSink
 class _Tee:
     """A gateway's telemetry: every record to the script trace, then to the scenario sink."""
 
-    def __init__(self, ext: _GatewayWorld, world: _World, node: str,
+    def __init__(self, ext: _GatewayWorld, world: _World, node: str, store: str,
                  sink: _Sink | None) -> None:
         self.ext = ext
         self.world = world
         self.node = node
+        self.store = store
         self.sink = sink
 
     def emit(self, record: Mapping[str, Any]) -> None:
         self.ext.fresh.append((self.node, dict(record)))
         traced = dict(record)
         traced["node"] = self.node
+        # A session's one chain of states lives in its store: nodes sharing a store write
+        # one stream, nodes with stores of their own write separate ones.
+        traced["store"] = self.store
         traced["script"] = self.world.script_name
         self.world.records.append(traced)
         if self.sink is not None:
@@ -522,7 +526,7 @@ def _cmd_gateway(world: _World, args: list[str]) -> list[str]:
     except PolicyError as exc:
         raise _CommandError(f"invalid gateway policy: {exc}") from None
     ext.nodes[name] = _Node(gateway, view, store_name, sink_name)
-    gateway.telemetry = _Tee(ext, world, name, sink)
+    gateway.telemetry = _Tee(ext, world, name, store_name, sink)
     lines = [
         f"gateway {name}: mode={policy.ownership.value} nodes={','.join(policy.node_ids)} "
         f"store={store_name} sink={sink_name or 'none'}",

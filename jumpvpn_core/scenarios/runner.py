@@ -23,6 +23,7 @@ from typing import Any
 import attrs
 
 from jumpvpn_core.effects import (
+    AUDIT_RECORD_VERSION,
     Effect,
     Rejected,
     SendPathChallenge,
@@ -383,6 +384,10 @@ def _cmd_policy(world: _World, args: list[str]) -> list[str]:
     except PolicyError as exc:
         raise _CommandError(str(exc)) from None
     world.policy_overrides = merged
+    # The trace states the bounds its records were produced under, so `verify-trace` can
+    # check this script against its own policy (specs/effects.md, "policy" records).
+    world.records.append({"v": AUDIT_RECORD_VERSION, "type": "policy",
+                          "script": world.script_name, "policy": Policy(**merged).to_data()})
     shown = " ".join(f"{k}={v}" for k, v in sorted(merged.items()))
     return [f"policy {shown} (others default)"]
 
