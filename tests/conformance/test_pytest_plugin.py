@@ -29,3 +29,14 @@ def test_plugin_fails_a_broken_implementation_with_its_counterexample(tmp_path: 
     assert "does not conform" in proc.stdout
     assert "MISMATCH at step" in proc.stdout
     assert '{"op":"create"' in proc.stdout
+
+
+def test_the_plugin_loads_without_hypothesis() -> None:
+    # pytest loads the entry point in every run where jumpvpn-core is installed; a project
+    # without Hypothesis must still be able to run its tests.
+    code = ("import sys; sys.modules['hypothesis'] = None; "
+            "import jumpvpn_core.pytest_plugin as p; print(p.__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,  # noqa: S603 - our own interpreter and a fixed script
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "jumpvpn_core.pytest_plugin"

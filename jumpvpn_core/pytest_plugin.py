@@ -1,6 +1,7 @@
 """pytest plugin: `--jumpvpn-impl=package.module:factory` adds a conformance test.
 
-Registered as the `jumpvpn` pytest11 entry point. When the option is given, one test item,
+Registered as the `jumpvpn` pytest11 entry point. It lives outside `jumpvpn_core.testing`
+so that loading it needs only pytest. When the option is given, one test item,
 `jumpvpn-conformance[<spec>]`, runs `ConformanceMachine` against that implementation; it
 fails with the first divergence and a replayable counterexample. Tests may also ask for the
 `jumpvpn_implementation` fixture (skipped when the option is absent).
@@ -9,11 +10,15 @@ fails with the first divergence and a replayable counterexample. Tests may also 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from jumpvpn_core.testing.implementation import Implementation, load_implementation
-from jumpvpn_core.testing.stateful import run_conformance
+if TYPE_CHECKING:
+    from jumpvpn_core.testing.implementation import Implementation
+
+# The kit (jumpvpn_core.testing) needs Hypothesis; it is imported only when a conformance
+# run is asked for, so installing jumpvpn-core never breaks a project's plain pytest runs.
 
 __all__ = ["ConformanceItem", "jumpvpn_implementation"]
 
@@ -34,6 +39,9 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run the machine; fail with the verdict."""
+        from jumpvpn_core.testing.implementation import load_implementation
+        from jumpvpn_core.testing.stateful import run_conformance
+
         spec = self.config.getoption("jumpvpn_impl")
         try:
             impl = load_implementation(spec)
@@ -67,6 +75,8 @@ def jumpvpn_implementation(request: pytest.FixtureRequest) -> Iterator[Implement
     spec = request.config.getoption("jumpvpn_impl")
     if not spec:
         pytest.skip("no --jumpvpn-impl given")
+    from jumpvpn_core.testing.implementation import load_implementation
+
     impl = load_implementation(spec)
     try:
         yield impl
