@@ -32,6 +32,7 @@ from jumpvpn_core.events import (
     AllTransportsFailed,
     Attach,
     CandidateDiscovered,
+    CandidateLost,
     DeliveryTimeout,
     Evict,
     InboundTraffic,
@@ -665,4 +666,36 @@ def test_client_stops_resending_a_request_whose_proof_age_is_reached() -> None:
     client, effects = step(client, Tick(T0 + 410))
     sends = [e for e in effects if isinstance(e, SendReattachRequest)]
     assert len(sends) == 1
+    assert sends[0].nonce == request.nonce + 1
+
+
+def _client_second_request_via_candidate() -> tuple[SessionState, SendReattachRequest]:
+    """Recovering client whose re-sends on the active path ran out: a new request via C2."""
+    policy = Policy(reattach_retransmits=1, reattach_timeout_ms=200, proof_max_age_ms=60_000)
+    client = _attached(Role.CLIENT, policy)
+    client, _ = step(client, CandidateDiscovered(T0 + 5, C2))
+    client, _ = step(client, DeliveryTimeout(T0 + 10))
+    client, _ = step(client, Tick(T0 + 210))  # the one unchanged re-send on C1
+    client, effects = step(client, Tick(T0 + 410))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].via == C2
+    return client, sends[0]
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_request_via_a_live_candidate_is_resent_unchanged() -> None:
+    client, request = _client_second_request_via_candidate()
+    _, effects = step(client, Tick(T0 + 610))
+    assert effects == (request,)
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_request_via_a_lost_candidate_is_replaced_by_one_on_the_active_path() -> None:
+    client, request = _client_second_request_via_candidate()
+    client, _ = step(client, CandidateLost(T0 + 500, C2))
+    _, effects = step(client, Tick(T0 + 610))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].via == C1
     assert sends[0].nonce == request.nonce + 1
