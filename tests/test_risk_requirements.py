@@ -699,3 +699,28 @@ def test_request_via_a_lost_candidate_is_replaced_by_one_on_the_active_path() ->
     assert len(sends) == 1
     assert sends[0].via == C1
     assert sends[0].nonce == request.nonce + 1
+
+
+def test_event_without_a_handler_after_a_due_deadline_is_refused_against_the_new_state() -> None:
+    server = _attached(Role.SERVER)
+    server, _ = step(server, InboundTraffic(T0 + 10, A2, 1_000))
+    side = server.side
+    assert isinstance(side, ServerSide)
+    assert side.pending is not None
+    due = side.pending.deadline_ms
+    new, effects = step(server, PacketLoss(due, 1))  # a client-only event, at the deadline
+    assert new is not server
+    refusal = effects[-1]
+    assert isinstance(refusal, Rejected)
+    assert (refusal.reason, refusal.event, refusal.ts_ms) == (
+        ReasonCode.EVENT_NOT_APPLICABLE, "PacketLoss", due)
+    assert (refusal.phase, refusal.state_version) == (new.phase, new.state_version)
+    assert refusal.reason_class is ReasonClass.OPERATIONAL_REJECT
+
+
+def test_event_arriving_at_a_due_deadline_is_handled_after_the_deadline_fires() -> None:
+    policy = Policy(reattach_retransmits=1, reattach_timeout_ms=200, proof_max_age_ms=60_000)
+    client, request = _client_waiting(policy)
+    new, effects = step(client, InboundTraffic(T0 + 210, C1, 100))
+    assert effects == (request,)  # the re-send fired first
+    assert new.link.last_rx_ms == T0 + 210  # then the traffic was handled
