@@ -694,11 +694,13 @@ def test_request_via_a_live_candidate_is_resent_unchanged() -> None:
 def test_request_via_a_lost_candidate_is_replaced_by_one_on_the_active_path() -> None:
     client, request = _client_second_request_via_candidate()
     client, _ = step(client, CandidateLost(T0 + 500, C2))
-    _, effects = step(client, Tick(T0 + 610))
+    assert client.link.clock_ms == T0 + 500
+    client, effects = step(client, Tick(T0 + 610))
     sends = [e for e in effects if isinstance(e, SendReattachRequest)]
     assert len(sends) == 1
     assert sends[0].via == C1
     assert sends[0].nonce == request.nonce + 1
+    assert client.link.clock_ms == T0 + 610  # the new attempt moved the clock
 
 
 def test_event_without_a_handler_after_a_due_deadline_is_refused_against_the_new_state() -> None:
