@@ -22,6 +22,7 @@ from jumpvpn_core.audit.vectors import (
 from jumpvpn_core.effects import (
     Rejected,
     SendPathChallenge,
+    SendReattachAccept,
     SendReattachRequest,
     SessionEnded,
     StateChanged,
@@ -31,6 +32,7 @@ from jumpvpn_core.events import (
     AllTransportsFailed,
     Attach,
     CandidateDiscovered,
+    CandidateLost,
     DeliveryTimeout,
     Evict,
     InboundTraffic,
@@ -573,3 +575,154 @@ def test_allowed_reasons_are_exactly_the_table_rows_leaving_a_phase() -> None:
             assert transition_target(phase, reason) is TRANSITION_TABLE[(phase, reason)]
     with pytest.raises(KeyError):
         transition_target(Phase.TERMINATED, ReasonCode.REATTACHED)
+
+
+# --- edges found by the re-run after the lost-accept refinement (docs/mutation.md) ----------
+
+def _server_bound_again(policy: Policy | None = None) -> tuple[SessionState, Any]:
+    """A server that accepted one request on its active path, and that request."""
+    server = _attached(Role.SERVER, policy)
+    request = make_request(server, source=A1, now=T0 + 100)
+    server, effects = step(server, request)
+    assert _reason_names(effects) == ["REATTACHED"]
+    return server, request
+
+
+@pytest.mark.requirement("RM-3.2")
+def test_exact_retransmission_of_the_bound_request_gets_the_stored_accept_again() -> None:
+    server, request = _server_bound_again()
+    side = server.side
+    assert isinstance(side, ServerSide)
+    stored = side.last_accept
+    assert stored is not None
+    again = attrs.evolve(request, now_ms=T0 + 200)
+    new, effects = step(server, again)
+    assert new is server
+    assert _reason_names(effects) == ["REPLAY_DETECTED"]
+    assert effects[1:] == (stored.accept,)
+    assert isinstance(effects[1], SendReattachAccept)
+    assert effects[1].to == A1
+
+
+@pytest.mark.requirement("RM-3.2")
+def test_replayed_older_nonce_with_the_bound_proof_gets_no_accept() -> None:
+    server, first = _server_bound_again()
+    second = make_request(server, source=A1, now=T0 + 150)
+    server, effects = step(server, second)
+    assert _reason_names(effects) == ["REATTACHED"]
+    # The first request (seen, but no longer behind the binding) is only a replay.
+    new, effects = step(server, attrs.evolve(first, now_ms=T0 + 200))
+    assert new is server
+    assert _reason_names(effects) == ["REPLAY_DETECTED"]
+    assert len(effects) == 1
+
+
+@pytest.mark.requirement("RM-3.2")
+def test_traffic_from_a_pending_address_keeps_the_stored_accept() -> None:
+    server, request = _server_bound_again()
+    server, _ = step(server, InboundTraffic(T0 + 150, A2, 1_000))
+    side = server.side
+    assert isinstance(side, ServerSide)
+    assert side.pending is not None
+    server, _ = step(server, InboundTraffic(T0 + 160, A2, 1_000))
+    side = server.side
+    assert isinstance(side, ServerSide)
+    assert side.last_accept is not None
+    _, effects = step(server, attrs.evolve(request, now_ms=T0 + 200))
+    assert [type(e) for e in effects] == [Rejected, SendReattachAccept]
+
+
+def _client_waiting(policy: Policy) -> tuple[SessionState, SendReattachRequest]:
+    client = _attached(Role.CLIENT, policy)
+    client, effects = step(client, DeliveryTimeout(T0 + 10))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    return client, sends[0]
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_client_resends_the_same_request_exactly_reattach_retransmits_times() -> None:
+    policy = Policy(reattach_retransmits=2, reattach_timeout_ms=200, proof_max_age_ms=60_000)
+    client, request = _client_waiting(policy)
+    now = T0 + 10
+    for _ in range(2):
+        now += 200
+        client, effects = step(client, Tick(now))
+        assert effects == (request,)
+    now += 200
+    client, effects = step(client, Tick(now))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].nonce == request.nonce + 1
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_client_stops_resending_a_request_whose_proof_age_is_reached() -> None:
+    policy = Policy(reattach_retransmits=5, reattach_timeout_ms=200, proof_max_age_ms=400)
+    client, request = _client_waiting(policy)
+    client, effects = step(client, Tick(T0 + 210))
+    assert effects == (request,)
+    # At exactly timestamp + proof_max_age_ms the request is no longer re-sent unchanged.
+    client, effects = step(client, Tick(T0 + 410))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].nonce == request.nonce + 1
+
+
+def _client_second_request_via_candidate() -> tuple[SessionState, SendReattachRequest]:
+    """Recovering client whose re-sends on the active path ran out: a new request via C2."""
+    policy = Policy(reattach_retransmits=1, reattach_timeout_ms=200, proof_max_age_ms=60_000)
+    client = _attached(Role.CLIENT, policy)
+    client, _ = step(client, CandidateDiscovered(T0 + 5, C2))
+    client, _ = step(client, DeliveryTimeout(T0 + 10))
+    client, _ = step(client, Tick(T0 + 210))  # the one unchanged re-send on C1
+    client, effects = step(client, Tick(T0 + 410))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].via == C2
+    return client, sends[0]
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_request_via_a_live_candidate_is_resent_unchanged() -> None:
+    client, request = _client_second_request_via_candidate()
+    _, effects = step(client, Tick(T0 + 610))
+    assert effects == (request,)
+
+
+@pytest.mark.requirement("RM-2.1")
+def test_request_via_a_lost_candidate_is_replaced_by_one_on_the_active_path() -> None:
+    client, request = _client_second_request_via_candidate()
+    client, _ = step(client, CandidateLost(T0 + 500, C2))
+    assert client.link.clock_ms == T0 + 500
+    client, effects = step(client, Tick(T0 + 610))
+    sends = [e for e in effects if isinstance(e, SendReattachRequest)]
+    assert len(sends) == 1
+    assert sends[0].via == C1
+    assert sends[0].nonce == request.nonce + 1
+    assert client.link.clock_ms == T0 + 610  # the new attempt moved the clock
+
+
+def test_event_without_a_handler_after_a_due_deadline_is_refused_against_the_new_state() -> None:
+    server = _attached(Role.SERVER)
+    server, _ = step(server, InboundTraffic(T0 + 10, A2, 1_000))
+    side = server.side
+    assert isinstance(side, ServerSide)
+    assert side.pending is not None
+    due = side.pending.deadline_ms
+    new, effects = step(server, PacketLoss(due, 1))  # a client-only event, at the deadline
+    assert new is not server
+    refusal = effects[-1]
+    assert isinstance(refusal, Rejected)
+    assert (refusal.reason, refusal.event, refusal.ts_ms) == (
+        ReasonCode.EVENT_NOT_APPLICABLE, "PacketLoss", due)
+    assert (refusal.phase, refusal.state_version) == (new.phase, new.state_version)
+    assert refusal.reason_class is ReasonClass.OPERATIONAL_REJECT
+
+
+def test_event_arriving_at_a_due_deadline_is_handled_after_the_deadline_fires() -> None:
+    policy = Policy(reattach_retransmits=1, reattach_timeout_ms=200, proof_max_age_ms=60_000)
+    client, request = _client_waiting(policy)
+    new, effects = step(client, InboundTraffic(T0 + 210, C1, 100))
+    assert effects == (request,)  # the re-send fired first
+    assert new.link.last_rx_ms == T0 + 210  # then the traffic was handled
