@@ -26,7 +26,7 @@ from benchmarks.fixtures import (
     full_window_server,
     reattach_request,
 )
-from benchmarks.harness import BenchResult, Prepared, measure_interleaved
+from benchmarks.harness import BenchResult, Case, Prepared, run_cases
 from jumpvpn_core import (
     InboundTraffic,
     PacketLoss,
@@ -359,18 +359,6 @@ def _dict_dispatch(n: int) -> Prepared:
 # --- the table ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Case:
-    """One benchmark: its name, its body factory, batch size and target (if any)."""
-
-    name: str
-    make: Callable[[int], Prepared]
-    n: int
-    target_ns: float | None = None
-    peer: str | None = None
-    peer_ratio_max: float | None = None
-    notes: str = ""
-
 
 HMAC_PEER = "peer: HMAC-SHA256 verify (cryptography)"
 
@@ -386,10 +374,11 @@ CASES: tuple[Case, ...] = (
     Case("step: accepted reattach incl. HMAC (server)", _accepted_reattach, 500, 6000,
          HMAC_PEER, notes="verify request proof + compute accept proof"),
     Case("step: rejected replay (full window)", _rejection("replay"), 2000, 500, HMAC_PEER,
-         0.3),
+         peer_ratio_max=0.3, peer_label="HMAC verify"),
     Case("step: rejected stale version", _rejection("stale_version"), 2000, 500, HMAC_PEER,
-         0.3),
-    Case("step: rejected rate-limited", _rejection("rate_limited"), 2000, 500, HMAC_PEER, 0.3),
+         peer_ratio_max=0.3, peer_label="HMAC verify"),
+    Case("step: rejected rate-limited", _rejection("rate_limited"), 2000, 500, HMAC_PEER,
+         peer_ratio_max=0.3, peer_label="HMAC verify"),
     Case("step: rejected wrong session id", _rejection("session_mismatch"), 2000,
          peer=HMAC_PEER),
     Case("replay window check: seen nonce (1024 bits)", _replay_check(ReplayVerdict.SEEN),
@@ -405,34 +394,5 @@ CASES: tuple[Case, ...] = (
 
 
 def run(smoke: bool) -> list[BenchResult]:
-    """Run every case: smoke checks the paths only; a full run checks then times."""
-    for case in CASES:
-        prepared = case.make(8 if smoke else 64)
-        prepared.checked()
-        if smoke:
-            prepared.body()
-    if smoke:
-        return [BenchResult(case.name, 0.0, notes="smoke: path checked, not timed")
-                for case in CASES]
-    measured = measure_interleaved({case.name: (case.make, case.n) for case in CASES},
-                                   repeats=25)
-    timings = {name: timing.median_ns for name, timing in measured.items()}
-    results = []
-    for case in CASES:
-        value = timings[case.name]
-        spread = measured[case.name]
-        notes = "; ".join(part for part in (
-            case.notes, f"min {spread.min_ns:.0f} ns, IQR {spread.spread:.0%}, "
-            f"cpu-time median {spread.cpu_median_ns:.0f} ns") if part)
-        ratio = value / timings[case.peer] if case.peer else None
-        target_parts = []
-        met: bool | None = None
-        if case.target_ns is not None:
-            target_parts.append(f"<= {case.target_ns / 1000:g} us")
-            met = value <= case.target_ns
-        if case.peer_ratio_max is not None and ratio is not None:
-            target_parts.append(f"< {case.peer_ratio_max}x HMAC verify")
-            met = bool(met) and ratio < case.peer_ratio_max
-        results.append(BenchResult(case.name, value, "ns", case.peer, ratio,
-                                   " and ".join(target_parts), met, notes))
-    return results
+    """Run every case: smoke checks each path; a full run checks, then times interleaved."""
+    return run_cases(CASES, smoke)

@@ -27,8 +27,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterator
 
-import attrs
-
 from benchmarks.fixtures import (
     POLICY,
     SECRET,
@@ -38,7 +36,7 @@ from benchmarks.fixtures import (
     attached_server,
     reattach_request,
 )
-from benchmarks.harness import BenchResult, Prepared, measure_interleaved
+from benchmarks.harness import BenchResult, Case, Prepared, run_cases
 from jumpvpn_core import Phase, ReasonCode, ReattachRequest, SessionState, StateChanged, step
 from jumpvpn_core.effects import Rejected, SendReattachAccept
 from jumpvpn_core.gateway import Gateway, GatewayPolicy
@@ -254,17 +252,6 @@ def _core_refusal(n: int) -> Prepared:
 # --- the table ----------------------------------------------------------------------------------
 
 
-@attrs.frozen
-class Case:
-    """One row: name, body factory, batch size, target (ns, upper bound), peer."""
-
-    name: str
-    make: Callable[[int], Prepared]
-    n: int
-    target_ns: float | None = None
-    peer: str | None = None
-    notes: str = ""
-
 
 CORE_REFUSAL = "peer: step() refusing a wrong session id"
 BARE_STEP = "peer: bare step(), same accepted reattach chain"
@@ -286,24 +273,5 @@ CASES: tuple[Case, ...] = (
 
 
 def run(smoke: bool) -> list[BenchResult]:
-    """Smoke: check every path with a few requests. Full: check, then time interleaved."""
-    for case in CASES:
-        case.make(8 if smoke else 64).checked()
-    if smoke:
-        return [BenchResult(case.name, 0.0, notes="smoke: path checked, not timed")
-                for case in CASES]
-    measured = measure_interleaved({case.name: (case.make, case.n) for case in CASES},
-                                   repeats=25)
-    results = []
-    for case in CASES:
-        timing = measured[case.name]
-        value = timing.median_ns
-        ratio = value / measured[case.peer].median_ns if case.peer else None
-        target = "" if case.target_ns is None else f"<= {case.target_ns / 1000:g} us"
-        met = None if case.target_ns is None else value <= case.target_ns
-        notes = "; ".join(part for part in (
-            case.notes, f"min {timing.min_ns:.0f} ns, IQR {timing.spread:.0%}, "
-            f"cpu-time median {timing.cpu_median_ns:.0f} ns") if part)
-        results.append(BenchResult(case.name, value, "ns", case.peer, ratio, target, met,
-                                   notes))
-    return results
+    """Run every case: smoke checks each path; a full run checks, then times interleaved."""
+    return run_cases(CASES, smoke)

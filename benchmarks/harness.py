@@ -25,7 +25,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -176,3 +176,56 @@ def machine_info() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
     }
+
+
+@attrs.frozen
+class Case:
+    """One timed row: name, body factory, batch size, and what it is judged against.
+
+    `target_ns` is an upper bound on the median; `peer` names another case of the same
+    module whose median the ratio is taken against; `peer_ratio_max` also bounds that ratio
+    (`peer_label` says what the peer is, for the target text).
+    """
+
+    name: str
+    make: Callable[[int], Prepared]
+    n: int
+    target_ns: float | None = None
+    peer: str | None = None
+    notes: str = ""
+    peer_ratio_max: float | None = None
+    peer_label: str = ""
+
+
+def run_cases(cases: Sequence[Case], smoke: bool, *, repeats: int = 25) -> list[BenchResult]:
+    """Check every case's path; in smoke mode also run each body once and stop there.
+    Otherwise time them interleaved and judge each median against its target."""
+    for case in cases:
+        prepared = case.make(8 if smoke else 64)
+        prepared.checked()
+        if smoke:
+            prepared.body()
+    if smoke:
+        return [BenchResult(case.name, 0.0, notes="smoke: path checked, not timed")
+                for case in cases]
+    measured = measure_interleaved({case.name: (case.make, case.n) for case in cases},
+                                   repeats=repeats)
+    results = []
+    for case in cases:
+        timing = measured[case.name]
+        value = timing.median_ns
+        notes = "; ".join(part for part in (
+            case.notes, f"min {timing.min_ns:.0f} ns, IQR {timing.spread:.0%}, "
+            f"cpu-time median {timing.cpu_median_ns:.0f} ns") if part)
+        ratio = value / measured[case.peer].median_ns if case.peer else None
+        target_parts = []
+        met: bool | None = None
+        if case.target_ns is not None:
+            target_parts.append(f"<= {case.target_ns / 1000:g} us")
+            met = value <= case.target_ns
+        if case.peer_ratio_max is not None and ratio is not None:
+            target_parts.append(f"< {case.peer_ratio_max}x {case.peer_label}".rstrip())
+            met = bool(met) and ratio < case.peer_ratio_max
+        results.append(BenchResult(case.name, value, "ns", case.peer, ratio,
+                                   " and ".join(target_parts), met, notes))
+    return results
