@@ -15,12 +15,14 @@ The format is specified in `specs/vectors/README.md`.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any
 
 import attrs
 
 from jumpvpn_core import effects as _effects
 from jumpvpn_core import events as _events
+from jumpvpn_core.errors import FormDecodeError, InvalidTransportError, field_name
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
 from jumpvpn_core.transport import TransportDescriptor
@@ -36,8 +38,8 @@ __all__ = [
 ]
 
 
-class FormError(ValueError):
-    """A JSON form does not describe a known event or effect."""
+class FormError(FormDecodeError):
+    """A JSON form does not describe a known event or effect (never quotes values)."""
 
 
 EVENT_CLASSES: dict[str, type] = {cls.__name__: cls for cls in _events.EVENT_TYPES}
@@ -58,6 +60,7 @@ _TRANSPORT_FIELDS = frozenset(
     {"transport", "via", "observed", "bound", "source", "candidate", "to", "previous"}
 )
 _BYTES_FIELDS = frozenset({"session_id", "proof", "challenge"})
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "role": Role,
     "from_phase": Phase,
@@ -83,19 +86,22 @@ def _encode(name: str, value: Any) -> Any:
 
 
 def _decode(name: str, value: Any) -> Any:
-    try:
-        if value is None:
-            return None
-        if name in _TRANSPORT_FIELDS:
+    if value is None:
+        return None
+    if name in _TRANSPORT_FIELDS:
+        try:
             return TransportDescriptor.from_data(value)
-        if name in _BYTES_FIELDS:
-            if not isinstance(value, str):
-                raise FormError(f"{name} must be a hex string")
-            return bytes.fromhex(value)
-        if name in _ENUM_FIELDS:
+        except InvalidTransportError as exc:
+            raise FormError(f"{name}: {exc}") from None
+    if name in _BYTES_FIELDS:
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise FormError(f"{name} must be a lower-case hex string")
+        return bytes.fromhex(value)
+    if name in _ENUM_FIELDS:
+        try:
             return _ENUM_FIELDS[name](value)
-    except ValueError as exc:
-        raise FormError(f"{name}: {exc}") from None
+        except ValueError:
+            raise FormError(f"{name}: not a {_ENUM_FIELDS[name].__name__} value") from None
     return value
 
 
@@ -109,11 +115,12 @@ def _to_data(obj: Any) -> dict[str, Any]:
 def _from_data(data: Any, classes: dict[str, type], what: str) -> Any:
     if not isinstance(data, dict):
         raise FormError(f"{what} must be a JSON object")
-    cls = classes.get(data.get("type", ""))
+    kind = data.get("type", "")
+    cls = classes.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise FormError(f"unknown {what} type {data.get('type')!r}")
+        raise FormError(f"unknown {what} type {field_name(kind)}")
     names = {field.name for field in attrs.fields(cls)}
-    extra = sorted(set(data) - names - {"type"})
+    extra = [field_name(key) for key in data if key not in names and key != "type"]
     if extra:
         raise FormError(f"{what} {cls.__name__} has unknown fields {extra}")
     kwargs = {name: _decode(name, data[name]) for name in names if name in data}

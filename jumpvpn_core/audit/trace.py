@@ -33,15 +33,15 @@ The first violation stops the check: later lines of a broken stream would only r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.effects import AUDIT_RECORD_VERSION
-from jumpvpn_core.errors import PolicyError
+from jumpvpn_core.errors import JsonDecodeError, PolicyError
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -299,8 +299,8 @@ def verify_lines(lines: Iterable[str | bytes], policy: Policy | None = None, *,
             return TraceReport(count, len(checker.streams),
                                TraceViolation(number, "malformed line: not UTF-8"))
         try:
-            record = json.loads(line)
-        except ValueError as exc:
+            record = jsonsafe.loads(line)
+        except JsonDecodeError as exc:
             return TraceReport(count, len(checker.streams),
                                TraceViolation(number, f"malformed JSON: {exc}"))
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.audit.forms import effect_to_data, event_from_data, event_to_data
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.events import (
@@ -494,7 +495,8 @@ def write_vectors(out_dir: Path) -> dict[str, int]:
 
 def load_vectors(path: Path) -> list[dict[str, Any]]:
     """Read one `.jsonl` vector file."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [jsonsafe.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line]
 
 
 def replay_vector(data: dict[str, Any]) -> list[str]:

@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import attrs
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
 from jumpvpn_core.sim.world import SessionOutcome, SimConfig, World, WorldStats
@@ -96,10 +98,10 @@ def _int_arg(name: str, text: str, minimum: int) -> int:
 
 def _apply_config(config: SimConfig, path: str) -> SimConfig:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = jsonsafe.loads(Path(path).read_bytes())
     except OSError as exc:
         raise UsageError(f"--config {path!r} cannot be read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except JsonDecodeError as exc:
         raise UsageError(f"--config {path!r} is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError("--config must hold a JSON object")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.audit.trace import verify_trace_file
-from jumpvpn_core.errors import PolicyError
+from jumpvpn_core.errors import JsonDecodeError, PolicyError
 from jumpvpn_core.policy import Policy
 
 __all__ = ["register"]
@@ -31,9 +31,9 @@ def _handle(args: argparse.Namespace) -> int:
     policy = Policy()
     if args.policy is not None:
         try:
-            policy = Policy.from_data(json.loads(args.policy.read_text(encoding="utf-8")))
-        except (OSError, ValueError) as exc:
-            reason = exc if isinstance(exc, PolicyError) else f"cannot read: {exc}"
+            policy = Policy.from_data(jsonsafe.loads(args.policy.read_bytes()), partial=True)
+        except (OSError, JsonDecodeError, PolicyError) as exc:
+            reason = exc if not isinstance(exc, OSError) else f"cannot read: {exc.strerror}"
             print(f"jumpvpn verify-trace: bad policy {args.policy}: {reason}", file=sys.stderr)
             return 2
     try:

@@ -67,6 +67,7 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.effects import Effect, Rejected, StateChanged
 from jumpvpn_core.errors import JumpVpnError, PolicyError
@@ -120,10 +121,10 @@ def encode_state(state: SessionState) -> bytes:
 def decode_record(record: StoredSession) -> SessionState:
     """The server state in `record`, or `RecordInvalidError` saying what was wrong."""
     try:
-        data = json.loads(record.data.decode("utf-8"))
-        state = state_from_data(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, JumpVpnError) as exc:
-        raise RecordInvalidError(f"record does not decode: {type(exc).__name__}") from None
+        state = state_from_data(jsonsafe.loads(record.data))
+    except JumpVpnError as exc:  # JsonDecodeError, StateDecodeError: messages name no value
+        raise RecordInvalidError(f"record does not decode: {type(exc).__name__}: {exc}"
+                                 ) from None
     if state.role is not Role.SERVER:
         raise RecordInvalidError("record holds a client state")
     if state.session_id != record.session_id:

@@ -21,6 +21,8 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.invariants import check_step
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
@@ -122,9 +124,9 @@ def parse_counterexample(text: str) -> tuple[JsonObject, list[Any]]:
     parsed: list[JsonObject] = []
     for number, line in enumerate(lines, start=1):
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WireError(f"line {number}: not JSON ({exc.msg})") from None
+            value = jsonsafe.loads(line)
+        except JsonDecodeError as exc:
+            raise WireError(f"line {number}: {exc}") from None
         if not isinstance(value, dict):
             raise WireError(f"line {number}: not a JSON object")
         parsed.append(value)

@@ -21,6 +21,8 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.testing.implementation import Outcome
@@ -178,8 +180,8 @@ class StdioImplementation:
         line = self._read_line()
         response: Any = None
         try:
-            response = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            response = jsonsafe.loads(line)
+        except JsonDecodeError:
             shown = line[:80].decode("utf-8", "replace")
             self._fail(f"response is not valid JSON: {shown!r}")
         if not isinstance(response, dict):

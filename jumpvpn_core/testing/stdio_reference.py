@@ -16,6 +16,8 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.errors import JumpVpnError
 from jumpvpn_core.testing.implementation import (
     Implementation,
     Outcome,
@@ -74,10 +76,10 @@ def serve(impl: Implementation, stdin: Iterable[str], stdout: IO[str]) -> int:
             continue
         seq: object = None
         try:
-            request = json.loads(line)
+            request = jsonsafe.loads(line)
             seq = request.get("seq") if isinstance(request, dict) else None
             response = _handle(impl, sessions, request)
-        except (json.JSONDecodeError, WireError, ValueError) as exc:
+        except JumpVpnError as exc:  # JsonDecodeError, WireError, a refused create
             response = {"v": PROTOCOL_VERSION, "seq": seq, "ok": False, "error": str(exc)}
         if response is None:
             break

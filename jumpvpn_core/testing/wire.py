@@ -15,6 +15,7 @@ the test secret a conformance run sends on purpose.
 from __future__ import annotations
 
 import enum
+import re
 import types
 import typing
 from typing import Any
@@ -22,7 +23,14 @@ from typing import Any
 import attrs
 
 from jumpvpn_core.effects import Effect
-from jumpvpn_core.errors import InvalidEventError, InvalidTransportError, PolicyError
+from jumpvpn_core.errors import (
+    FormDecodeError,
+    InvalidEventError,
+    InvalidTransportError,
+    PolicyError,
+    describe,
+    field_name,
+)
 from jumpvpn_core.events import EVENT_TYPES
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.transport import TransportDescriptor
@@ -47,10 +55,11 @@ JsonObject = dict[str, Any]
 _EVENTS_BY_NAME: dict[str, type] = {t.__name__: t for t in EVENT_TYPES}
 _TRANSPORT_FIELDS = frozenset({"transport", "via", "observed", "source", "candidate", "bound"})
 _BYTES_FIELDS = frozenset({"session_id", "proof", "challenge"})
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 
 
-class WireError(ValueError):
-    """A JSON message does not have the shape the protocol requires."""
+class WireError(FormDecodeError):
+    """A JSON message does not have the shape the protocol requires (never quotes values)."""
 
 
 def _value_to_json(value: object) -> object:
@@ -81,7 +90,7 @@ def event_to_json(event: Any) -> JsonObject:
 def _field_from_json(name: str, value: object) -> object:
     if name in _TRANSPORT_FIELDS:
         if not isinstance(value, str):
-            raise WireError(f"field {name!r} must be a transport string, got {value!r}")
+            raise WireError(f"field {name!r} must be a transport string, got {describe(value)}")
         try:
             return TransportDescriptor.parse(value)
         except InvalidTransportError as exc:
@@ -89,12 +98,11 @@ def _field_from_json(name: str, value: object) -> object:
     if name in _BYTES_FIELDS:
         if not isinstance(value, str):
             raise WireError(f"field {name!r} must be a hex string")
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise WireError(f"field {name!r} is not valid hex") from None
+        if not _HEX.fullmatch(value):
+            raise WireError(f"field {name!r} is not lower-case hex")
+        return bytes.fromhex(value)
     if type(value) is not int:
-        raise WireError(f"field {name!r} must be an integer, got {value!r}")
+        raise WireError(f"field {name!r} must be an integer, got {describe(value)}")
     return value
 
 
@@ -104,12 +112,12 @@ def event_from_json(data: object) -> Any:
         raise WireError("an event must be a JSON object")
     name = data.get("type")
     if not isinstance(name, str) or name not in _EVENTS_BY_NAME:
-        raise WireError(f"unknown event type {name!r}")
+        raise WireError(f"unknown event type {field_name(name)}")
     cls = _EVENTS_BY_NAME[name]
     fields = {f.name: f for f in attrs.fields(cls)}
-    extra = sorted(set(data) - set(fields) - {"type"})
+    extra = [key for key in data if key not in fields and key != "type"]
     if extra:
-        raise WireError(f"{name}: unknown field(s) {extra}")
+        raise WireError(f"{name}: unknown field(s) {[field_name(k) for k in extra]}")
     kwargs: dict[str, object] = {}
     for fname, field in fields.items():
         if fname not in data:
@@ -152,10 +160,10 @@ def _effect_field_from_json(name: str, kind: Any, value: object) -> object:
         try:
             return kind(value)
         except ValueError:
-            raise WireError(f"field {name!r}: {value!r} is not a {kind.__name__}") from None
+            raise WireError(f"field {name!r}: not a {kind.__name__} value") from None
     if kind is str:
         if not isinstance(value, str):
-            raise WireError(f"field {name!r} must be a string, got {value!r}")
+            raise WireError(f"field {name!r} must be a string, got {describe(value)}")
         return value
     return _field_from_json(name, value)
 
@@ -166,14 +174,15 @@ def effect_from_json(data: object) -> Effect:
         raise WireError("an effect must be a JSON object")
     name = data.get("type")
     if not isinstance(name, str) or name not in _EFFECTS_BY_NAME:
-        raise WireError(f"unknown effect type {name!r}")
+        raise WireError(f"unknown effect type {field_name(name)}")
     cls = _EFFECTS_BY_NAME[name]
     hints = typing.get_type_hints(cls)
     names = [f.name for f in attrs.fields(cls)]
-    extra = sorted(set(data) - set(names) - {"type"})
+    extra = [key for key in data if key not in names and key != "type"]
     missing = [n for n in names if n not in data]
     if extra or missing:
-        raise WireError(f"{name}: unknown field(s) {extra}, missing field(s) {missing}")
+        raise WireError(f"{name}: unknown field(s) {[field_name(k) for k in extra]}, "
+                        f"missing field(s) {missing}")
     kwargs = {n: _effect_field_from_json(n, hints[n], data[n]) for n in names}
     try:
         effect: Effect = cls(**kwargs)
@@ -191,5 +200,5 @@ def policy_from_json(data: object) -> Policy:
     """Inverse of `policy_to_json`; raises `WireError` on anything invalid."""
     try:
         return Policy.from_data(data)
-    except (PolicyError, TypeError) as exc:
+    except PolicyError as exc:
         raise WireError(f"policy: {exc}") from None
