@@ -2,8 +2,9 @@
 
     python -m tests.fuzz.run TARGET [libFuzzer flags] [CORPUS_DIR ...]
 
-`TARGET` is a name from `tests.fuzz.targets.TARGETS`. Flags and directories go to libFuzzer
-unchanged; new inputs are written to the first directory, so give a scratch directory first
+`TARGET` is a name from `tests.fuzz.targets.TARGETS`, or `all`: every target in one run,
+the first byte of each input choosing which (`all_targets`; the CI smoke test uses it).
+Flags and directories go to libFuzzer unchanged; new inputs are written to the first directory, so give a scratch directory first
 and the committed seeds (`tests/fuzz/corpus/TARGET`) after it. Any exception escaping the
 target is reported with its traceback and a reproducer file, and the run stops with a
 non-zero status; `-timeout=N` makes an input that runs longer than N seconds a failure
@@ -23,11 +24,11 @@ def main(argv: list[str]) -> None:
         sys.exit("usage: python -m tests.fuzz.run TARGET [libFuzzer flags] [CORPUS_DIR ...]")
     # Coverage is collected from the library's own code only: that is what is under test.
     with atheris.instrument_imports(include=["jumpvpn_core"]):
-        from tests.fuzz.targets import TARGETS
+        from tests.fuzz.targets import TARGETS, all_targets
     name = argv[1]
-    if name not in TARGETS:
-        sys.exit(f"unknown target {name!r}; targets: {', '.join(TARGETS)}")
-    atheris.Setup([argv[0], *argv[2:]], TARGETS[name])
+    if name != "all" and name not in TARGETS:
+        sys.exit(f"unknown target {name!r}; targets: all, {', '.join(TARGETS)}")
+    atheris.Setup([argv[0], *argv[2:]], all_targets if name == "all" else TARGETS[name])
     atheris.Fuzz()
 
 

@@ -43,7 +43,7 @@ from jumpvpn_core.testing.wire import WireError, effect_from_json, event_from_js
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports import wire as udp_wire
 
-__all__ = ["FUZZ_SESSION_ID", "TARGETS", "Target"]
+__all__ = ["FUZZ_SESSION_ID", "TARGETS", "Target", "all_targets"]
 
 Target = Callable[[bytes], None]
 
@@ -206,3 +206,12 @@ TARGETS: dict[str, Target] = {
     "trace": trace,
     "udp_datagram": udp_datagram,
 }
+
+
+_ORDER = tuple(TARGETS.values())
+
+
+def all_targets(data: bytes) -> None:
+    """Every target at once: the first byte picks the target, the rest is its input."""
+    if data:
+        _ORDER[data[0] % len(_ORDER)](data[1:])
