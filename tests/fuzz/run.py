@@ -4,11 +4,12 @@
 
 `TARGET` is a name from `tests.fuzz.targets.TARGETS`, or `all`: every target in one run,
 the first byte of each input choosing which (`all_targets`; the CI smoke test uses it).
-Flags and directories go to libFuzzer unchanged; new inputs are written to the first directory, so give a scratch directory first
-and the committed seeds (`tests/fuzz/corpus/TARGET`) after it. Any exception escaping the
-target is reported with its traceback and a reproducer file, and the run stops with a
-non-zero status; `-timeout=N` makes an input that runs longer than N seconds a failure
-(a hang). `docs/fuzzing.md` gives the long-run command and its results.
+Flags and directories go to libFuzzer unchanged. New inputs are written to the first
+directory: give a scratch directory first and the committed seeds
+(`tests/fuzz/corpus/TARGET`) after it. Any exception escaping the target is reported with
+its traceback and a reproducer file, and the run stops with a non-zero status;
+`-timeout=N` makes an input that runs longer than N seconds a failure (a hang).
+`docs/fuzzing.md` gives the long-run command and its results.
 """
 
 from __future__ import annotations
