@@ -313,7 +313,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
     The control key comes from `data["control_key"]` if present, else from `control_key`.
     Only the canonical form `state_to_data` writes is accepted (integers as JSON integers,
     lower-case hex), every integer within its range, and the record must be consistent
-    (`specs/state-format.md` lists the rules): a record is refused, never repaired.
+    (`specs/bad-input.md` lists the rules): a record is refused, never repaired.
     """
     root = _Reader(data, "")
     version = root.get_int("format")
