@@ -153,7 +153,7 @@ async def _attack_during_rebind(w: World, r: CaseResult, **send: object) -> None
     await asyncio.sleep(1.0)
     route_before = (await w.gw_status())["route"]
     w.lab.topo.flush_conntrack("A")
-    took = await until(lambda: _route_moved(w, route_before), 2.5)
+    took = await until(functools.partial(_route_moved, w, route_before), WINDOW_S)
     sent = await task
     alive = await until(w.flowing, WINDOW_S)
     after = await w.gw_status()

@@ -43,6 +43,8 @@ class ClientRole:
         self.client: UdpClient | None = None
         self.auto_switch = False
         self.tunnel_route: str | None = None
+        self.tunnel_if = ""
+        self.tunnel_peer = ""
         self.changes: list[dict[str, Any]] = []
         self.rejects: collections.Counter[str] = collections.Counter()
         self.binds: list[dict[str, Any]] = []
@@ -98,9 +100,13 @@ class ClientRole:
             ["ip", "route", "replace", f"{self.tunnel_route}/32", "via",  # noqa: S607
              ISP[uplink]["nat_lan"], "dev", dev], check=False, timeout=5,
             capture_output=True)
-        # The tunnel's UDP flow was tracked through the old uplink; start it afresh.
-        subprocess.run(["conntrack", "-D", "-d", self.tunnel_route],  # noqa: S603,S607
-                       check=False, timeout=5, capture_output=True)
+        if self.tunnel_if and self.tunnel_peer:
+            # wireguard-go keeps the source address it last received on ("sticky
+            # sockets"); with source-based routing that address would keep the outer flow
+            # on the old uplink. Setting the endpoint again clears it.
+            from jumpvpn_core.lab.wireguard import WG_PORT, uapi
+            uapi(self.tunnel_if, f"set=1\npublic_key={self.tunnel_peer}\nupdate_only=true\n"
+                 f"endpoint={self.tunnel_route}:{WG_PORT}\n")
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -112,6 +118,8 @@ class ClientRole:
         self.auto_switch = bool(req.get("auto_switch", False))
         route = req.get("tunnel_route")
         self.tunnel_route = str(route) if route else None
+        self.tunnel_if = str(req.get("tunnel_if") or "")
+        self.tunnel_peer = str(req.get("tunnel_peer") or "")
         host = ISP[str(req.get("uplink", "A"))]["client"]
         self.client = await UdpClient.connect(server, local_host=host, policy=policy,
                                               config=config, observer=self._observe)

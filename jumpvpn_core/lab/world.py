@@ -74,8 +74,12 @@ class World:
 
     @classmethod
     async def start(cls, lab: Lab, *, auto_switch: bool = False, attacker: bool = False,
-                    tunnel_route: str | None = None) -> World:
-        """Gateways, then (optionally) the attacker capturing, then the client, streaming."""
+                    tunnel: dict[str, str] | None = None) -> World:
+        """Gateways, then (optionally) the attacker capturing, then the client, streaming.
+
+        `tunnel` (`tunnel_if`, `tunnel_peer`): a WireGuard device in the client namespace
+        whose outer flow follows the core's bindings.
+        """
         gws = []
         for node in ("gw1", "gw2"):
             agent = await lab.agent("gateway", node)
@@ -90,7 +94,9 @@ class World:
         client = await lab.agent("client", "cli")
         hello = await client.call("connect", server=SERVICE_ADDRESS, port=PORT, uplink="A",
                                   policy=POLICY, config=CLIENT_CONFIG, auto_switch=auto_switch,
-                                  tunnel_route=tunnel_route)
+                                  tunnel_route=SERVICE_ADDRESS if tunnel else None,
+                                  tunnel_if=(tunnel or {}).get("tunnel_if", ""),
+                                  tunnel_peer=(tunnel or {}).get("tunnel_peer", ""))
         await client.call("stream", on=True)
         world = cls(lab, client, gws[0], gws[1], att, str(hello["session_id"]))
         if await until(world.flowing, 5) is None:
