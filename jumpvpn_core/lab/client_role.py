@@ -159,6 +159,7 @@ class ClientRole:
             "sent": client.next_seq - 1,
             "declared_lost": client.declared_lost,
             "changes": self.changes[-50:],
+            "reattached": sum(1 for c in self.changes if c["reason"] == "REATTACHED"),
             "binds": self.binds,
             "rejects": dict(self.rejects),
             "drops": dict(client.drops),

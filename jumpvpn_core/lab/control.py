@@ -141,7 +141,12 @@ class Lab:
     def __init__(self, run_id: str | None = None) -> None:
         self.run_id = run_id if run_id is not None else secrets.token_hex(2)
         self.topo = Topology(self.run_id)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"jumpvpn-lab-{self.run_id}-"))
+        # On tmpfs when there is one: every payload datagram commits a state to the shared
+        # SQLite store (synchronous=FULL), and fsyncs on a busy disk would stall the
+        # gateways' event loops; durability is not what the lab measures.
+        shm = Path("/dev/shm")  # noqa: S108 - a private mkdtemp directory below it
+        self.dir = Path(tempfile.mkdtemp(prefix=f"jumpvpn-lab-{self.run_id}-",
+                                         dir=shm if shm.is_dir() else None))
         self.agents: list[Agent] = []
         self.cleanups: list[Callable[[], Awaitable[None]]] = []
 
