@@ -217,7 +217,8 @@ class GatewayRole:
         out: dict[str, Any] = {
             "wall": time.monotonic(), "node": self.node,
             "changes": self.changes[-50:],
-            "reattached": sum(1 for c in self.changes if c["reason"] == "REATTACHED"), "binds": self.binds,
+            "reattached": sum(1 for c in self.changes if c["reason"] == "REATTACHED"),
+            "binds": self.binds,
             "rejects": dict(host.rejections),
             "drops": dict(server.drops), "store_refused": self.store.refused,
             "wg_moves": [] if self.follower is None else self.follower.moves,
