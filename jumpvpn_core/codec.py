@@ -18,7 +18,7 @@ from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidTransportError, PolicyError, StateDecodeError, describe
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import CONTROL_KEY_SIZE, PROOF_SIZE, SESSION_ID_SIZE
+from jumpvpn_core.proof import CONTROL_KEY_SIZE, PROOF_SIZE, SESSION_ID_SIZE, U64_MAX
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import (
     AcceptRecord,
@@ -135,7 +135,6 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
 #: `challenge_counter`): from any decodable state it takes 2**63 steps to reach the u64
 #: limit of the proof encoding, which no session lives long enough to make.
 COUNTER_MAX = (1 << 63) - 1
-_U64_MAX = (1 << 64) - 1
 _MAX_CHALLENGE = 255
 # Lower-case hex, two digits per byte: the only form `state_to_data` writes.
 _HEX = re.compile(r"(?:[0-9a-f]{2})*")
@@ -169,7 +168,7 @@ class _Reader:
             raise StateDecodeError(f"missing field {self.path}{key}")
         return self.data[key]
 
-    def get_int(self, key: str, maximum: int = _U64_MAX, minimum: int = 0) -> int:
+    def get_int(self, key: str, maximum: int = U64_MAX, minimum: int = 0) -> int:
         value = self._get(key)
         if type(value) is not int or not minimum <= value <= maximum:
             raise self.fail(key, f"must be an int in {minimum}..{maximum}, "
@@ -206,9 +205,9 @@ class _Reader:
     def get_ints(self, key: str, max_items: int) -> tuple[int, ...]:
         value = self._get(key)
         if not isinstance(value, list) or len(value) > max_items or \
-                any(type(v) is not int or not 0 <= v <= _U64_MAX for v in value):
+                any(type(v) is not int or not 0 <= v <= U64_MAX for v in value):
             raise self.fail(key, f"must be a list of at most {max_items} ints in "
-                                 f"0..{_U64_MAX}, got {describe(value)}")
+                                 f"0..{U64_MAX}, got {describe(value)}")
         return tuple(value)
 
     def get_transport(self, key: str) -> TransportDescriptor:

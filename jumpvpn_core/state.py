@@ -21,7 +21,7 @@ from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidEventError, describe
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import CONTROL_KEY_SIZE, SESSION_ID_SIZE, derive_control_key
+from jumpvpn_core.proof import CONTROL_KEY_SIZE, SESSION_ID_SIZE, U64_MAX, derive_control_key
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.records import fast_init
 from jumpvpn_core.transport import TransportDescriptor
@@ -42,7 +42,6 @@ __all__ = [
 
 
 
-_U64_MAX = (1 << 64) - 1
 
 
 def _check_role(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
@@ -69,7 +68,7 @@ def _check_policy(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> Non
 
 
 def _check_time(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
-    if type(value) is not int or not 0 <= value <= _U64_MAX:
+    if type(value) is not int or not 0 <= value <= U64_MAX:
         raise InvalidEventError(
             f"created_ms must be a non-negative int of milliseconds, got {describe(value)}")
 
@@ -283,7 +282,7 @@ def new_session(
     if type(session_secret) is not bytes or len(session_secret) < 16:
         raise InvalidEventError("session_secret must be at least 16 bytes, "
                                 f"got {describe(session_secret)}")
-    if type(now_ms) is not int or not 0 <= now_ms <= _U64_MAX:
+    if type(now_ms) is not int or not 0 <= now_ms <= U64_MAX:
         raise InvalidEventError(f"now_ms must be a non-negative int, got {describe(now_ms)}")
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):

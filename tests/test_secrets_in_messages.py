@@ -26,6 +26,7 @@ from jumpvpn_core import (
     Attach,
     DeliveryTimeout,
     InboundTraffic,
+    Peer,
     Policy,
     ReasonCode,
     ReplayWindow,
@@ -110,7 +111,7 @@ def _samples() -> dict[type, Any]:
     for obj in (*effects, *effects2, state, client2, server2, state.ident, state.link,
                 state.side, client2.side, client2.side.pending, server2.side.pending,
                 Policy(), HOME, StoredSession(SESSION_ID, 1, b"{}"), ReplayWindow(),
-                Violation("bounded_memory", "detail"),
+                Violation("bounded_memory", "detail"), Peer.of(state),
                 *checked_step(state, events_module.Tick(500))[1]):
         if obj is not None:
             out.setdefault(type(obj), obj)
@@ -173,6 +174,7 @@ def _function_calls() -> dict[str, list[Callable[[], object]]]:
         "next_deadline": (state,),
         "check_state": (state,),
         "check_step": (state, event, state, ()),
+        "checked_step": (state, event),
         "new_session": (Role.SERVER, SESSION_ID, SECRET, 1_000, Policy()),
         "state_from_data": (state_to_data(state), KEY),
         "state_to_data": (state,),
