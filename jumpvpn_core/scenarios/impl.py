@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 
 from jumpvpn_core.effects import Effect
+from jumpvpn_core.forms import FormError, effect_from_data
 from jumpvpn_core.invariants import check_step
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
@@ -39,7 +40,6 @@ from jumpvpn_core.testing.implementation import (
 )
 from jumpvpn_core.testing.lockstep import ProtocolError
 from jumpvpn_core.testing.stdio import StdioImplementation
-from jumpvpn_core.testing.wire import WireError, effect_from_json
 
 __all__ = ["ImplementationRole", "implementation_role"]
 
@@ -76,8 +76,8 @@ class ImplementationRole:
             effects = outcome.raw_effects
         else:
             try:
-                effects = tuple(effect_from_json(e) for e in outcome.effects)
-            except WireError as exc:
+                effects = tuple(effect_from_data(e) for e in outcome.effects)
+            except FormError as exc:
                 raise StandInError(f"effect cannot be decoded: {exc}") from None
         unchanged: bool | None = None
         if outcome.state is not None:

@@ -26,6 +26,7 @@ from jumpvpn_core.testing.implementation import (
     load_implementation,
 )
 from jumpvpn_core.testing.lockstep import (
+    PROTOCOL_VERSION,
     ConformanceFailure,
     FailureKind,
     FailureReport,
@@ -41,7 +42,6 @@ from jumpvpn_core.testing.stateful import (
     conformance_machine,
     run_conformance,
 )
-from jumpvpn_core.testing.wire import PROTOCOL_VERSION
 
 __all__ = [
     "PROTOCOL_VERSION",
