@@ -21,6 +21,7 @@ from jumpvpn_core.cli import main
 from jumpvpn_core.events import EVENT_TYPES, Event, PathChallengeReceived
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.scenarios import (
+    COMMANDS,
     EventTextError,
     ScriptError,
     format_event,
@@ -29,6 +30,8 @@ from jumpvpn_core.scenarios import (
     run_script,
     run_script_file,
 )
+from jumpvpn_core.scenarios.core_cmds import CORE_COMMANDS
+from jumpvpn_core.scenarios.gateway_cmds import GATEWAY_COMMANDS
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +144,7 @@ def test_invariant_violation_fails_the_script(monkeypatch: pytest.MonkeyPatch) -
     def broken(*_args: object) -> list[Violation]:
         return [Violation("version_monotonic", "seeded violation")]
 
-    monkeypatch.setattr("jumpvpn_core.scenarios.runner.check_step", broken)
+    monkeypatch.setattr("jumpvpn_core.invariants.check_step", broken)
     text = HEADER + "init t=0\n----\n\nattach t=0 via=udp:10.0.0.1:4000\n----\n"
     failure = _run_text(text)
     assert failure is not None
@@ -311,14 +314,22 @@ def test_gateway_command_naming_an_unknown_node_fails_at_its_line() -> None:
     assert failure.startswith("case.txt:8: no gateway 'g9'")
 
 
-def test_gateway_overloads_leave_the_base_commands_alone() -> None:
-    # `deliver server->client` and `show client` still reach the runner's own commands.
+def test_core_and_gateway_command_tables_are_explicit_and_distinct() -> None:
+    # One table each, no name in both: every command line means one thing, whatever module
+    # was imported first.
+    assert not set(CORE_COMMANDS) & set(GATEWAY_COMMANDS)
+    assert COMMANDS == {**CORE_COMMANDS, **GATEWAY_COMMANDS}
+    # `deliver server->client` and `show client` are the core's; the gateway forms have
+    # names of their own.
     failure = _run_text(HEADER + "init t=0\n----\n\ndeliver server->client\n----\n")
     assert failure is not None
     assert "the server has no undelivered message" in failure
-    failure = _run_text(HEADER + "show gateway g0\n----\n")
+    failure = _run_text(HEADER + "show-gateway g0\n----\n")
     assert failure is not None
     assert "no gateway 'g0'" in failure
+    failure = _run_text(HEADER + "show gateway g0\n----\n")
+    assert failure is not None
+    assert "usage: show <client|server>" in failure
 
 
 @pytest.mark.requirement("RM-6.1")

@@ -83,7 +83,7 @@ def _stand_in(args: argparse.Namespace, path: Path) -> RoleStandIn | str:
         return (f"{path}: cannot tell which role --impl/--cmd plays (the script steps "
                 "both roles, or none); give --role client|server")
     try:
-        from jumpvpn_core.scenarios.impl import implementation_role
+        from jumpvpn_core.testing.implementation import implementation_role
     except ImportError as exc:
         return (f"--impl/--cmd need the conformance kit (pip install "
                 f"'jumpvpn-core[testing]'): {exc}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import shlex
 
+from jumpvpn_core.phases import Role
+from jumpvpn_core.scenarios.standin import RoleStandIn
 from jumpvpn_core.subject import (
     Alteration,
     Implementation,
@@ -31,6 +33,7 @@ __all__ = [
     "ReferenceImplementation",
     "ReferenceSession",
     "SessionUnderTest",
+    "implementation_role",
     "load_implementation",
     "subject_from_spec",
 ]
@@ -72,3 +75,11 @@ def subject_from_spec(*, impl: str | None = None, cmd: str | None = None,
     if not argv:
         raise ValueError("--cmd is empty")
     return StdioImplementation(argv, step_timeout_ms)
+
+
+def implementation_role(role: Role, *, impl: str | None = None, cmd: str | None = None,
+                        step_timeout_ms: int = 2_000) -> RoleStandIn:
+    """The subject named by `--impl`/`--cmd` (see `subject_from_spec`) playing `role` of a
+    scenario script (`jumpvpn scenarios --impl/--cmd`)."""
+    return RoleStandIn(subject_from_spec(impl=impl, cmd=cmd, step_timeout_ms=step_timeout_ms),
+                       role)
