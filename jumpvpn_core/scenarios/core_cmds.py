@@ -22,6 +22,17 @@ from jumpvpn_core.machine import next_deadline
 from jumpvpn_core.peer import FORGED_PROOF, Peer, accept_pending, received
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import POLICY_FIELD_DOCS, Policy
+from jumpvpn_core.scenarios.args import (
+    CommandError,
+    direction_arg,
+    head_args,
+    int_arg,
+    kv_args,
+    only,
+    parse_arg,
+    role_arg,
+    transport_arg,
+)
 from jumpvpn_core.scenarios.eventtext import (
     EventTextError,
     format_compact,
@@ -34,20 +45,12 @@ from jumpvpn_core.scenarios.world import (
     SCENARIO_SECRET,
     SCENARIO_SESSION_ID,
     UNCHANGED,
-    CommandError,
     World,
     advance,
     apply,
     create_player,
-    direction_arg,
-    int_arg,
-    kv_args,
-    only,
-    parse_arg,
     pop,
-    role_arg,
     status,
-    transport_arg,
 )
 from jumpvpn_core.state import ClientSide, ServerSide
 from jumpvpn_core.transport import TransportDescriptor
@@ -184,12 +187,8 @@ def _cmd_step(world: World, args: list[str]) -> list[str]:
 
 
 def _cmd_tick(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: tick <client|server> t=<ms>")
-    role = role_arg(args[0])
-    kv = kv_args(args[1:])
-    only(kv, ("t",), "tick")
-    return apply(world, role, Tick(int_arg(kv, "t")))
+    head, kv = head_args(args, "usage: tick <client|server> t=<ms>", ("t",), "tick")
+    return apply(world, role_arg(head), Tick(int_arg(kv, "t")))
 
 
 def _cmd_advance(world: World, args: list[str]) -> list[str]:
@@ -202,10 +201,8 @@ def _cmd_advance(world: World, args: list[str]) -> list[str]:
 
 
 def _cmd_deliver(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: deliver <client->server|server->client> [t=] ...")
-    sender = direction_arg(args[0])
-    kv = kv_args(args[1:])
+    head, kv = head_args(args, "usage: deliver <client->server|server->client> [t=] ...")
+    sender = direction_arg(head)
     if sender is Role.CLIENT:
         only(kv, ("t", "source", "size"), "deliver client->server")
         message = pop(world, sender)
@@ -241,13 +238,10 @@ def _cmd_capture(world: World, args: list[str]) -> list[str]:
 
 
 def _cmd_replay(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: replay <name> [t=] [source=]")
-    name = args[0]
+    name, kv = head_args(args, "usage: replay <name> [t=] [source=]", ("t", "source"),
+                         "replay")
     if name not in world.captures:
         raise CommandError(f"nothing captured as {name!r}")
-    kv = kv_args(args[1:])
-    only(kv, ("t", "source"), "replay")
     role, event = world.captures[name]
     changes: dict[str, Any] = {"now_ms": int_arg(kv, "t", world.now)}
     source = transport_arg(kv, "source")
@@ -260,10 +254,8 @@ def _cmd_replay(world: World, args: list[str]) -> list[str]:
 
 
 def _cmd_forge(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: forge client->server|server->client [field=value ...]")
-    sender = direction_arg(args[0])
-    kv = kv_args(args[1:])
+    head, kv = head_args(args, "usage: forge client->server|server->client [field=value ...]")
+    sender = direction_arg(head)
     now = int_arg(kv, "t", world.now)
     if sender is Role.CLIENT:
         return _deliver_event(world, Role.SERVER, _request(world, kv, now, signed=False))

@@ -41,31 +41,28 @@ from jumpvpn_core.gateway import (
 )
 from jumpvpn_core.peer import FORGED_PROOF, Peer, request_received
 from jumpvpn_core.phases import Phase, Role
-from jumpvpn_core.scenarios.core_cmds import Command
-from jumpvpn_core.scenarios.eventtext import (
-    EventTextError,
-    format_compact,
-    format_effect,
-    format_value,
-    parse_event,
+from jumpvpn_core.scenarios import eventtext
+from jumpvpn_core.scenarios.args import (
+    CommandError,
+    head_args,
+    int_arg,
+    kv_args,
+    only,
+    parse_arg,
+    transport_arg,
 )
+from jumpvpn_core.scenarios.core_cmds import Command
 from jumpvpn_core.scenarios.sinks import SINK_WAIT_S, QueuedSink, RaisingSink, Tee
 from jumpvpn_core.scenarios.world import (
     DEFAULT_REQUEST_SIZE,
     MAX_FLOOD,
     SCENARIO_SECRET,
     SCENARIO_SESSION_ID,
-    CommandError,
     Node,
     World,
     apply,
     create_player,
-    int_arg,
-    kv_args,
-    only,
-    parse_arg,
     pop,
-    transport_arg,
 )
 from jumpvpn_core.state import ServerSide, SessionState
 from jumpvpn_core.stores.base import StoreUnavailableError
@@ -109,7 +106,7 @@ def _name(text: str, what: str) -> str:
 
 
 def _sid_text(sid: bytes) -> str:
-    return format_value(sid)
+    return eventtext.format_value(sid)
 
 
 def _telemetry_line(node: str, record: Mapping[str, Any]) -> str:
@@ -152,7 +149,7 @@ def _outcome(world: World, name: str, result: GatewayResult) -> list[str]:
         lines.append("no commit confirmed, no effects executed")
     shown: list[dict[str, Any]] = []
     for effect in result.effects:
-        lines.append(format_effect(effect, session_id=SCENARIO_SESSION_ID))
+        lines.append(eventtext.format_effect(effect, session_id=SCENARIO_SESSION_ID))
         _keep(world, node, result.session_id, effect, shown)
     if not result.accepted and result.reason is not None:
         world.rejections[result.reason.value] += 1
@@ -316,11 +313,9 @@ def _attach_client(world: World, now: int, via: TransportDescriptor) -> list[str
 
 
 def _cmd_open(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: open <gateway>[,<gateway>...] [t=] via=<transport> [sid=]")
-    names = _node_names(world, args[0])
-    kv = kv_args(args[1:])
-    only(kv, ("t", "via", "sid"), "open")
+    head, kv = head_args(args, "usage: open <gateway>[,<gateway>...] [t=] via=<transport> "
+                         "[sid=]", ("t", "via", "sid"), "open")
+    names = _node_names(world, head)
     via = transport_arg(kv, "via")
     if via is None:
         raise CommandError("open needs via=<transport> (the client's address)")
@@ -359,11 +354,9 @@ def _end_race(world: World, names: list[str]) -> None:
 
 
 def _cmd_deliver(world: World, args: list[str]) -> list[str]:
-    if not args:
-        raise CommandError("usage: deliver-gateway <gw>[,<gw>...] [t=] [source=] [size=]")
-    names = _node_names(world, args[0])
-    kv = kv_args(args[1:])
-    only(kv, ("t", "source", "size"), "deliver-gateway")
+    head, kv = head_args(args, "usage: deliver-gateway <gw>[,<gw>...] [t=] [source=] [size=]",
+                         ("t", "source", "size"), "deliver-gateway")
+    names = _node_names(world, head)
     message = pop(world, Role.CLIENT)
     if isinstance(message, SendPathChallenge | SendReattachAccept):
         raise CommandError("the client's oldest message is not a reattach request")
@@ -374,8 +367,9 @@ def _cmd_deliver(world: World, args: list[str]) -> list[str]:
     world.now = max(world.now, now)
     lines = _race(world, names, request.session_id)
     try:
+        shown = eventtext.format_compact(request, session_id=SCENARIO_SESSION_ID)
         for name in names:
-            lines.append(f"{name} <- {format_compact(request, session_id=SCENARIO_SESSION_ID)}")
+            lines.append(f"{name} <- {shown}")
             result = _node(world, name).gateway.handle_reattach(request)
             lines.extend(_outcome(world, name, result))
     finally:
@@ -389,11 +383,11 @@ def _cmd_step(world: World, args: list[str]) -> list[str]:
     name = args[0]
     node = _node(world, name)
     try:
-        event: Event = parse_event(" ".join(args[1:]), session_id=SCENARIO_SESSION_ID)
-    except EventTextError as exc:
+        event: Event = eventtext.parse_event(" ".join(args[1:]), session_id=SCENARIO_SESSION_ID)
+    except eventtext.EventTextError as exc:
         raise CommandError(str(exc)) from None
     world.now = max(world.now, event.now_ms)
-    lines = [f"{name} <- {format_compact(event, session_id=SCENARIO_SESSION_ID)}"]
+    lines = [f"{name} <- {eventtext.format_compact(event, session_id=SCENARIO_SESSION_ID)}"]
     result = node.gateway.handle(SCENARIO_SESSION_ID, event)
     return lines + _outcome(world, name, result)
 
@@ -504,7 +498,7 @@ def _state_line(state: SessionState) -> str:
     side = state.side
     binding = f" binding_version={side.binding_version}" if isinstance(side, ServerSide) else ""
     return (f"{state.phase.value} v{state.state_version} "
-            f"active={format_value(state.link.active)}{binding}")
+            f"active={eventtext.format_value(state.link.active)}{binding}")
 
 
 def _cmd_show_store(world: World, args: list[str]) -> list[str]:
@@ -568,17 +562,12 @@ def _cmd_compare(world: World, args: list[str]) -> list[str]:
     return lines
 
 
+# Every name differs from the core's (the runner refuses a name defined twice); the forms
+# that take a gateway where a core command takes a role say so in their name.
 GATEWAY_COMMANDS: dict[str, Command] = {
-    "store": _cmd_store,
-    "sink": _cmd_sink,
-    "gateway": _cmd_gateway,
-    "open": _cmd_open,
-    "deliver-gateway": _cmd_deliver,
-    "step-gateway": _cmd_step,
-    "flood-gateway": _cmd_flood,
-    "evict-expired": _cmd_evict_expired,
-    "show-gateway": _cmd_show_gateway,
-    "show-store": _cmd_show_store,
-    "compare": _cmd_compare,
+    "store": _cmd_store, "sink": _cmd_sink, "gateway": _cmd_gateway, "open": _cmd_open,
+    "deliver-gateway": _cmd_deliver, "step-gateway": _cmd_step, "flood-gateway": _cmd_flood,
+    "evict-expired": _cmd_evict_expired, "show-gateway": _cmd_show_gateway,
+    "show-store": _cmd_show_store, "compare": _cmd_compare,
 }
 """The gateway commands, by name."""

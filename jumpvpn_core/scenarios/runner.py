@@ -22,6 +22,9 @@ import attrs
 
 from jumpvpn_core.phases import Role
 from jumpvpn_core.scenarios import gateway_cmds
+from jumpvpn_core.scenarios.args import (
+    CommandError,
+)
 from jumpvpn_core.scenarios.core_cmds import CORE_COMMANDS, Command
 from jumpvpn_core.scenarios.gateway_cmds import GATEWAY_COMMANDS
 from jumpvpn_core.scenarios.script import Script, ScriptError, parse_script, render_script
@@ -31,7 +34,6 @@ from jumpvpn_core.scenarios.world import (
     SCENARIO_SECRET,
     SCENARIO_SESSION_ID,
     UNCHANGED,
-    CommandError,
     World,
 )
 

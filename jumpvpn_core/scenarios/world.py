@@ -17,14 +17,8 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.effects import (
-    Effect,
-    Rejected,
-    SendPathChallenge,
-    SendReattachAccept,
-    SendReattachRequest,
-    StateChanged,
-)
+from jumpvpn_core import effects
+from jumpvpn_core.effects import Effect
 from jumpvpn_core.errors import InvalidEventError
 from jumpvpn_core.events import Event
 from jumpvpn_core.forms import FormError
@@ -32,7 +26,8 @@ from jumpvpn_core.gateway import Gateway
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.scenarios.eventtext import EventTextError, format_effect, parse_value
+from jumpvpn_core.scenarios.args import CommandError
+from jumpvpn_core.scenarios.eventtext import format_effect
 from jumpvpn_core.scenarios.sinks import Sink
 from jumpvpn_core.scenarios.standin import RoleStandIn
 from jumpvpn_core.state import SessionState
@@ -54,11 +49,17 @@ __all__ = [
     "SCENARIO_SECRET",
     "SCENARIO_SESSION_ID",
     "UNCHANGED",
-    "CommandError",
     "GatewayWorld",
+    "Message",
     "Node",
     "Player",
     "World",
+    "advance",
+    "apply",
+    "create_player",
+    "pop",
+    "record",
+    "status",
 ]
 
 #: The session id every scenario uses (16 bytes, 00 01 .. 0f).
@@ -71,14 +72,8 @@ DEFAULT_REQUEST_SIZE = 128
 MAX_FLOOD = 100_000
 UNCHANGED = "state unchanged (same object)"
 
-_ROLES = {"client": Role.CLIENT, "server": Role.SERVER}
-_DIRECTIONS = {"client->server": Role.CLIENT, "server->client": Role.SERVER}
-
-Message = SendReattachRequest | SendPathChallenge | SendReattachAccept
-
-
-class CommandError(Exception):
-    """A command failed; the runner turns it into a `ScriptError` at the command's line."""
+Message = effects.SendReattachRequest | effects.SendPathChallenge | effects.SendReattachAccept
+"""A message one role sends the other (what an outbox holds)."""
 
 
 @attrs.define
@@ -174,73 +169,6 @@ class World:
         return active
 
 
-# --- argument helpers ---------------------------------------------------------------------------
-
-
-def kv_args(args: list[str]) -> dict[str, str]:
-    """`key=value` arguments, each key once."""
-    out: dict[str, str] = {}
-    for token in args:
-        key, sep, value = token.partition("=")
-        if not sep or not key:
-            raise CommandError(f"expected key=value, got {token!r}")
-        if key in out:
-            raise CommandError(f"argument {key!r} given twice")
-        out[key] = value
-    return out
-
-
-def only(kv: dict[str, str], allowed: tuple[str, ...], command: str) -> None:
-    """Refuse arguments outside `allowed`."""
-    unknown = sorted(set(kv) - set(allowed))
-    if unknown:
-        raise CommandError(f"{command}: unknown argument(s) {', '.join(unknown)}; "
-                           f"allowed: {', '.join(allowed) or 'none'}")
-
-
-def parse_arg(kind: type, text: str, name: str) -> Any:
-    """One argument value in event-text form."""
-    try:
-        return parse_value(kind, text, name)
-    except EventTextError as exc:
-        raise CommandError(str(exc)) from None
-
-
-def int_arg(kv: dict[str, str], key: str, default: int | None = None) -> int:
-    """An integer argument (required when there is no default)."""
-    if key not in kv:
-        if default is None:
-            raise CommandError(f"missing argument {key}=")
-        return default
-    value: int = parse_arg(int, kv[key], key)
-    return value
-
-
-def transport_arg(kv: dict[str, str], key: str) -> TransportDescriptor | None:
-    """A transport argument, or None when absent."""
-    if key not in kv:
-        return None
-    value: TransportDescriptor = parse_arg(TransportDescriptor, kv[key], key)
-    return value
-
-
-def role_arg(text: str) -> Role:
-    """`client` or `server`."""
-    try:
-        return _ROLES[text]
-    except KeyError:
-        raise CommandError(f"role must be client or server, got {text!r}") from None
-
-
-def direction_arg(text: str) -> Role:
-    """`client->server` or `server->client`: the sending role."""
-    try:
-        return _DIRECTIONS[text]
-    except KeyError:
-        raise CommandError(
-            f"direction must be client->server or server->client, got {text!r}") from None
-
-
 # --- stepping a role --------------------------------------------------------------------------
 
 
@@ -315,17 +243,17 @@ def advance(world: World, role: Role, event: Event) -> Stepped:
     if player is None:
         raise CommandError("no sessions yet: run `init t=<ms>` first")
     before = player.state
-    outcome, effects = _step_subject(player, event)
+    outcome, out = _step_subject(player, event)
     violations = violations_of(before, event, outcome)
     if violations and not player.under_test:
         raise CommandError("invariant violated: " + "; ".join(str(v) for v in violations))
     player.last = outcome
     player.identity_seen = player.identity_seen or outcome.state is not None
     world.now = max(world.now, event.now_ms)
-    for effect in effects:
+    for effect in out:
         record(world, role, effect)
     unchanged = outcome.state is not None and outcome.state is before
-    return Stepped(outcome, effects, unchanged, tuple(violations))
+    return Stepped(outcome, out, unchanged, tuple(violations))
 
 
 def apply(world: World, role: Role, event: Event) -> list[str]:
@@ -341,15 +269,15 @@ def apply(world: World, role: Role, event: Event) -> list[str]:
 
 def record(world: World, role: Role, effect: Effect) -> None:
     """Keep an effect: audit records into the trace, messages into the role's outbox."""
-    if isinstance(effect, StateChanged | Rejected):
+    if isinstance(effect, effects.StateChanged | effects.Rejected):
         data = effect.to_record()
         data["script"] = world.script_name
         world.records.append(data)
-        if isinstance(effect, StateChanged):
+        if isinstance(effect, effects.StateChanged):
             world.phases[role].append(effect.to_phase.value)
         else:
             world.rejections[effect.reason.value] += 1
-    elif isinstance(effect, SendReattachRequest | SendPathChallenge | SendReattachAccept):
+    elif isinstance(effect, Message):
         world.outbox[role].append(effect)
 
 
