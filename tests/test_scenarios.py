@@ -344,3 +344,32 @@ def test_a_hung_audit_backend_drops_and_counts_instead_of_blocking() -> None:
     # One audit record fits the queue, the next is dropped; both are in the trace.
     assert closing == ("sink hung closed: offered=2 delivered=1 dropped=1 reported_dropped=1",)
     assert len(result.records) >= 2
+
+
+# --- layering -------------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.requirement("RM-10")
+def test_scenarios_sit_below_the_conformance_kit_and_share_its_subject_protocol() -> None:
+    # One direction only: the kit turns counterexamples into scripts (it imports the
+    # runner); the runner never imports the kit, so there is no package cycle. Both step
+    # subjects of `jumpvpn_core.subject`.
+    package = ROOT / "jumpvpn_core"
+    for path in (package / "scenarios").glob("*.py"):
+        assert not {m for m in _imports(path) if m.startswith("jumpvpn_core.testing")}, path
+    assert "jumpvpn_core.scenarios.runner" in _imports(package / "testing" / "counterexample.py")
+    assert "jumpvpn_core.subject" in _imports(package / "scenarios" / "world.py")
+    assert "jumpvpn_core.subject" in _imports(package / "testing" / "lockstep.py")
