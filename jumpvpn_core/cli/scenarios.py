@@ -6,7 +6,8 @@ violation, 2 on a usage error (missing directory, no scripts).
 `jumpvpn scenarios [--impl package.module:factory | --cmd "<program>"] [--role ROLE]
 FILE...` replays the given scripts (default: every script in `--dir`) with an
 implementation under test playing one role instead of the reference
-(`jumpvpn_core.scenarios.impl`; needs the conformance kit).
+(`jumpvpn_core.scenarios.standin`, built by `jumpvpn_core.testing.implementation`; needs
+the conformance kit).
 """
 
 from __future__ import annotations
