@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib
 import shlex
+from typing import TYPE_CHECKING
 
 from jumpvpn_core.phases import Role
-from jumpvpn_core.scenarios.standin import RoleStandIn
 from jumpvpn_core.subject import (
     Alteration,
     Implementation,
@@ -25,6 +25,9 @@ from jumpvpn_core.subject import (
     SessionUnderTest,
 )
 from jumpvpn_core.testing.stdio import StdioImplementation
+
+if TYPE_CHECKING:
+    from jumpvpn_core.scenarios.standin import RoleStandIn
 
 __all__ = [
     "Alteration",
@@ -81,5 +84,8 @@ def implementation_role(role: Role, *, impl: str | None = None, cmd: str | None 
                         step_timeout_ms: int = 2_000) -> RoleStandIn:
     """The subject named by `--impl`/`--cmd` (see `subject_from_spec`) playing `role` of a
     scenario script (`jumpvpn scenarios --impl/--cmd`)."""
+    # Imported here: a program serving the conformance protocol never loads the runner.
+    from jumpvpn_core.scenarios.standin import RoleStandIn
+
     return RoleStandIn(subject_from_spec(impl=impl, cmd=cmd, step_timeout_ms=step_timeout_ms),
                        role)
