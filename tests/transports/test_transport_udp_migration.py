@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import pytest
 
 from jumpvpn_core import Phase, Policy, ReasonClass, ReasonCode, Rejected, StateChanged
+from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports.errors import AddressInUseError, HandshakeTimeoutError
 from jumpvpn_core.transports.udp import (
     ClientConfig,
     LocalSessionHost,
-    RawUdpPeer,
     UdpClient,
     UdpServer,
 )
