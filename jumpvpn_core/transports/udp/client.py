@@ -130,6 +130,8 @@ class UdpClient:
         #: The latest audit effects, with the time they happened.
         self.audit: collections.deque[tuple[int, StateChanged | Rejected]] = (
             collections.deque(maxlen=AUDIT_KEEP))
+        #: How many times the timer fired (it is armed at the next deadline; nothing polls).
+        self.wakeups = 0
         #: Every BindTransport the client executed.
         self.switches: list[BindTransport] = []
         # payload stream
@@ -402,6 +404,7 @@ class UdpClient:
         return self._last_tx_ms + self.config.keepalive_ms
 
     def _wake(self) -> None:
+        self.wakeups += 1
         state = self._state
         if state is not None and state.phase is not Phase.TERMINATED and not self._closed:
             self._on_timer(self._clock.now_ms())

@@ -107,6 +107,8 @@ class UdpServer:
         #: The latest audit effects, with the time they happened.
         self.audit: collections.deque[tuple[int, StateChanged | Rejected]] = (
             collections.deque(maxlen=AUDIT_KEEP))
+        #: How many times the timer fired (it is armed at the next deadline; nothing polls).
+        self.wakeups = 0
         #: Payload sequence numbers delivered, per session (a test aid).
         self.delivered: dict[bytes, set[int]] = {}
 
@@ -158,6 +160,7 @@ class UdpServer:
         self._timer.arm(self.sessions.next_deadline())
 
     def _wake(self) -> None:
+        self.wakeups += 1
         if self._endpoint is None or self._endpoint.closed:
             return
         now = self._clock.now_ms()
