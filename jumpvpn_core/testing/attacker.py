@@ -10,10 +10,7 @@ Needs nothing beyond the base install (no Hypothesis), so the demo can use it.
 
 from __future__ import annotations
 
-from typing import Any
-
 from jumpvpn_core.transport import TransportDescriptor
-from jumpvpn_core.transports.errors import TransportError
 from jumpvpn_core.transports.udp.endpoint import AUDIT_KEEP, Endpoint, open_endpoint
 
 __all__ = ["RawUdpPeer"]
@@ -26,8 +23,8 @@ class RawUdpPeer:
     measure how many bytes the server sends back to an address it never validated.
     """
 
-    def __init__(self) -> None:
-        self._endpoint: Endpoint | None = None
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
         self.bytes_sent = 0
         self.bytes_received = 0
         #: The first datagrams received (at most 10,000).
@@ -36,31 +33,26 @@ class RawUdpPeer:
     @classmethod
     async def open(cls, host: str = "127.0.0.1", port: int = 0) -> RawUdpPeer:
         """Bind the socket (`AddressInUseError` if taken)."""
-        peer = cls()
-        peer._endpoint = await open_endpoint(host, port, peer._receive)
-        return peer
+        opened: list[RawUdpPeer] = []
+        endpoint = await open_endpoint(host, port, lambda data, _a, _e: opened[0]._count(data))
+        opened.append(cls(endpoint))
+        return opened[0]
 
-    def _receive(self, data: bytes, _addr: tuple[Any, ...], _endpoint: Endpoint) -> None:
+    def _count(self, data: bytes) -> None:
         self.bytes_received += len(data)
         if len(self.received) < AUDIT_KEEP:
             self.received.append(data)
 
     @property
-    def _socket(self) -> Endpoint:
-        if self._endpoint is None:
-            raise TransportError("the peer has no socket: create it with RawUdpPeer.open()")
-        return self._endpoint
-
-    @property
     def address(self) -> TransportDescriptor:
         """The address the peer sends from."""
-        return self._socket.descriptor
+        return self._endpoint.descriptor
 
     def send(self, datagram: bytes, to: TransportDescriptor) -> None:
         """Send `datagram` to `to` and count its bytes."""
-        if self._socket.send(datagram, to):
+        if self._endpoint.send(datagram, to):
             self.bytes_sent += len(datagram)
 
     def close(self) -> None:
         """Close the socket."""
-        self._socket.close()
+        self._endpoint.close()

@@ -73,19 +73,9 @@ class LossDetector:
 
         An unknown number (0, a duplicate, one already declared lost) reveals nothing.
         """
-        outstanding = self._outstanding
-        if outstanding.pop(seq, None) is None:
+        if self._outstanding.pop(seq, None) is None:
             return 0
-        lost = 0
-        limit = seq - self._reorder
-        while outstanding:
-            oldest = next(iter(outstanding))
-            if oldest > limit:
-                break
-            del outstanding[oldest]
-            lost += 1
-        self.declared_lost += lost
-        return lost
+        return self._declare_lost(seq - self._reorder, -1)
 
     def heard(self, now_ms: int) -> None:
         """Authenticated traffic arrived: the path is not silent (a new silent period)."""
@@ -94,17 +84,7 @@ class LossDetector:
 
     def expired(self, now_ms: int) -> int:
         """How many payloads passed `ack_timeout_ms` unacknowledged (now declared lost)."""
-        outstanding = self._outstanding
-        cutoff = now_ms - self._ack_timeout
-        lost = 0
-        while outstanding:
-            oldest, sent_ms = next(iter(outstanding.items()))
-            if sent_ms > cutoff:
-                break
-            del outstanding[oldest]
-            lost += 1
-        self.declared_lost += lost
-        return lost
+        return self._declare_lost(-1, now_ms - self._ack_timeout)
 
     def silent(self, now_ms: int) -> bool:
         """True, once per silent period, when nothing was heard for `delivery_timeout_ms`."""
@@ -117,6 +97,20 @@ class LossDetector:
         """Drop every outstanding payload without declaring it lost (its acknowledgement
         can no longer arrive: the socket it would come to is gone, or the path changed)."""
         self._outstanding.clear()
+
+    def _declare_lost(self, seq_at_most: int, sent_at_most: int) -> int:
+        # Outstanding payloads are in seq order and so in send-time order: the lost ones
+        # (numbered <= seq_at_most, or sent <= sent_at_most) are a prefix.
+        outstanding = self._outstanding
+        lost = 0
+        for seq, sent_ms in outstanding.items():
+            if seq > seq_at_most and sent_ms > sent_at_most:
+                break
+            lost += 1
+        for _ in range(lost):
+            outstanding.popitem(last=False)
+        self.declared_lost += lost
+        return lost
 
     def next_deadline(self, *, watch_silence: bool = True) -> int | None:
         """When `expired` or `silent` next has something to say, or None.

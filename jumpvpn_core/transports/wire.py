@@ -115,30 +115,31 @@ def _fixed(size: int) -> Any:
     return check
 
 
-def _u64(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 0 <= value <= _U64_MAX:
-        raise _bad(f"{attr.name} must be an unsigned 64-bit integer")
+def _uint(low: int) -> Any:
+    what = "an unsigned 64-bit integer" if low == 0 else f"in {low}..2**64-1"
+
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        if type(value) is not int or not low <= value <= _U64_MAX:
+            raise _bad(f"{attr.name} must be {what}")
+
+    return check
 
 
-def _nonce(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 1 <= value <= _U64_MAX:
-        raise _bad(f"{attr.name} must be in 1..2**64-1")
+def _bytes_up_to(limit: int, *, nonempty: bool = False) -> Any:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        if type(value) is not bytes or len(value) > limit:
+            raise _bad(f"{attr.name} must be at most {limit} bytes")
+        if nonempty and not value:
+            raise _bad(f"{attr.name} must not be empty")
+
+    return check
 
 
-def _challenge(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not bytes or len(value) > MAX_CHALLENGE_SIZE:
-        raise _bad(f"{attr.name} must be at most {MAX_CHALLENGE_SIZE} bytes")
-
-
-def _nonempty_challenge(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    _challenge(inst, attr, value)
-    if not value:
-        raise _bad(f"{attr.name} must not be empty")
-
-
-def _payload(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not bytes or len(value) > MAX_PAYLOAD_SIZE:
-        raise _bad(f"{attr.name} must be at most {MAX_PAYLOAD_SIZE} bytes")
+_u64 = _uint(0)
+_nonce = _uint(1)
+_challenge = _bytes_up_to(MAX_CHALLENGE_SIZE)
+_nonempty_challenge = _bytes_up_to(MAX_CHALLENGE_SIZE, nonempty=True)
+_payload = _bytes_up_to(MAX_PAYLOAD_SIZE)
 
 
 def _transport(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:

@@ -10,7 +10,6 @@ detector's deadline and the payload / keepalive schedule: nothing polls.
 from __future__ import annotations
 
 import asyncio
-import collections
 
 import attrs
 
@@ -49,14 +48,11 @@ from jumpvpn_core.transports.handshake import (
 )
 from jumpvpn_core.transports.loss import LossDetector
 from jumpvpn_core.transports.udp.endpoint import (
-    AUDIT_KEEP,
-    Clock,
-    DeadlineTimer,
+    Driver,
     Endpoint,
     Observer,
     Tap,
     decoding,
-    notify,
     open_endpoint,
     positive,
 )
@@ -99,25 +95,24 @@ class ClientConfig:
     handshake_attempts: int = attrs.field(default=4, validator=positive)
 
 
-class UdpClient:
+class UdpClient(Driver):
     """The client role: one or more local sockets, one session, a sequenced payload stream.
 
     Create with `await UdpClient.connect(server_address)`. Move with `await rebind(...)`.
     """
+
+    role = Role.CLIENT
 
     def __init__(self, server: TransportDescriptor, policy: Policy | None,
                  config: ClientConfig | None, observer: Observer | None,
                  tap: Tap | None) -> None:
         if server.kind is not TransportKind.UDP:
             raise TransportError(f"server must be a udp transport, got {server}")
-        loop = asyncio.get_running_loop()
+        super().__init__(observer)
         self.server = server
         self._policy = policy
         self.config = config if config is not None else ClientConfig()
-        self._observer = observer
         self._tap = tap
-        self._clock = Clock(loop)
-        self._timer = DeadlineTimer(loop, self._clock, self._wake)
         self._sockets: dict[TransportDescriptor, Endpoint] = {}
         self._state: SessionState | None = None
         self._data_key = b""
@@ -125,13 +120,6 @@ class UdpClient:
         self._handshake: tuple[Initiator, asyncio.Future[HandshakeKeys]] | None = None
         self._closed = False
         self.ended = asyncio.Event()
-        #: Datagrams dropped on receive (or effects not executable), by reason.
-        self.drops: collections.Counter[str] = collections.Counter()
-        #: The latest audit effects, with the time they happened.
-        self.audit: collections.deque[tuple[int, StateChanged | Rejected]] = (
-            collections.deque(maxlen=AUDIT_KEEP))
-        #: How many times the timer fired (it is armed at the next deadline; nothing polls).
-        self.wakeups = 0
         #: Every BindTransport the client executed.
         self.switches: list[BindTransport] = []
         # payload stream
@@ -318,8 +306,7 @@ class UdpClient:
 
     def _execute(self, effect: Effect, now: int) -> None:
         if isinstance(effect, (StateChanged, Rejected)):
-            self.audit.append((now, effect))
-            notify(self._observer, self.drops, Role.CLIENT, now, effect)
+            self._record(effect, now)
         elif isinstance(effect, SendReattachRequest):
             endpoint = self._sockets.get(effect.via)
             if endpoint is None:
@@ -335,11 +322,11 @@ class UdpClient:
                 released = self._sockets.pop(previous, None)
                 if released is not None:
                     released.close()
-            notify(self._observer, self.drops, Role.CLIENT, now, effect)
+            self._notify(effect, now)
         elif isinstance(effect, SessionEnded):
             self._streaming = False
             self.ended.set()
-            notify(self._observer, self.drops, Role.CLIENT, now, effect)
+            self._notify(effect, now)
         else:
             self.drops["effect_not_for_client"] += 1
 
@@ -404,7 +391,6 @@ class UdpClient:
         return self._last_tx_ms + self.config.keepalive_ms
 
     def _wake(self) -> None:
-        self.wakeups += 1
         state = self._state
         if state is not None and state.phase is not Phase.TERMINATED and not self._closed:
             self._on_timer(self._clock.now_ms())

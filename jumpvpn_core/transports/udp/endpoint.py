@@ -8,6 +8,7 @@
   raises out of the protocol callback, so one datagram never stops the loop.
 * `DeadlineTimer`: one `loop.call_at` armed at the earliest deadline a driver knows of,
   never a polling loop.
+* `Driver`: what both drivers share (clock, timer, drop counters, audit tail, observer).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, cast
 
 import attrs
 
-from jumpvpn_core.effects import Effect
+from jumpvpn_core.effects import Effect, Rejected, StateChanged
 from jumpvpn_core.errors import InvalidEventError, JumpVpnError
 from jumpvpn_core.phases import Role
 from jumpvpn_core.transport import TransportDescriptor
@@ -31,11 +32,11 @@ __all__ = [
     "AUDIT_KEEP",
     "Clock",
     "DeadlineTimer",
+    "Driver",
     "Endpoint",
     "Observer",
     "Tap",
     "decoding",
-    "notify",
     "open_endpoint",
     "positive",
 ]
@@ -219,12 +220,42 @@ def decoding(handle: MessageReceive, drops: collections.Counter[str],
     return receive
 
 
-def notify(observer: Observer | None, drops: collections.Counter[str], role: Role, now: int,
-           effect: Effect) -> None:
-    """Tell `observer` about `effect`; an observer that raises is counted, never fatal."""
-    if observer is None:
-        return
-    try:
-        observer(role, now, effect)
-    except Exception:  # a failing observer must never stop a transition (§6.1)
-        drops["observer_error"] += 1
+class Driver:
+    """The part both drivers share: the clock, one deadline timer, drop counters by reason,
+    the latest audit effects and the observer. A driver implements `_wake()` (the timer
+    fired) and re-arms `_timer` at its next deadline."""
+
+    role: Role
+
+    def __init__(self, observer: Observer | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._observer = observer
+        self._clock = Clock(loop)
+        self._timer = DeadlineTimer(loop, self._clock, self._fired)
+        #: Datagrams dropped (or effects and sends refused), by reason.
+        self.drops: collections.Counter[str] = collections.Counter()
+        #: The latest audit effects, with the time they happened.
+        self.audit: collections.deque[tuple[int, StateChanged | Rejected]] = (
+            collections.deque(maxlen=AUDIT_KEEP))
+        #: How many times the timer fired (it is armed at the next deadline; nothing polls).
+        self.wakeups = 0
+
+    def _fired(self) -> None:
+        self.wakeups += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    def _record(self, effect: StateChanged | Rejected, now: int) -> None:
+        self.audit.append((now, effect))
+        self._notify(effect, now)
+
+    def _notify(self, effect: Effect, now: int) -> None:
+        """Tell the observer about `effect`; one that raises is counted, never fatal."""
+        if self._observer is None:
+            return
+        try:
+            self._observer(self.role, now, effect)
+        except Exception:  # a failing observer must never stop a transition (§6.1)
+            self.drops["observer_error"] += 1

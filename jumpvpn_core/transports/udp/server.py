@@ -15,7 +15,6 @@ its session's `Attach` before the response leaves. See `docs/transports.md`.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 from collections.abc import Sequence
 
@@ -35,36 +34,22 @@ from jumpvpn_core.events import Event, InboundTraffic
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
+from jumpvpn_core.transports import wire
 from jumpvpn_core.transports.errors import HandshakeError, TransportError
 from jumpvpn_core.transports.handshake import authentic, derive_data_key, respond, seal
 from jumpvpn_core.transports.udp.endpoint import (
-    AUDIT_KEEP,
-    Clock,
-    DeadlineTimer,
+    Driver,
     Endpoint,
     Observer,
     decoding,
-    notify,
     open_endpoint,
     positive,
 )
 from jumpvpn_core.transports.udp.hosts import LocalSessionHost, SessionHost, SessionTableError
-from jumpvpn_core.transports.wire import (
-    TAG_SIZE,
-    DataMessage,
-    HandshakeInit,
-    HandshakeResponse,
-    HeartbeatMessage,
-    Message,
-    ReattachRequestMessage,
-    carried_effect,
-    encode,
-    message_for,
-)
 
 __all__ = ["ServerConfig", "UdpServer"]
 
-_ZERO_TAG = bytes(TAG_SIZE)
+_ZERO_TAG = bytes(wire.TAG_SIZE)
 
 
 @attrs.frozen
@@ -81,20 +66,19 @@ class ServerConfig:
     handshake_cache: int = attrs.field(default=1_024, validator=positive)
 
 
-class UdpServer:
+class UdpServer(Driver):
     """The server role: one socket, many sessions behind a `SessionHost`.
 
     Create with `await UdpServer.bind(host, port)`.
     """
 
+    role = Role.SERVER
+
     def __init__(self, sessions: SessionHost, config: ServerConfig,
                  observer: Observer | None) -> None:
-        loop = asyncio.get_running_loop()
+        super().__init__(observer)
         self.sessions = sessions
         self.config = config
-        self._observer = observer
-        self._clock = Clock(loop)
-        self._timer = DeadlineTimer(loop, self._clock, self._wake)
         self._endpoint: Endpoint | None = None
         self._routes: dict[bytes, TransportDescriptor] = {}
         self._validated: collections.Counter[TransportDescriptor] = collections.Counter()
@@ -102,13 +86,6 @@ class UdpServer:
         # client key share -> (response datagram, the address it was answered at)
         self._handshakes: collections.OrderedDict[bytes, tuple[bytes, TransportDescriptor]] = (
             collections.OrderedDict())
-        #: Datagrams dropped (or sends refused), by reason.
-        self.drops: collections.Counter[str] = collections.Counter()
-        #: The latest audit effects, with the time they happened.
-        self.audit: collections.deque[tuple[int, StateChanged | Rejected]] = (
-            collections.deque(maxlen=AUDIT_KEEP))
-        #: How many times the timer fired (it is armed at the next deadline; nothing polls).
-        self.wakeups = 0
         #: Payload sequence numbers delivered, per session (a test aid).
         self.delivered: dict[bytes, set[int]] = {}
 
@@ -160,7 +137,6 @@ class UdpServer:
         self._timer.arm(self.sessions.next_deadline())
 
     def _wake(self) -> None:
-        self.wakeups += 1
         if self._endpoint is None or self._endpoint.closed:
             return
         now = self._clock.now_ms()
@@ -190,31 +166,30 @@ class UdpServer:
 
     def _execute(self, effect: Effect, now: int) -> None:
         if isinstance(effect, (StateChanged, Rejected)):
-            self.audit.append((now, effect))
-            notify(self._observer, self.drops, Role.SERVER, now, effect)
+            self._record(effect, now)
         elif isinstance(effect, SendPathChallenge):
-            datagram = encode(message_for(effect))
+            datagram = wire.encode(wire.message_for(effect))
             # The core charged `path_challenge_size_bytes` for it: never send more.
             if len(datagram) > self.sessions.policy.path_challenge_size_bytes:
                 self.drops["challenge_over_charge"] += 1
             else:
                 self._send(effect.to, datagram)
-            notify(self._observer, self.drops, Role.SERVER, now, effect)
+            self._notify(effect, now)
         elif isinstance(effect, SendReattachAccept):
-            self._send_validated(effect.to, encode(message_for(effect)))
+            self._send_validated(effect.to, wire.encode(wire.message_for(effect)))
         elif isinstance(effect, BindTransport):
             old = self._routes.get(effect.session_id)
             if old is not None:
                 self._release(old)
             self._routes[effect.session_id] = effect.transport
             self._validated[effect.transport] += 1
-            notify(self._observer, self.drops, Role.SERVER, now, effect)
+            self._notify(effect, now)
         elif isinstance(effect, SessionEnded):
             old = self._routes.pop(effect.session_id, None)
             if old is not None:
                 self._release(old)
             self._data_keys.pop(effect.session_id, None)
-            notify(self._observer, self.drops, Role.SERVER, now, effect)
+            self._notify(effect, now)
         else:
             self.drops["effect_not_for_server"] += 1
 
@@ -225,15 +200,15 @@ class UdpServer:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def _receive(self, message: Message, size: int, source: TransportDescriptor,
+    def _receive(self, message: wire.Message, size: int, source: TransportDescriptor,
                  _endpoint: Endpoint) -> None:
         now = self._clock.now_ms()
-        if isinstance(message, HandshakeInit):
+        if isinstance(message, wire.HandshakeInit):
             self._on_handshake(message, source, now)
-        elif isinstance(message, ReattachRequestMessage):
+        elif isinstance(message, wire.ReattachRequestMessage):
             self._handle(message.session_id, peer.request_received(
-                carried_effect(message, source), now, source, size), now)
-        elif isinstance(message, (DataMessage, HeartbeatMessage)):
+                wire.carried_effect(message, source), now, source, size), now)
+        elif isinstance(message, (wire.DataMessage, wire.HeartbeatMessage)):
             self._on_traffic(message, source, size, now)
         else:
             self.drops["unexpected_type"] += 1
@@ -247,8 +222,8 @@ class UdpServer:
         self._execute_all(effects, now)
         return True
 
-    def _on_traffic(self, message: DataMessage | HeartbeatMessage, source: TransportDescriptor,
-                    size: int, now: int) -> None:
+    def _on_traffic(self, message: wire.DataMessage | wire.HeartbeatMessage,
+                    source: TransportDescriptor, size: int, now: int) -> None:
         sid = message.session_id
         key = self._data_keys.get(sid)
         if key is None:
@@ -258,16 +233,16 @@ class UdpServer:
             self.drops["bad_tag"] += 1
             return
         seq = 0
-        if isinstance(message, DataMessage):
+        if isinstance(message, wire.DataMessage):
             seq = message.seq
             self.delivered.setdefault(sid, set()).add(seq)
         if not self._handle(sid, InboundTraffic(now, source, size), now):
             return
         route = self._routes.get(sid)
         if route is not None:  # acknowledgements go to the validated binding only
-            self._send(route, seal(key, HeartbeatMessage(sid, seq, _ZERO_TAG)))
+            self._send(route, seal(key, wire.HeartbeatMessage(sid, seq, _ZERO_TAG)))
 
-    def _on_handshake(self, message: HandshakeInit, source: TransportDescriptor,
+    def _on_handshake(self, message: wire.HandshakeInit, source: TransportDescriptor,
                       now: int) -> None:
         cached = self._handshakes.get(message.client_public)
         if cached is not None:
@@ -291,7 +266,7 @@ class UdpServer:
             return
         self._data_keys[keys.session_id] = derive_data_key(keys.secret, keys.session_id)
         self._execute_all(effects, now)
-        response = encode(HandshakeResponse(server_public, keys.session_id))
+        response = wire.encode(wire.HandshakeResponse(server_public, keys.session_id))
         self._handshakes[message.client_public] = (response, source)
         while len(self._handshakes) > self.config.handshake_cache:
             self._handshakes.popitem(last=False)
