@@ -20,11 +20,16 @@ from typing import Any, TypeVar
 import pytest
 
 from jumpvpn_core import Phase, Policy, ReasonClass, ReasonCode, Rejected, StateChanged
+from jumpvpn_core.effects import SendPathChallenge, SendReattachAccept
 from jumpvpn_core.gateway import Gateway, GatewayPolicy
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
-from jumpvpn_core.transports.errors import AddressInUseError, HandshakeTimeoutError
+from jumpvpn_core.transports.errors import (
+    AddressInUseError,
+    HandshakeTimeoutError,
+    TransportError,
+)
 from jumpvpn_core.transports.udp import (
     ClientConfig,
     GatewaySessionHost,
@@ -395,3 +400,34 @@ def test_the_attacker_and_the_demo_need_no_hypothesis() -> None:
                          capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+# --- what the server sends an address it has not validated ----------------------------------
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_the_server_sends_no_challenge_larger_than_the_core_charged_and_nothing_else() -> None:
+    sid = bytes(range(16))
+
+    async def scenario() -> None:
+        target = await RawUdpPeer.open("127.0.0.1", 0)
+        roomy = await UdpServer.bind("127.0.0.1", 0)
+        tight = await UdpServer.bind("127.0.0.1", 0,
+                                     policy=Policy(path_challenge_size_bytes=47))
+        challenge = SendPathChallenge(target.address, sid, bytes(16))
+        accept = SendReattachAccept(target.address, sid, 1, 1, 0, bytes(32))
+        for server in (roomy, tight):
+            server._execute(challenge, 0)
+            server._execute(accept, 0)  # never to an address that is not a binding
+        await until(lambda: target.bytes_received > 0)
+        await asyncio.sleep(0.05)
+        assert target.bytes_received == 48  # one challenge to 127.0.0.1, from `roomy`
+        assert tight.drops["challenge_over_charge"] == 1
+        assert roomy.drops["unvalidated_target"] == tight.drops["unvalidated_target"] == 1
+        with pytest.raises(TransportError, match="differs"):
+            await UdpServer.bind("127.0.0.1", 0, policy=POLICY, sessions=LocalSessionHost())
+        for server in (roomy, tight):
+            await server.close()
+        target.close()
+
+    run(scenario())
