@@ -30,7 +30,7 @@ from jumpvpn_core.state import SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
 
 if TYPE_CHECKING:  # the adapter only calls the gateway; it needs no import at run time
-    from jumpvpn_core.gateway import Gateway
+    from jumpvpn_core.gateway import Gateway, GatewayResult
 
 __all__ = [
     "DeadlineHeap",
@@ -233,8 +233,7 @@ class GatewaySessionHost:
         if not result.accepted:
             reason = result.reason.value if result.reason is not None else "refused"
             raise SessionTableError(f"the gateway refused the session: {reason}")
-        self._track(session_id)
-        return result.effects
+        return self._result(result)
 
     def handle(self, session_id: bytes, event: Event) -> Sequence[Effect] | None:
         """See `SessionHost.handle`."""
@@ -242,8 +241,7 @@ class GatewaySessionHost:
         if result.reason is ReasonCode.UNKNOWN_SESSION and not result.effects:
             self._deadlines.schedule(session_id, None)
             return None
-        self._track(session_id)
-        return result.effects
+        return self._result(result)
 
     def tick(self, now_ms: int) -> Sequence[Effect]:
         """See `SessionHost.tick`: only the sessions whose deadline is due are stepped."""
@@ -251,8 +249,7 @@ class GatewaySessionHost:
         for session_id in self._deadlines.due(now_ms):
             deadline = self._deadline(session_id)
             if deadline is not None and deadline <= now_ms:
-                out.extend(self.gateway.handle(session_id, Tick(now_ms)).effects)
-                self._track(session_id)
+                out.extend(self._result(self.gateway.handle(session_id, Tick(now_ms))))
             else:
                 self._deadlines.schedule(session_id, deadline)
         return out
@@ -260,6 +257,12 @@ class GatewaySessionHost:
     def next_deadline(self) -> int | None:
         """See `SessionHost.next_deadline`."""
         return self._deadlines.earliest()
+
+    def _result(self, result: GatewayResult) -> Sequence[Effect]:
+        """Every gateway result this host passes on goes through here (a subclass may
+        count or watch them); returns the effects for the driver."""
+        self._track(result.session_id)
+        return result.effects
 
     def _deadline(self, session_id: bytes) -> int | None:
         state = self.gateway.local_state(session_id)
