@@ -32,9 +32,10 @@ __all__ = [
 ]
 
 _U64_MAX = (1 << 64) - 1
-# A key is echoed only when it looks like one of our field names: lower-case letters and
-# underscores, at most 40 of them. The hex or base64 text of a key or secret never does.
-_FIELD_NAME = re.compile(r"[a-z][a-z_]{0,39}")
+# A name is echoed only when it looks like one of our field names or enum values: letters
+# and underscores, at most 40 of them. The hex or base64 text of a key or secret does not
+# (hex has digits, base64 of a key is longer and has digits or padding).
+_FIELD_NAME = re.compile(r"[A-Za-z][A-Za-z_]{0,39}")
 
 
 def describe(value: object) -> str:
@@ -58,7 +59,7 @@ def describe(value: object) -> str:
 
 
 def field_name(key: object) -> str:
-    """`key` quoted if it looks like a field name, else a description of it."""
+    """`key` quoted if it looks like a field name or enum value, else a description of it."""
     if isinstance(key, str) and _FIELD_NAME.fullmatch(key):
         return repr(key)
     return f"<{describe(key)}>"

@@ -29,11 +29,14 @@ from jumpvpn_core import (
     Peer,
     Policy,
     ReasonCode,
+    Rejected,
     ReplayWindow,
     Role,
     SessionState,
+    StateChanged,
     TransportDescriptor,
     Violation,
+    forms,
     jsonsafe,
     new_session,
     state_from_data,
@@ -41,10 +44,8 @@ from jumpvpn_core import (
 )
 from jumpvpn_core import effects as effects_module
 from jumpvpn_core import events as events_module
-from jumpvpn_core.audit import forms
 from jumpvpn_core.gateway.gateway import decode_record, encode_state
 from jumpvpn_core.stores.base import StoredSession
-from jumpvpn_core.testing import wire
 from jumpvpn_core.testing.lockstep import create_params, create_request
 from jumpvpn_core.transports import wire as udp_wire
 from tests.harness import LOCALS, SECRET, SESSION_ID, checked_step
@@ -245,12 +246,13 @@ def test_no_decoder_quotes_a_secret_found_in_any_field_of_its_input() -> None:
     for event in (events_module.ReattachRequest(1, HOME, SESSION_ID, 1, 2, 1, HOME,
                                                 bytes(32), b"c", 9),
                   events_module.PathChallengeReceived(1, HOME, b"c", HOME)):
-        documents += [("wire event", wire.event_to_json(event), wire.event_from_json),
-                      ("form event", forms.event_to_data(event), forms.event_from_data)]
+        documents += [("form event", forms.event_to_data(event), forms.event_from_data)]
     for effect in _samples().values():
         if type(effect) in forms.EFFECT_CLASSES.values():
-            documents += [("wire effect", wire.effect_to_json(effect), wire.effect_from_json),
-                          ("form effect", forms.effect_to_data(effect), forms.effect_from_data)]
+            documents += [("form effect", forms.effect_to_data(effect), forms.effect_from_data)]
+    for effect in _samples().values():
+        if isinstance(effect, StateChanged | Rejected):
+            documents += [("audit record", effect.to_record(), forms.record_from_data)]
     raised = 0
     for what, data, decode in documents:
         for path in _leaves(data):

@@ -25,12 +25,13 @@ from jumpvpn_core.events import (
     ReattachRequest,
     Tick,
 )
+from jumpvpn_core.forms import effect_to_data as effect_to_json
+from jumpvpn_core.forms import event_to_data as event_to_json
 from jumpvpn_core.gateway.gateway import encode_state
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import SessionState
-from jumpvpn_core.testing.lockstep import create_request, format_counterexample
-from jumpvpn_core.testing.wire import PROTOCOL_VERSION, effect_to_json, event_to_json
+from jumpvpn_core.testing.lockstep import PROTOCOL_VERSION, create_request, format_counterexample
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports import wire as udp_wire
 from tests.fuzz.targets import FUZZ_SESSION_ID, TARGETS
@@ -97,9 +98,9 @@ def _seeds() -> Iterator[tuple[str, bytes]]:
                  "udp:[fe80::1%eth0]:1", "udp:a-b.example.:65535"):
         yield "transport_text", text.encode()
     for event in events:
-        yield "wire_event", _dumps(event_to_json(event))
+        yield "form_event", _dumps(event_to_json(event))
     for effect in effects:
-        yield "wire_effect", _dumps(effect_to_json(effect))
+        yield "form_effect", _dumps(effect_to_json(effect))
     create = {**create_request(Role.SERVER, SESSION_ID, SECRET, 0, Policy()),
               "session": "s1"}
     steps = [{"op": "step", "session": "s1", "event": event_to_json(e)} for e in events]
@@ -111,6 +112,8 @@ def _seeds() -> Iterator[tuple[str, bytes]]:
     yield "conformance_request", b"\n".join(_dumps(line) for line in lines[1:4])
     yield "counterexample", format_counterexample([create, *steps]).encode()
     audit = [e.to_record() for e in effects if isinstance(e, StateChanged | Rejected)]
+    for record in audit:
+        yield "audit_record", _dumps(record)
     yield "trace", b"\n".join(_dumps(r) for r in audit)
     yield "trace", b"\n".join([_dumps({"v": 1, "type": "policy", "script": "s",
                                        "policy": policy}), *(_dumps(r) for r in audit)])

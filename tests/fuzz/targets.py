@@ -19,7 +19,6 @@ import json
 from collections.abc import Callable
 
 from jumpvpn_core import jsonsafe
-from jumpvpn_core.audit.forms import FormError, effect_from_data, event_from_data
 from jumpvpn_core.audit.trace import TraceReport, verify_lines
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.errors import (
@@ -29,6 +28,7 @@ from jumpvpn_core.errors import (
     StateDecodeError,
 )
 from jumpvpn_core.events import DeliveryTimeout, InboundTraffic, ReattachRequest, Tick
+from jumpvpn_core.forms import FormError, effect_from_data, event_from_data, record_from_data
 from jumpvpn_core.gateway.gateway import RecordInvalidError, decode_record
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Role
@@ -39,7 +39,6 @@ from jumpvpn_core.stores.base import StoredSession
 from jumpvpn_core.testing.implementation import ReferenceImplementation
 from jumpvpn_core.testing.lockstep import parse_counterexample
 from jumpvpn_core.testing.stdio_reference import serve
-from jumpvpn_core.testing.wire import WireError, effect_from_json, event_from_json
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports import wire as udp_wire
 
@@ -138,28 +137,12 @@ def counterexample(data: bytes) -> None:
     """`parse_counterexample` (a saved failure read back): WireError or parsed events."""
     try:
         parse_counterexample(_text(data))
-    except WireError:
-        return
-
-
-def wire_event(data: bytes) -> None:
-    """Conformance JSON form of an event (`testing.wire.event_from_json`)."""
-    try:
-        event_from_json(jsonsafe.loads(data))
-    except (JsonDecodeError, WireError):
-        return
-
-
-def wire_effect(data: bytes) -> None:
-    """Conformance JSON form of an effect (`testing.wire.effect_from_json`)."""
-    try:
-        effect_from_json(jsonsafe.loads(data))
-    except (JsonDecodeError, WireError):
+    except FormError:  # WireError is FormError
         return
 
 
 def form_event(data: bytes) -> None:
-    """Vector / audit JSON form of an event (`audit.forms.event_from_data`)."""
+    """The JSON form of an event (`forms.event_from_data`: vectors, conformance, scenarios)."""
     try:
         event_from_data(jsonsafe.loads(data))
     except (JsonDecodeError, FormError):
@@ -167,11 +150,26 @@ def form_event(data: bytes) -> None:
 
 
 def form_effect(data: bytes) -> None:
-    """Vector / audit JSON form of an effect (`audit.forms.effect_from_data`)."""
+    """The JSON form of an effect (`forms.effect_from_data`)."""
     try:
         effect_from_data(jsonsafe.loads(data))
     except (JsonDecodeError, FormError):
         return
+
+
+def audit_record(data: bytes) -> None:
+    """An audit record read back into its effect (`forms.record_from_data`)."""
+    try:
+        record = jsonsafe.loads(data)
+    except JsonDecodeError:
+        return
+    if not isinstance(record, dict):
+        return
+    try:
+        effect = record_from_data(record)
+    except FormError:
+        return
+    assert record_from_data(effect.to_record()) == effect
 
 
 def trace(data: bytes) -> None:
@@ -199,10 +197,9 @@ TARGETS: dict[str, Target] = {
     "policy": policy,
     "conformance_request": conformance_request,
     "counterexample": counterexample,
-    "wire_event": wire_event,
-    "wire_effect": wire_effect,
     "form_event": form_event,
     "form_effect": form_effect,
+    "audit_record": audit_record,
     "trace": trace,
     "udp_datagram": udp_datagram,
 }
