@@ -42,9 +42,9 @@ from typing import Any
 import attrs
 
 from jumpvpn_core import events as ev
-from jumpvpn_core.audit.forms import event_to_data
 from jumpvpn_core.codec import state_to_data
 from jumpvpn_core.effects import Rejected
+from jumpvpn_core.forms import event_to_data
 from jumpvpn_core.invariants import check_state, checked_step
 from jumpvpn_core.machine import next_deadline
 from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request

@@ -5,7 +5,8 @@ of real `Gateway` nodes in shared-store mode over one in-process `MemoryStore`. 
 routes a server input to a node, cuts a node off the store during its partitions (or every
 node during a store outage, §4.2) and can deliver one request to two nodes at once, both
 loading the same record before either commits (split-brain, §4.1), counting any dual
-binding. `_NodeStore` is one node's view of the store, where those faults are injected.
+binding. Each node reaches the store through its own `FaultyStore` (`_node_store`), where
+those faults are injected.
 
 The world (`jumpvpn_core.sim.world`) hands inputs to `Cluster.deliver` and reads back the
 state the cluster committed with `Cluster.committed_since`; it executes the effects itself.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jumpvpn_core.effects import BindTransport, SendReattachAccept
@@ -24,7 +25,8 @@ from jumpvpn_core.gateway import Gateway, GatewayPolicy, GatewayResult, Ownershi
 from jumpvpn_core.gateway.gateway import decode_record
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import SessionState
-from jumpvpn_core.stores.base import StoredSession, StoreUnavailableError
+from jumpvpn_core.stores.base import StoredSession
+from jumpvpn_core.stores.faulty import FaultyStore
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -42,59 +44,6 @@ GATEWAY_REASONS = frozenset({
 
 #: One node's answer to a server input, in the order the world delivers them.
 Delivery = tuple[Gateway, GatewayResult]
-
-
-class _NodeStore:
-    """One node's view of the shared store: unreachable during its partitions and during
-    store outages; the place where a split-brain race is interleaved."""
-
-    def __init__(self, cluster: Cluster, node: int, store: MemoryStore) -> None:
-        self._cluster = cluster
-        self._node = node
-        self._store = store
-
-    def _reachable(self) -> None:
-        if self._cluster.store_down(self._node):
-            self._cluster.counts["store_unavailable"] += 1
-            raise StoreUnavailableError("partitioned from the store (simulated)")
-
-    def get(self, session_id: bytes) -> StoredSession | None:
-        self._reachable()
-        record = self._store.get(session_id)
-        race = self._cluster.race
-        if race is not None and race[0] == session_id and race[1] == self._node:
-            # Split-brain: this node has loaded the record; the rival now handles the same
-            # request to the end before this node goes on with what it loaded.
-            self._cluster.race = None
-            self._cluster.run_rival(race[2], race[3])
-        return record
-
-    def create(self, session_id: bytes, version: int, data: bytes) -> bool:
-        self._reachable()
-        done = self._store.create(session_id, version, data)
-        if done:
-            self._cluster.committed[session_id] = (version, data, self._node)
-        return done
-
-    def compare_and_set(self, session_id: bytes, expected_version: int, new_version: int,
-                        data: bytes) -> bool:
-        self._reachable()
-        done = self._store.compare_and_set(session_id, expected_version, new_version, data)
-        if done:
-            self._cluster.counts["commits"] += 1
-            self._cluster.committed[session_id] = (new_version, data, self._node)
-        return done
-
-    def delete(self, session_id: bytes, expected_version: int) -> bool:
-        self._reachable()
-        return self._store.delete(session_id, expected_version)
-
-    def scan(self) -> Iterator[StoredSession]:
-        self._reachable()
-        return self._store.scan()
-
-    def close(self) -> None:
-        return None
 
 
 class Cluster:
@@ -126,9 +75,35 @@ class Cluster:
             session_idle_ttl_ms=max(600_000, 2 * config.duration_ms),
             global_flood_limit=100_000_000, source_flood_limit=100_000_000,
             ownership=OwnershipMode.SHARED, node_ids=names)
-        self.nodes = [Gateway(_NodeStore(self, n, self.store), gateway_policy,
+        self.nodes = [Gateway(self._node_store(n), gateway_policy,
                               node_id=names[n], session_policy=config.policy)
                       for n in range(spec.nodes)]
+
+    def _node_store(self, node: int) -> FaultyStore:
+        """One node's view of the shared store: unreachable during its partitions and during
+        store outages; the place where a split-brain race is interleaved."""
+
+        def unreachable() -> str | None:
+            if not self.store_down(node):
+                return None
+            self.counts["store_unavailable"] += 1
+            return "partitioned from the store (simulated)"
+
+        def after_read(session_id: bytes) -> None:
+            race = self.race
+            if race is not None and race[0] == session_id and race[1] == node:
+                # Split-brain: this node has loaded the record; the rival now handles the
+                # same request to the end before this node goes on with what it loaded.
+                self.race = None
+                self.run_rival(race[2], race[3])
+
+        def after_commit(session_id: bytes, version: int, data: bytes, created: bool) -> None:
+            if not created:
+                self.counts["commits"] += 1
+            self.committed[session_id] = (version, data, node)
+
+        return FaultyStore(self.store, unreachable=unreachable, after_read=after_read,
+                           after_commit=after_commit)
 
     def route(self, index: int) -> int:
         """The node a server input of session `index` reaches."""

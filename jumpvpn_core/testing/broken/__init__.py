@@ -23,7 +23,7 @@ from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import Roaming, ServerSide, SessionState
-from jumpvpn_core.testing.implementation import ReferenceImplementation
+from jumpvpn_core.subject import ReferenceImplementation
 
 __all__ = [
     "BROKEN",
@@ -153,7 +153,8 @@ class SkipsProofCheck(ReferenceImplementation):
         return after, effects
 
 
-# Factories for `--jumpvpn-impl` / `--impl`: each class is its own factory.
+# Factories for `--jumpvpn-impl` / `--impl` (a class is a factory: called with no
+# arguments, it returns the implementation).
 accepts_replayed_nonce = AcceptsReplayedNonce
 forgets_version_bump = ForgetsVersionBump
 binds_before_path_validation = BindsBeforePathValidation
