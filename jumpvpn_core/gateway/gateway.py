@@ -60,16 +60,14 @@ sort_keys=True)`: the store is trusted with the session's control key.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.effects import Effect, Rejected, StateChanged
-from jumpvpn_core.errors import JumpVpnError, PolicyError
+from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.events import (
     Attach,
     Event,
@@ -83,14 +81,20 @@ from jumpvpn_core.gateway.aggregate import RejectAggregator
 from jumpvpn_core.gateway.limits import SourceLimiter, TokenBucket
 from jumpvpn_core.gateway.ownership import owner_of
 from jumpvpn_core.gateway.policy import GatewayPolicy, OwnershipMode
-from jumpvpn_core.invariants import check_state
+from jumpvpn_core.gateway.records import (
+    FIRST_VERSION,
+    RecordInvalidError,
+    decode_record,
+    encode_state,
+)
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import SessionState, new_session
-from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailableError
-from jumpvpn_core.telemetry.sinks import NullSink, TelemetrySink
+from jumpvpn_core.stores.base import SessionStore, StoreUnavailableError
+from jumpvpn_core.telemetry.fanout import Fanout
+from jumpvpn_core.telemetry.sinks import TelemetrySink
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
@@ -102,36 +106,8 @@ __all__ = [
     "encode_state",
 ]
 
-#: Store version of a session's first commit (its creation).
-FIRST_VERSION = 1
 # Bound on re-reads when terminating a session whose record keeps changing under us.
 _FAIL_CLOSED_ATTEMPTS = 3
-
-
-class RecordInvalidError(JumpVpnError, ValueError):
-    """A store record failed to decode or to pass `check_state`. Never carries secrets."""
-
-
-def encode_state(state: SessionState) -> bytes:
-    """Store record content of `state` (includes the control key: the store is trusted)."""
-    return json.dumps(state_to_data(state, include_secrets=True), sort_keys=True).encode()
-
-
-def decode_record(record: StoredSession) -> SessionState:
-    """The server state in `record`, or `RecordInvalidError` saying what was wrong."""
-    try:
-        data = json.loads(record.data.decode("utf-8"))
-        state = state_from_data(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, JumpVpnError) as exc:
-        raise RecordInvalidError(f"record does not decode: {type(exc).__name__}") from None
-    if state.role is not Role.SERVER:
-        raise RecordInvalidError("record holds a client state")
-    if state.session_id != record.session_id:
-        raise RecordInvalidError("record holds another session's state")
-    violations = check_state(state)
-    if violations:
-        raise RecordInvalidError("record fails check_state: " + "; ".join(map(str, violations)))
-    return state
 
 
 @attrs.frozen
@@ -171,7 +147,14 @@ class Gateway:
 
     `store` is any `SessionStore`; `policy` the node's bounds and cluster shape; `node_id`
     this node's name (one of `policy.node_ids`); `session_policy` the core `Policy` of
-    sessions this node opens; `telemetry` receives audit and summary records.
+    sessions this node opens; `telemetry` is one sink or a sequence of sinks receiving
+    audit and summary records.
+
+    Telemetry never holds the gateway up (§6.1): records go to a `Fanout` that calls only
+    non-blocking sinks inline and gives every other sink a bounded queue and a worker
+    thread of its own (full queue: the record is dropped and counted). The `telemetry`
+    attribute is that fanout; a harness may replace it with a sink of its own, which is
+    then called inline and must not block.
     """
 
     def __init__(
@@ -181,7 +164,7 @@ class Gateway:
         *,
         node_id: str | None = None,
         session_policy: Policy | None = None,
-        telemetry: TelemetrySink | None = None,
+        telemetry: TelemetrySink | Sequence[TelemetrySink] | None = None,
     ) -> None:
         self.policy = policy if policy is not None else GatewayPolicy()
         self.node_id = node_id if node_id is not None else self.policy.node_ids[0]
@@ -189,7 +172,15 @@ class Gateway:
             raise PolicyError([f"node_id {self.node_id!r} is not one of policy.node_ids"])
         self.store = store
         self.session_policy = session_policy if session_policy is not None else Policy()
-        self.telemetry: TelemetrySink = telemetry if telemetry is not None else NullSink()
+        sinks: Sequence[TelemetrySink]
+        if telemetry is None:
+            sinks = ()
+        elif isinstance(telemetry, Sequence):
+            sinks = tuple(telemetry)
+        else:
+            sinks = (telemetry,)
+        self._fanout = Fanout(sinks)
+        self.telemetry: TelemetrySink = self._fanout
         self._sticky = self.policy.ownership is OwnershipMode.STICKY
         self._table: dict[bytes, _Entry] = {}
         self._global: TokenBucket | None = None
@@ -200,8 +191,7 @@ class Gateway:
         )
         self._aggregator = RejectAggregator(self.policy.aggregation_interval_ms)
         self._lock = threading.RLock()
-        #: Records the sink raised on (a well-behaved sink never raises; counted anyway).
-        self.telemetry_errors = 0
+        self._emit_errors = 0
 
     # --- views ------------------------------------------------------------------------
 
@@ -224,6 +214,17 @@ class Gateway:
         """The store's committed `(version, state)` of a session, or None."""
         record = self.store.get(session_id)
         return None if record is None else (record.version, decode_record(record))
+
+    @property
+    def telemetry_errors(self) -> int:
+        """Records a sink raised on (a well-behaved sink never raises; counted anyway)."""
+        return self._emit_errors + (self._fanout.errors if self.telemetry is self._fanout else 0)
+
+    @property
+    def telemetry_dropped(self) -> int:
+        """Records dropped on the way to a slow or failing sink (its worker's queue was full
+        or the sink raised on its worker)."""
+        return self._fanout.dropped
 
     @property
     def rejection_totals(self) -> dict[ReasonCode, int]:
@@ -354,10 +355,18 @@ class Gateway:
                             "ts_ms": now_ms})
         return resumed
 
-    def close(self) -> None:
-        """Forget the table (the store keeps every committed state). Idempotent."""
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Report the open rejection window, stop the telemetry workers, forget the table.
+
+        The store keeps every committed state and is not closed (whoever opened it does).
+        Returns within `timeout_s` whatever the sinks do: records a hung sink has not taken
+        by then are lost and were counted as dropped. Idempotent.
+        """
         with self._lock:
+            for record in self._aggregator.close():
+                self._emit(record)
             self._table.clear()
+        self._fanout.close(timeout_s)
 
     # --- internals ----------------------------------------------------------------------
 
@@ -368,7 +377,7 @@ class Gateway:
         try:
             self.telemetry.emit(record)
         except Exception:  # a sink must never change a decision (§6.1); count and go on
-            self.telemetry_errors += 1
+            self._emit_errors += 1
 
     def _audit(self, effects: tuple[Effect, ...]) -> None:
         for effect in effects:
