@@ -78,6 +78,7 @@ from jumpvpn_core.events import (
     Tick,
 )
 from jumpvpn_core.gateway.aggregate import RejectAggregator
+from jumpvpn_core.gateway.entry import Entry
 from jumpvpn_core.gateway.limits import SourceLimiter, TokenBucket
 from jumpvpn_core.gateway.ownership import owner_of
 from jumpvpn_core.gateway.policy import GatewayPolicy, OwnershipMode
@@ -87,12 +88,13 @@ from jumpvpn_core.gateway.records import (
     decode_record,
     encode_state,
 )
+from jumpvpn_core.gateway.resume import ResumeReport, resume_sessions
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import SessionState, new_session
-from jumpvpn_core.stores.base import SessionStore, StoreUnavailableError
+from jumpvpn_core.stores.base import SessionStore, StoreError
 from jumpvpn_core.telemetry.fanout import Fanout
 from jumpvpn_core.telemetry.sinks import TelemetrySink
 from jumpvpn_core.transport import TransportDescriptor
@@ -128,18 +130,6 @@ class GatewayResult:
     effects: tuple[Effect, ...] = ()
     store_version: int | None = None
     phase: Phase | None = None
-
-
-@attrs.define
-class _Entry:
-    """A session as this node knows it. In shared mode only a cache, never trusted."""
-
-    state: SessionState
-    version: int
-    # Sticky mode: a commit whose outcome is unknown (the store timed out).
-    in_doubt: tuple[int, bytes, SessionState] | None = None
-    # Sticky mode: ownership found ambiguous but the session could not be terminated yet.
-    ambiguous: bool = False
 
 
 class Gateway:
@@ -182,7 +172,7 @@ class Gateway:
         self._fanout = Fanout(sinks)
         self.telemetry: TelemetrySink = self._fanout
         self._sticky = self.policy.ownership is OwnershipMode.STICKY
-        self._table: dict[bytes, _Entry] = {}
+        self._table: dict[bytes, Entry] = {}
         self._global: TokenBucket | None = None
         self._sources = SourceLimiter(
             self.policy.source_flood_limit,
@@ -192,6 +182,9 @@ class Gateway:
         self._aggregator = RejectAggregator(self.policy.aggregation_interval_ms)
         self._lock = threading.RLock()
         self._emit_errors = 0
+        self._quarantined = 0
+        #: What the last `resume()` did (None before the first).
+        self.last_resume: ResumeReport | None = None
 
     # --- views ------------------------------------------------------------------------
 
@@ -214,6 +207,11 @@ class Gateway:
         """The store's committed `(version, state)` of a session, or None."""
         record = self.store.get(session_id)
         return None if record is None else (record.version, decode_record(record))
+
+    @property
+    def quarantined(self) -> int:
+        """Store records this node left untouched because they do not decode (all resumes)."""
+        return self._quarantined
 
     @property
     def telemetry_errors(self) -> int:
@@ -268,11 +266,11 @@ class Gateway:
             state, effects = step(born, Attach(now_ms, transport))
             try:
                 created = self.store.create(session_id, FIRST_VERSION, encode_state(state))
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(session_id, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if not created:
                 return self._reject(session_id, ReasonCode.COMMIT_CONFLICT, now_ms)
-            self._table[session_id] = _Entry(state, FIRST_VERSION)
+            self._table[session_id] = Entry(state, FIRST_VERSION)
             self._audit(effects)
             return GatewayResult(session_id, True, None, effects, FIRST_VERSION, state.phase)
 
@@ -319,41 +317,19 @@ class Gateway:
             return results
 
     def resume(self, now_ms: int) -> int:
-        """Load every session of this node from the store (after a restart).
+        """Load this node's sessions from the store (after a restart); how many were loaded.
 
-        Sessions come back with their ids, versions and replay windows. Records of
-        TERMINATED sessions are deleted. Records that do not decode are left untouched and
-        reported (`store_record_invalid` telemetry record). Sessions beyond the table's
-        capacity are evicted explicitly (TERMINATED, SESSION_EVICTED). Each resumed session
-        is reported with a `session_resumed` record. Returns how many were resumed.
-        Raises `StoreUnavailableError` if the store cannot be scanned.
+        Sticky: the sessions this node owns (TERMINATED records purged, sessions beyond
+        capacity ended explicitly). Shared: at most `max_sessions` sessions warm the cache;
+        nothing is evicted, terminated or deleted. A record that does not decode is
+        quarantined: left in the store, reported (`store_record_invalid`) and counted
+        (`quarantined`), and the rest resumes. `last_resume` has the full report. Raises
+        `StoreUnavailableError` if the store cannot be scanned. See `gateway.resume`.
         """
-        resumed = 0
         with self._lock:
-            for record in self.store.scan():
-                sid = record.session_id
-                if not self.owns(sid) or sid in self._table:
-                    continue
-                try:
-                    state = decode_record(record)
-                except RecordInvalidError as exc:
-                    self._emit({"v": 1, "type": "store_record_invalid",
-                                "session_id": sid.hex(), "detail": str(exc), "ts_ms": now_ms})
-                    continue
-                if state.phase is Phase.TERMINATED:
-                    self._try_delete(sid, record.version)
-                    continue
-                entry = _Entry(state, record.version)
-                if len(self._table) >= self.policy.max_sessions:
-                    self._step_entry(sid, entry, Evict(max(now_ms, state.link.clock_ms)), now_ms)
-                    continue
-                self._table[sid] = entry
-                resumed += 1
-                self._emit({"v": 1, "type": "session_resumed", "session_id": sid.hex(),
-                            "phase": state.phase.value, "state_version": state.state_version,
-                            "store_version": record.version, "node": self.node_id,
-                            "ts_ms": now_ms})
-        return resumed
+            report = resume_sessions(self, now_ms)
+            self.last_resume = report
+        return report.resumed
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Report the open rejection window, stop the telemetry workers, forget the table.
@@ -400,10 +376,10 @@ class Gateway:
 
     def _try_delete(self, sid: bytes, version: int) -> None:
         # Best effort: a TERMINATED record left behind is purged by the next resume().
-        with contextlib.suppress(StoreUnavailableError):
+        with contextlib.suppress(StoreError):
             self.store.delete(sid, version)
 
-    def _load(self, sid: bytes, now_ms: int) -> _Entry | GatewayResult:
+    def _load(self, sid: bytes, now_ms: int) -> Entry | GatewayResult:
         """Step 3 of admission: the session as it may be stepped, or a rejection."""
         if self._sticky:
             if not self.owns(sid):
@@ -418,7 +394,7 @@ class Gateway:
             return entry
         try:
             record = self.store.get(sid)
-        except StoreUnavailableError:
+        except StoreError:
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
         cached = self._table.get(sid)
         if record is None:
@@ -430,24 +406,24 @@ class Gateway:
             if cached is None:
                 return self._reject(sid, ReasonCode.STORE_RECORD_INVALID, now_ms)
             # Fail closed with the last state this node saw; never repair the record.
-            broken = _Entry(cached.state, record.version)
+            broken = Entry(cached.state, record.version)
             event = StoreRecordInvalid(max(now_ms, cached.state.link.clock_ms))
             result = self._step_entry(sid, broken, event, now_ms)
             return self._as_rejection(result, ReasonCode.STORE_RECORD_INVALID)
         if cached is not None:
             cached.state, cached.version = state, record.version
             return cached
-        entry = _Entry(state, record.version)
+        entry = Entry(state, record.version)
         if len(self._table) < self.policy.max_sessions:
             self._table[sid] = entry
         return entry
 
-    def _resolve_in_doubt(self, sid: bytes, entry: _Entry, now_ms: int) -> _Entry | GatewayResult:
+    def _resolve_in_doubt(self, sid: bytes, entry: Entry, now_ms: int) -> Entry | GatewayResult:
         assert entry.in_doubt is not None
         version, data, state = entry.in_doubt
         try:
             record = self.store.get(sid)
-        except StoreUnavailableError:
+        except StoreError:
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
         if record is not None and record.version == entry.version:
             entry.in_doubt = None  # our write never landed
@@ -484,7 +460,7 @@ class Gateway:
                                 evicted.store_version, evicted.phase)
         return self._step_entry(sid, entry, event, now_ms)
 
-    def _step_entry(self, sid: bytes, entry: _Entry, event: Event, now_ms: int) -> GatewayResult:
+    def _step_entry(self, sid: bytes, entry: Entry, event: Event, now_ms: int) -> GatewayResult:
         """Steps 4-5 (inside `step`), then commit, then (only then) audit and effects."""
         old = entry.state
         new, effects = step(old, event)
@@ -503,7 +479,7 @@ class Gateway:
         data = encode_state(new)
         try:
             committed = self.store.compare_and_set(sid, entry.version, new_version, data)
-        except StoreUnavailableError:
+        except StoreError:
             if self._sticky:
                 entry.in_doubt = (new_version, data, new)
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
@@ -522,13 +498,13 @@ class Gateway:
             self._try_delete(sid, new_version)
         return GatewayResult(sid, reason is None, reason, effects, new_version, new.phase)
 
-    def _fail_closed(self, sid: bytes, entry: _Entry, now_ms: int) -> GatewayResult:
+    def _fail_closed(self, sid: bytes, entry: Entry, now_ms: int) -> GatewayResult:
         """Terminate a session whose ownership is ambiguous, on the store's own record."""
         entry.ambiguous = True
         for _ in range(_FAIL_CLOSED_ATTEMPTS):
             try:
                 record = self.store.get(sid)
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if record is None:
                 self._table.pop(sid, None)
@@ -550,7 +526,7 @@ class Gateway:
             try:
                 done = self.store.compare_and_set(sid, record.version, record.version + 1,
                                                   encode_state(new))
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if done:
                 self._table.pop(sid, None)
