@@ -78,6 +78,7 @@ from jumpvpn_core.events import (
     Tick,
 )
 from jumpvpn_core.gateway.aggregate import RejectAggregator
+from jumpvpn_core.gateway.clock import measure_clock
 from jumpvpn_core.gateway.entry import Entry
 from jumpvpn_core.gateway.limits import SourceLimiter, TokenBucket
 from jumpvpn_core.gateway.ownership import owner_of
@@ -183,6 +184,9 @@ class Gateway:
         self._lock = threading.RLock()
         self._emit_errors = 0
         self._quarantined = 0
+        self._clock_fault = False
+        #: Offset (node minus store, ms) measured by the last `check_clock`, or None.
+        self.clock_offset_ms: int | None = None
         #: What the last `resume()` did (None before the first).
         self.last_resume: ResumeReport | None = None
 
@@ -253,6 +257,8 @@ class Gateway:
         """
         with self._lock:
             self._flush_summaries(now_ms)
+            if self._clock_fault:
+                return self._reject(session_id, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
             if not self.owns(session_id):
                 return self._reject(session_id, ReasonCode.NOT_OWNER, now_ms)
             if session_id in self._table:
@@ -307,7 +313,9 @@ class Gateway:
         """
         with self._lock:
             self._flush_summaries(now_ms)
-            results = []
+            results: list[GatewayResult] = []
+            if self._clock_fault:
+                return results  # no deadline fires on a time base we cannot trust
             for sid, entry in list(self._table.items()):
                 deadline = next_deadline(entry.state)
                 if self._idle(entry.state, now_ms) or (
@@ -331,6 +339,27 @@ class Gateway:
             self.last_resume = report
         return report.resumed
 
+    def check_clock(self, now_ms: int) -> int | None:
+        """Check this node's clock against the store's; the offset (node minus store, ms).
+
+        The clock contract of a cluster (docs/operations.md): every node passes `now_ms` on
+        one time base, Unix epoch milliseconds from a synchronised clock, and two nodes are
+        never more than `max_clock_skew_ms` apart. A store that keeps time (`time_ms()`:
+        Redis, PostgreSQL, etcd) is the cluster's reference: when this node is off it by
+        more than the bound, the node refuses every input (TIME_WENT_BACKWARDS, nothing
+        stepped, committed or deleted, `tick` fires nothing) until a later check finds it
+        back within the bound; each change is reported (`clock_out_of_contract` /
+        `clock_within_contract`). Call it at start-up and periodically, with `now_ms` read
+        just before the call (the store's round trip is part of the tolerance). Returns
+        None, and changes nothing, when the store keeps no time or does not answer.
+        """
+        return measure_clock(self, now_ms)
+
+    @property
+    def clock_fault(self) -> bool:
+        """True while the last `check_clock` found this node outside the clock contract."""
+        return self._clock_fault
+
     def close(self, timeout_s: float = 2.0) -> None:
         """Report the open rejection window, stop the telemetry workers, forget the table.
 
@@ -347,7 +376,10 @@ class Gateway:
     # --- internals ----------------------------------------------------------------------
 
     def _idle(self, state: SessionState, now_ms: int) -> bool:
-        return now_ms - state.link.clock_ms >= self.policy.session_idle_ttl_ms
+        # Shared mode: the record may come from a node whose clock is behind ours by up to
+        # the skew bound, so a session is idle only past the TTL plus that bound.
+        margin = 0 if self._sticky else self.policy.max_clock_skew_ms
+        return now_ms - state.link.clock_ms >= self.policy.session_idle_ttl_ms + margin
 
     def _emit(self, record: dict[str, Any]) -> None:
         try:
@@ -445,10 +477,21 @@ class Gateway:
                              result.store_version, result.phase)
 
     def _handle_locked(self, sid: bytes, event: Event, now_ms: int) -> GatewayResult:
+        if self._clock_fault:
+            return self._reject(sid, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
         loaded = self._load(sid, now_ms)
         if isinstance(loaded, GatewayResult):
             return loaded
         entry = loaded
+        ahead = entry.state.link.clock_ms - now_ms
+        if ahead > 0:
+            # Clock contract: the record was written by a node whose clock is ahead of ours.
+            # Within the bound, the session's own clock is the later one: step at it. Beyond
+            # it, refuse; never terminate or delete on a time base we cannot trust.
+            if ahead > self.policy.max_clock_skew_ms:
+                return self._reject(sid, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
+            now_ms = entry.state.link.clock_ms
+            event = attrs.evolve(event, now_ms=now_ms)
         if entry.state.phase is not Phase.TERMINATED and self._idle(entry.state, now_ms):
             # §5.3: an idle session is ended explicitly, with its audit record.
             evicted = self._step_entry(sid, entry, Evict(now_ms), now_ms)
