@@ -443,6 +443,10 @@ class Gateway:
             result = self._step_entry(sid, broken, event, now_ms)
             return self._as_rejection(result, ReasonCode.STORE_RECORD_INVALID)
         if cached is not None:
+            if record.version < cached.version:
+                # The store went backwards (restart without persistence, failover to a
+                # lagging replica): serving its older record could re-accept a nonce.
+                return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             cached.state, cached.version = state, record.version
             return cached
         entry = Entry(state, record.version)
