@@ -25,6 +25,9 @@ def open_store(url: str, *, timeout_s: float = 2.0) -> SessionStore:
                                        shared; CAS by a Lua script; keys `<prefix><sid hex>`
     * `postgresql://user@host:port/db[?table=jumpvpn_sessions]` (or `postgres://`)
                                        shared; CAS by `UPDATE ... WHERE version = expected`
+    * `etcd://host:port[,host:port...][?prefix=/jumpvpn/sessions/]` (`etcds://` for TLS)
+                                       shared, Raft-replicated; CAS by a transaction on the
+                                       key's mod revision (recommended for clusters)
 
     `timeout_s` bounds connecting and every call (busy timeout, socket timeouts,
     `connect_timeout` / `statement_timeout`). Raises `StoreConfigError` for a malformed URL
@@ -54,6 +57,12 @@ def open_store(url: str, *, timeout_s: float = 2.0) -> SessionStore:
         except ImportError as exc:  # the optional dependency is missing
             raise StoreConfigError("postgres store needs the 'postgres' extra installed") from exc
         return open_postgres_store(url, timeout_s=timeout_s)
+    if scheme in ("etcd", "etcds"):
+        try:
+            from jumpvpn_core.stores.etcd import open_etcd_store
+        except ImportError as exc:  # the optional dependency is missing
+            raise StoreConfigError("etcd store needs the 'etcd' extra installed") from exc
+        return open_etcd_store(url, timeout_s=timeout_s)
     raise StoreConfigError(
-        f"unknown store scheme {scheme!r}: use memory, sqlite, redis or postgresql"
+        f"unknown store scheme {scheme!r}: use memory, sqlite, redis, postgresql or etcd"
     )
