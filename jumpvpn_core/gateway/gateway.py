@@ -184,6 +184,8 @@ class Gateway:
         self._lock = threading.RLock()
         self._emit_errors = 0
         self._quarantined = 0
+        #: REPLAY_DETECTED refusals that re-sent the stored accept (honest retransmissions).
+        self.retransmissions = 0
         self._clock_fault = False
         #: Offset (node minus store, ms) measured by the last `check_clock`, or None.
         self.clock_offset_ms: int | None = None
@@ -521,6 +523,9 @@ class Gateway:
             # re-sends what a committed state holds (the stored accept of an exact
             # retransmission) and is passed on.
             resent = tuple(e for e in effects if not isinstance(e, Rejected))
+            # An exact retransmission of the accepted request: a replay by the rules
+            # (§3.2), answered with the stored accept; counted apart for alerting.
+            self.retransmissions += bool(resent) and reason is ReasonCode.REPLAY_DETECTED
             return self._reject(sid, reason, now_ms, resent, phase=old.phase)
         new_version = entry.version + 1
         data = encode_state(new)
