@@ -23,6 +23,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "explore",
     "traceability",
     "simulate",
+    "lab",
     "sessions",
 )
 
