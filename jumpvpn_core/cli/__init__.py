@@ -24,6 +24,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "traceability",
     "simulate",
     "lab",
+    "sessions",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from jumpvpn_core.events import ReattachRequest
 from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
@@ -52,7 +53,7 @@ def make_gateway(
     mode: OwnershipMode = OwnershipMode.SHARED,
     node: str = "n0",
     nodes: tuple[str, ...] = ("n0",),
-    telemetry: TelemetrySink | None = None,
+    telemetry: TelemetrySink | Sequence[TelemetrySink] | None = None,
     **limits: int,
 ) -> Gateway:
     """A gateway with roomy flood limits unless the test asks for tighter ones."""
