@@ -16,7 +16,9 @@ Adding a verb:
            ...
            return 0
 
-2. Add `"<name>"` to `VERB_MODULES` below (the order `jumpvpn --help` lists them in).
+2. Add `"<verb>": "<name>"` to `VERB_MODULES` below (the order `jumpvpn --help` lists
+   them in). A verb's module is imported only when that verb runs (or for `--help`), so
+   `jumpvpn --version` and every other verb stay quick to start.
 
 The verb's callback returns its exit status (None means 0). Errors the user can fix are
 raised as `CliError` (printed as one line `jumpvpn <verb>: error: ...`, exit 2); do not
@@ -38,25 +40,34 @@ from jumpvpn_core.cli._common import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, erro
 
 __all__ = ["VERB_MODULES", "cli", "main"]
 
-#: One line per verb module, in the order `jumpvpn --help` lists them.
-VERB_MODULES: tuple[str, ...] = (
-    "scenarios",
-    "simulate",
-    "vectors",
-    "verify_trace",
-    "explore",
-    "diagram",
-    "conformance",
-    "demo",
-    "traceability",
-)
+#: Verb name -> its module in this package, in the order `jumpvpn --help` lists them.
+VERB_MODULES: dict[str, str] = {
+    "scenarios": "scenarios",
+    "simulate": "simulate",
+    "vectors": "vectors",
+    "verify-trace": "verify_trace",
+    "explore": "explore",
+    "diagram": "diagram",
+    "conformance": "conformance",
+    "demo": "demo",
+    "traceability": "traceability",
+}
 
 
 class _Verbs(click.Group):
-    """Lists verbs in `VERB_MODULES` order rather than alphabetically."""
+    """Imports a verb's module when the verb is asked for; lists them in table order."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
+        return list(VERB_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = VERB_MODULES.get(cmd_name)
+        if module is None:
+            return None
+        command = importlib.import_module(f"jumpvpn_core.cli.{module}").command
+        if not isinstance(command, click.Command):
+            raise TypeError(f"jumpvpn_core.cli.{module}.command is not a click command")
+        return command
 
 
 @click.group(cls=_Verbs, invoke_without_command=True,
@@ -74,10 +85,6 @@ def cli(ctx: click.Context) -> int:
         click.echo(ctx.get_help(), err=True)
         return EXIT_USAGE
     return EXIT_OK
-
-
-for _name in VERB_MODULES:
-    cli.add_command(importlib.import_module(f"jumpvpn_core.cli.{_name}").command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,7 +64,8 @@ _BURST = 8
 _OVERALL_TIMEOUT_S = 30.0
 
 
-@verb("demo", (__doc__ or "").split("\n\n")[0] + "\n\nExit 0 only if every outcome "
+@verb("demo", "Run a live loopback session through a loss burst, a port jump and a "
+      "replay.\n\nExit 0 only if every outcome "
       "was observed: the burst recovered, the jump kept the session, the replays were "
       "rejected and no payload was lost beyond the burst.")
 @json_option

@@ -62,6 +62,7 @@ from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.sim.network import LinkModel, LinkSpec
+from jumpvpn_core.sim.validation import check_attack, check_cluster, check_sim_config
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.stores.base import StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
@@ -114,6 +115,7 @@ class AttackSpec:
     start_ms: int = 0
 
     def __attrs_post_init__(self) -> None:
+        check_attack(self)
         if self.kind not in ("replay", "forge", "flood"):
             raise ValueError(f"unknown attack kind {self.kind!r}: replay, forge or flood")
         if self.rate_per_s < 1:
@@ -143,6 +145,7 @@ class ClusterSpec:
     split_brain_probability: float = 0.0
 
     def __attrs_post_init__(self) -> None:
+        check_cluster(self)
         problems = []
         if self.nodes < 1:
             problems.append(f"cluster nodes must be >= 1, got {self.nodes}")
@@ -183,6 +186,7 @@ class SimConfig:
     cluster: ClusterSpec | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_sim_config(self)
         problems = []
         if self.sessions < 1:
             problems.append(f"sessions must be >= 1, got {self.sessions}")
