@@ -14,12 +14,14 @@ far are written (`"interrupted": true` in summary.json).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import re
+import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -222,6 +224,25 @@ def _summary_table(data: dict[str, Any]) -> Any:
     return table
 
 
+@contextlib.contextmanager
+def _held_sigint() -> Iterator[list[int]]:
+    """Hold SIGINT for the block; the yielded list is non-empty if one arrived."""
+    held: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        held.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread: nothing to hold
+        yield held
+        return
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -> None:
     """Run to the end, with a bar on a terminal and plain lines elsewhere."""
     config = world.config
@@ -291,8 +312,13 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
     tally = SimTally(config.sessions, config.duration_ms)
     started = time.perf_counter()
     with trace_path.open("w", encoding="utf-8", newline="\n") as trace:
-        world = World(config, on_record=_recorder(trace, tally))
+        # Ctrl-C while the sessions are being built is held until the world exists, so
+        # that there is always a world whose sessions the CSV and summary can describe.
+        with _held_sigint() as held:
+            world = World(config, on_record=_recorder(trace, tally))
         try:
+            if held:
+                raise KeyboardInterrupt
             _run_world(world, scenario, err, progress)
         except KeyboardInterrupt:
             interrupted = True
