@@ -201,7 +201,12 @@ def draw_diagram(rows: Sequence[Row], path: Path, title: str = TITLE) -> None:
                     bbox={"boxstyle": "round,pad=0.5", "facecolor": "white",
                           "edgecolor": "#999999", "linestyle": "--"},
                     arrowprops={"arrowstyle": "-|>", "color": "#777777", "linestyle": "--"})
-    fig.savefig(path, dpi=110, metadata={"Software": None} if path.suffix != ".svg" else None)
+    # No date, software stamp or random ids: the same table gives the same bytes.
+    if path.suffix.lower() == ".svg":
+        with matplotlib.rc_context({"svg.hashsalt": "jumpvpn-core"}):
+            fig.savefig(path, metadata={"Date": None, "Creator": None})
+    else:
+        fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 
 

@@ -210,6 +210,13 @@ def _summary_table(data: dict[str, Any]) -> Any:
     for label, value in data["recovery_ms"].items():
         table.add_row(f"recovery time {label}", "-" if value is None else f"{value:,} ms")
     table.add_row("recoveries completed", f"{data['recoveries_completed']:,}")
+    episodes = data["recovery_episodes"]
+    table.add_row("recovery episodes (any exit)", f"{episodes['episodes']:,}")
+    table.add_row("  ended ATTACHED again", f"{episodes['recovered']:,}")
+    for reason, count in episodes["failed"].items():
+        table.add_row(f"  ended TERMINATED: {reason}", f"{count:,}")
+    if episodes["still_recovering"]:
+        table.add_row("  still open at the end", f"{episodes['still_recovering']:,}")
     table.add_row("switches", f"{data['switches']:,}")
     for reason, count in data["rejected"].items():
         table.add_row(f"  rejected: {reason}", f"{count:,}")
