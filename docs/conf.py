@@ -10,7 +10,7 @@ import jumpvpn_core
 
 project = "jumpvpn-core"
 author = "jumpvpn-core maintainers"
-copyright = "jumpvpn-core maintainers, Apache-2.0"  # noqa: A001 - Sphinx's setting name
+copyright = "jumpvpn-core maintainers, Apache-2.0"
 release = jumpvpn_core.__version__
 version = release
 

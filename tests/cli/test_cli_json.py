@@ -107,6 +107,7 @@ def test_tally_counts_failed_and_open_episodes_in_the_percentiles() -> None:
         "episodes": 4, "recovered": 2, "failed": {"NO_VIABLE_CANDIDATE": 1},
         "still_recovering": 1, "terminated_outside_recovery": {},
         "p50_ms": 3_000, "p95_ms": None, "p99_ms": None,
+        "recovered_p50_ms": 500, "recovered_p95_ms": 3_000, "recovered_p99_ms": 3_000,
     }
     # Occupancy: every bucket adds up to the session count; at the end 2 ATTACHED (a, b),
     # 1 RECOVERING (d), 1 TERMINATED (c).
