@@ -41,8 +41,9 @@ from jumpvpn_core.events import (
     Tick,
     TransportFailed,
 )
-from jumpvpn_core.invariants import Violation, check_state, check_step
+from jumpvpn_core.invariants import Violation, check_state, check_step, checked_step
 from jumpvpn_core.machine import StepResult, advance_time, next_deadline, step
+from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -73,6 +74,7 @@ __all__ = [
     "OwnershipAmbiguous",
     "PacketLoss",
     "PathChallengeReceived",
+    "Peer",
     "Phase",
     "Policy",
     "PolicyError",
@@ -102,6 +104,7 @@ __all__ = [
     "advance_time",
     "check_state",
     "check_step",
+    "checked_step",
     "new_session",
     "next_deadline",
     "reason_class",

@@ -8,6 +8,9 @@ conformance kit and embedders in debug mode all call the same functions:
         log.error("%s", violation)
 
 Checkers only read; they never change anything and never raise on a bad step.
+
+Every harness (scenario runner, simulator, explorer, stateful tests) steps through
+`checked_step(state, event)`, which runs `step()` and both kinds of checker in one call.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import attrs
 
 from jumpvpn_core.effects import Effect, Rejected, StateChanged
 from jumpvpn_core.events import Attach, ReattachAccepted, ReattachRequest
-from jumpvpn_core.machine import advance_time
+from jumpvpn_core.machine import advance_time, step
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.proof import MessageType, verify_proof
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
@@ -31,6 +34,7 @@ __all__ = [
     "Violation",
     "check_state",
     "check_step",
+    "checked_step",
 ]
 
 
@@ -332,3 +336,11 @@ def check_step(before: SessionState, event: Any, after: SessionState,
     for checker in STEP_CHECKERS:
         out.extend(checker(before, event, after, effects))
     return out
+
+
+def checked_step(state: SessionState, event: Any
+                 ) -> tuple[SessionState, tuple[Effect, ...], list[Violation]]:
+    """`step(state, event)` with every invariant checked: the new state, its effects, and
+    the violations of the step (`check_step`) and of the new state (`check_state`)."""
+    after, effects = step(state, event)
+    return after, effects, [*check_step(state, event, after, effects), *check_state(after)]

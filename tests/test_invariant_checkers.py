@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
-from jumpvpn_core.audit.vectors import SECRET, SESSION_ID, T0, make_request
+from jumpvpn_core.audit.vectors import SECRET, SESSION_ID, T0
 from jumpvpn_core.effects import (
     Effect,
     Rejected,
@@ -24,6 +24,7 @@ from jumpvpn_core.effects import (
 from jumpvpn_core.events import Attach, Close, InboundTraffic, Tick
 from jumpvpn_core.invariants import check_state, check_step
 from jumpvpn_core.machine import step
+from jumpvpn_core.peer import FORGED_PROOF, next_request
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
@@ -127,15 +128,15 @@ def test_binding_moved_without_proof_is_reported() -> None:
     before = _server()
     moved = attrs.evolve(before, link=attrs.evolve(before.link, active=A2))
     assert "no_bind_without_proof" in _names(before, InboundTraffic(T0 + 1, A2), moved, ())
-    forged = make_request(before, source=A2, now=T0 + 1, good_proof=False)
+    forged = next_request(before, T0 + 1, A2, forged_proof=FORGED_PROOF)
     assert "no_bind_without_proof" in _names(before, forged, moved, ())
-    valid_unvalidated = make_request(before, source=A2, now=T0 + 1)
+    valid_unvalidated = next_request(before, T0 + 1, A2)
     assert "no_bind_without_proof" in _names(before, valid_unvalidated, moved, ())
 
 
 def test_a_rejection_that_changes_anything_is_reported() -> None:
     before = _server()
-    event = make_request(before, source=A1, now=T0 + 1, good_proof=False)
+    event = next_request(before, T0 + 1, A1, forged_proof=FORGED_PROOF)
     after, effects = step(before, event)
     assert after is before
     assert _names(before, event, after, effects) == set()

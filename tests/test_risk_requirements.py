@@ -15,9 +15,6 @@ from jumpvpn_core.audit.vectors import (
     SESSION_ID,
     T0,
     base_states,
-    make_accept,
-    make_answer,
-    make_request,
 )
 from jumpvpn_core.effects import (
     Rejected,
@@ -44,6 +41,7 @@ from jumpvpn_core.events import (
     TransportFailed,
 )
 from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role, allowed_reasons, transition_target
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import verify_proof
@@ -112,15 +110,15 @@ def test_nat_churn_moves_to_recovering_and_keeps_the_session_id() -> None:
 @pytest.mark.requirement("RM-2.3")
 def test_new_address_binds_only_after_a_proven_answer_from_that_address() -> None:
     state = _attached(Role.SERVER)
-    _starved, effects = step(state, make_request(state, source=A2, now=T0 + 5))
+    _starved, effects = step(state, next_request(state, T0 + 5, A2))
     assert _reasons(effects) == [ReasonCode.AMPLIFICATION_LIMITED]
-    opened, effects = step(state, make_request(state, source=A2, now=T0 + 5, size=1200))
+    opened, effects = step(state, next_request(state, T0 + 5, A2, size=1200))
     assert opened.active == A1
     assert [type(e) for e in effects] == [SendPathChallenge]
-    forged, effects = step(opened, make_answer(opened, T0 + 6, source=A1))
+    forged, effects = step(opened, answer_challenge(opened, T0 + 6, A1))
     assert forged is opened
     assert _reasons(effects) == [ReasonCode.AMBIGUOUS_PATH]
-    bound, effects = step(opened, make_answer(opened, T0 + 6))
+    bound, effects = step(opened, answer_challenge(opened, T0 + 6))
     assert bound.active == A2
     assert _reasons(effects) == [ReasonCode.REATTACHED]
 
@@ -136,14 +134,14 @@ def test_cheap_checks_refuse_a_flood_before_any_proof_is_verified(
 
     monkeypatch.setattr(machine, "verify_proof", counting)
     state = _attached(Role.SERVER)
-    accepted, _ = step(state, make_request(state, source=A1, now=T0 + 1))
+    accepted, _ = step(state, next_request(state, T0 + 1, A1))
     calls.clear()
     hostile = [
-        make_request(accepted, source=A1, now=T0 + 2, nonce=1),  # replay
+        next_request(accepted, T0 + 2, A1, nonce=1),  # replay
         # Stale: older than the version (1) the accepted request carried.
-        make_request(accepted, source=A1, now=T0 + 2, version=0),
-        make_request(accepted, source=A1, now=T0 + 2, session_id=bytes(16)),
-        make_request(accepted, source=A1, now=T0 + 2, ts=0),  # expired
+        next_request(accepted, T0 + 2, A1, state_version=0),
+        next_request(accepted, T0 + 2, A1, session_id=bytes(16)),
+        next_request(accepted, T0 + 2, A1, timestamp_ms=0),  # expired
     ]
     for event in hostile:
         after, effects = step(accepted, event)
@@ -156,11 +154,11 @@ def test_cheap_checks_refuse_a_flood_before_any_proof_is_verified(
 @pytest.mark.requirement("RM-3.3")
 def test_stale_version_is_refused_and_versions_grow_by_one_per_transition() -> None:
     state = _attached(Role.SERVER)
-    first, effects = step(state, make_request(state, source=A1, now=T0 + 1))
+    first, effects = step(state, next_request(state, T0 + 1, A1))
     assert first.state_version == state.state_version + 1
     assert [e.state_version for e in effects if isinstance(e, StateChanged)] == [2]
     # Older than the version the accepted request carried (1): a rollback, not a lag.
-    stale = make_request(first, source=A1, now=T0 + 2, version=state.state_version - 1)
+    stale = next_request(first, T0 + 2, A1, state_version=state.state_version - 1)
     again, effects = step(first, stale)
     assert again is first
     assert _reasons(effects) == [ReasonCode.STALE_STATE_VERSION]
@@ -243,15 +241,15 @@ def test_states_do_not_depend_on_what_happens_to_audit_records() -> None:
 def test_hostile_requests_never_attach_and_expiry_wins_over_a_valid_request() -> None:
     state = _attached(Role.SERVER)
     recovering, _ = step(state, InboundTraffic(T0 + 5, A2, 1200))
-    honest = make_request(recovering, source=A1, now=T0 + 6)
+    honest = next_request(recovering, T0 + 6, A1)
     accepted, _ = step(recovering, honest)
     assert accepted.phase is Phase.ATTACHED
     replayed, _ = step(accepted, InboundTraffic(T0 + 7, A2, 1200))
     assert replayed.phase is Phase.RECOVERING
     hostile = [
-        make_request(recovering, source=A1, now=T0 + 7, good_proof=False),
-        make_request(recovering, source=A1, now=T0 + 7, version=9),
-        make_request(recovering, source=A1, now=T0 + 7, version=0),
+        next_request(recovering, T0 + 7, A1, forged_proof=FORGED_PROOF),
+        next_request(recovering, T0 + 7, A1, state_version=9),
+        next_request(recovering, T0 + 7, A1, state_version=0),
     ]
     for event in hostile:
         after, effects = step(recovering, event)
@@ -264,7 +262,7 @@ def test_hostile_requests_never_attach_and_expiry_wins_over_a_valid_request() ->
     assert again is replayed
     assert _reasons(effects) == [ReasonCode.REPLAY_DETECTED]
     late = recovering.ident.created_ms + recovering.policy.session_max_lifetime_ms
-    ended, effects = step(recovering, make_request(recovering, source=A1, now=late))
+    ended, effects = step(recovering, next_request(recovering, late, A1))
     assert ended.phase is Phase.TERMINATED
     assert ReasonCode.SESSION_LIFETIME_EXCEEDED in _reasons(effects)
 
@@ -325,7 +323,7 @@ def test_a_reattach_answering_a_challenge_while_attached_just_expires() -> None:
 def _server_switch(state: SessionState, to: TransportDescriptor, now: int
                    ) -> tuple[SessionState, tuple[Any, ...]]:
     state, _ = step(state, InboundTraffic(now, to, 1_200))
-    return step(state, make_answer(state, now))
+    return step(state, answer_challenge(state, now))
 
 
 def test_switch_rate_window_is_exactly_sixty_seconds() -> None:
@@ -413,7 +411,7 @@ def test_accept_for_the_pending_nonce_on_another_transport_is_refused() -> None:
     assert isinstance(side, ClientSide)
     assert side.pending is not None
     assert side.pending.via == C1
-    accept = make_accept(state, T0 + 3)
+    accept = accept_pending(state, T0 + 3)
     wrong_via = attrs.evolve(accept, via=C2)
     after, effects = step(state, wrong_via)
     assert after is state
@@ -450,10 +448,10 @@ def test_rate_limit_window_boundary_is_exclusive() -> None:
     policy = Policy(reattach_rate_limit=2, reattach_rate_window_ms=1_000)
     state = _attached(Role.SERVER, policy)
     for now in (T0 + 10, T0 + 10):
-        state, _ = step(state, make_request(state, source=A1, now=now))
-    _limited, effects = step(state, make_request(state, source=A1, now=T0 + 1_009))
+        state, _ = step(state, next_request(state, now, A1))
+    _limited, effects = step(state, next_request(state, T0 + 1_009, A1))
     assert _reason_names(effects) == ["RATE_LIMITED"]
-    _allowed, effects = step(state, make_request(state, source=A1, now=T0 + 1_010))
+    _allowed, effects = step(state, next_request(state, T0 + 1_010, A1))
     assert _reason_names(effects) == ["REATTACHED"]
 
 
@@ -467,7 +465,7 @@ def test_proof_freshness_bounds_are_inclusive() -> None:
     newest = now + policy.max_clock_skew_ms
     for ts, expected in ((oldest, "REATTACHED"), (oldest - 1, "PROOF_EXPIRED"),
                          (newest, "REATTACHED"), (newest + 1, "PROOF_FROM_FUTURE")):
-        _after, effects = step(state, make_request(state, source=A1, now=now, ts=ts))
+        _after, effects = step(state, next_request(state, now, A1, timestamp_ms=ts))
         assert _reason_names(effects) == [expected], ts
 
 
@@ -475,9 +473,9 @@ def test_proof_freshness_bounds_are_inclusive() -> None:
 def test_request_from_a_new_address_fits_the_amplification_budget_exactly() -> None:
     policy = Policy(amplification_factor=2, path_challenge_size_bytes=64)
     state = _attached(Role.SERVER, policy)
-    _opened, effects = step(state, make_request(state, source=A2, now=T0 + 1, size=32))
+    _opened, effects = step(state, next_request(state, T0 + 1, A2, size=32))
     assert [type(e) for e in effects] == [SendPathChallenge]
-    _refused, effects = step(state, make_request(state, source=A2, now=T0 + 1, size=31))
+    _refused, effects = step(state, next_request(state, T0 + 1, A2, size=31))
     assert _reason_names(effects) == ["AMPLIFICATION_LIMITED"]
 
 
@@ -582,7 +580,7 @@ def test_allowed_reasons_are_exactly_the_table_rows_leaving_a_phase() -> None:
 def _server_bound_again(policy: Policy | None = None) -> tuple[SessionState, Any]:
     """A server that accepted one request on its active path, and that request."""
     server = _attached(Role.SERVER, policy)
-    request = make_request(server, source=A1, now=T0 + 100)
+    request = next_request(server, T0 + 100, A1)
     server, effects = step(server, request)
     assert _reason_names(effects) == ["REATTACHED"]
     return server, request
@@ -607,7 +605,7 @@ def test_exact_retransmission_of_the_bound_request_gets_the_stored_accept_again(
 @pytest.mark.requirement("RM-3.2")
 def test_replayed_older_nonce_with_the_bound_proof_gets_no_accept() -> None:
     server, first = _server_bound_again()
-    second = make_request(server, source=A1, now=T0 + 150)
+    second = next_request(server, T0 + 150, A1)
     server, effects = step(server, second)
     assert _reason_names(effects) == ["REATTACHED"]
     # The first request (seen, but no longer behind the binding) is only a replay.

@@ -42,9 +42,9 @@ from jumpvpn_core.events import (
     TransportFailed,
 )
 from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import MessageType, compute_proof
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
@@ -60,9 +60,6 @@ __all__ = [
     "dumps_vector",
     "event_variants",
     "load_vectors",
-    "make_accept",
-    "make_answer",
-    "make_request",
     "replay_vector",
     "write_vectors",
 ]
@@ -74,7 +71,6 @@ SESSION_ID = bytes(range(16))
 #: Test-only secret, public on purpose: vectors must carry the control key to be replayable.
 SECRET = b"jumpvpn golden vector secret, public by design"
 T0 = 1_000_000
-BAD_PROOF = bytes(32)
 
 _udp = TransportDescriptor.udp
 # Client: local transports. C1 is the first binding, C2..C6 candidates, C9 never known.
@@ -140,50 +136,18 @@ def _run(state: SessionState, steps: Iterable[Step]) -> Iterator[SessionState]:
         yield state
 
 
-def make_request(state: SessionState, *, source: TransportDescriptor, now: int,
-             nonce: int | None = None, version: int | None = None, ts: int | None = None,
-             candidate: TransportDescriptor | None = None, challenge: bytes = b"",
-             size: int = 0, good_proof: bool = True,
-             session_id: bytes | None = None) -> ReattachRequest:
-    """A reattach request as an honest client (or, with options, an attacker) would send."""
-    side = state.side
-    assert isinstance(side, ServerSide)
-    session_id = state.session_id if session_id is None else session_id
-    nonce = side.replay_top + 1 if nonce is None else nonce
-    version = side.binding_version if version is None else version
-    ts = now if ts is None else ts
-    candidate = source if candidate is None else candidate
-    proof = compute_proof(state.ident.control_key, MessageType.REATTACH_REQUEST, session_id,
-                          nonce, version, ts, candidate, challenge) if good_proof else BAD_PROOF
-    return ReattachRequest(now, source, session_id, nonce, version, ts, candidate, proof,
-                           challenge, size)
-
-
-def make_answer(state: SessionState, now: int, source: TransportDescriptor | None = None
-            ) -> ReattachRequest:
-    """The honest answer to the server's pending path challenge."""
-    side = state.side
-    assert isinstance(side, ServerSide)
-    assert side.pending is not None
-    address = side.pending.address
-    return make_request(state, source=address if source is None else source, now=now,
-                    candidate=address, challenge=side.pending.challenge)
-
-
-def make_accept(state: SessionState, now: int, *, good_proof: bool = True, nonce_delta: int = 0,
-            version_delta: int = 1, session_id: bytes | None = None) -> ReattachAccepted:
-    """The server's answer to the client's pending reattach (or a corrupted one)."""
-    session_id = state.session_id if session_id is None else session_id
+def _accept(state: SessionState, now: int, *, nonce_delta: int = 0, version_delta: int = 1,
+            **overrides: Any) -> ReattachAccepted:
+    """The server's accept of the client's pending reattach, with its nonce or version
+    shifted (a stray accept arrives on the active transport, or C1 before any binding)."""
     side = state.side
     assert isinstance(side, ClientSide)
     pending = side.pending
-    via = pending.via if pending is not None else (state.link.active or C1)
-    bound = pending.candidate if pending is not None else via
+    if pending is None and state.link.active is None:
+        overrides.setdefault("via", C1)
     nonce = (pending.nonce if pending is not None else side.next_nonce) + nonce_delta
-    version = side.known_version + version_delta
-    proof = compute_proof(state.ident.control_key, MessageType.REATTACH_ACCEPT, session_id,
-                          nonce, version, now, bound) if good_proof else BAD_PROOF
-    return ReattachAccepted(now, via, session_id, nonce, version, now, bound, proof)
+    return accept_pending(state, now, nonce=nonce,
+                          state_version=side.known_version + version_delta, **overrides)
 
 
 def _other(state: SessionState) -> bytes:
@@ -209,12 +173,12 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
 
     return [
         # Loss spike, reattach on the same path, then a delivery timeout.
-        [attach, heard, discover(C2), loss, lambda s: make_accept(s, s.link.clock_ms + 20),
+        [attach, heard, discover(C2), loss, lambda s: _accept(s, s.link.clock_ms + 20),
          lambda s: DeliveryTimeout(s.link.clock_ms + 30)],
         # Active transport fails; reattach through the candidate after a path challenge.
         [attach, discover(C2), lambda s: TransportFailed(s.link.clock_ms + 10, C1),
          lambda s: PathChallengeReceived(s.link.clock_ms + 10, C2, b"\x01" * 16, OBSERVED),
-         lambda s: make_accept(s, s.link.clock_ms + 10)],
+         lambda s: _accept(s, s.link.clock_ms + 10)],
         # Escalation ladder: RECOVERING -> DEGRADED -> RECOVERING ... rounds exhausted.
         [attach, loss, heard, window_end, discover(C2), heard, window_end,
          discover(C3), heard, window_end, discover(C4)],
@@ -229,7 +193,7 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
         [attach, discover(C2), discover(C3), discover(C4), discover(C5)],
         # Switch twice in quick succession (cooldown), then again later.
         [attach, discover(C2), discover(C3), lambda s: TransportFailed(s.link.clock_ms, C1),
-         lambda s: make_accept(s, s.link.clock_ms + 10),
+         lambda s: _accept(s, s.link.clock_ms + 10),
          lambda s: TransportFailed(s.link.clock_ms + 10, C2)],
         # Birth only, then end by lifetime/birth timeout.
         [tick_deadline],
@@ -247,10 +211,10 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
         return lambda s: InboundTraffic(s.link.clock_ms + dt, t, size)
 
     def answer(dt: int = 5) -> Step:
-        return lambda s: make_answer(s, s.link.clock_ms + dt)
+        return lambda s: answer_challenge(s, s.link.clock_ms + dt)
 
     def active_request(dt: int = 0) -> Step:
-        return lambda s: make_request(s, source=A1, now=s.link.clock_ms + dt)
+        return lambda s: next_request(s, s.link.clock_ms + dt, A1)
 
     switch_steps: list[Step] = []
     for n in range(policy.max_switches_per_minute):
@@ -271,13 +235,13 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
          heard_old, lambda s: Tick(s.phase_since_ms + policy.max_recovery_window_ms),
          tick_deadline],
         # Reattach requests from a new address (validation opened by a request).
-        [attach, lambda s: make_request(s, source=A2, now=s.link.clock_ms + 10, size=1200),
-         answer(), lambda s: make_answer(s, s.link.clock_ms + 10) if s.side.pending else
+        [attach, lambda s: next_request(s, s.link.clock_ms + 10, A2, size=1200),
+         answer(), lambda s: answer_challenge(s, s.link.clock_ms + 10) if s.side.pending else
          probe(A3)(s)],
         # Per-session rate limit: many verified requests at once.
         [attach, *[active_request(1)] * policy.reattach_rate_limit],
         # Far nonce accepted; older nonces drop out of the window.
-        [attach, lambda s: make_request(s, source=A1, now=s.link.clock_ms + 1,
+        [attach, lambda s: next_request(s, s.link.clock_ms + 1, A1,
                                     nonce=policy.replay_window_bits + 500)],
         # Switch limit: one switch per cooldown until the per-minute bound.
         [attach, *switch_steps, probe(A2, dt=policy.switch_cooldown_ms)],
@@ -331,7 +295,7 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
     if state.role is Role.CLIENT:
         out += _client_variants(state, now)
         out.append(("reattach request at a client",
-                    ReattachRequest(now, A1, state.session_id, 1, 0, now, A1, BAD_PROOF)))
+                    ReattachRequest(now, A1, state.session_id, 1, 0, now, A1, FORGED_PROOF)))
     else:
         out += _server_variants(state, now)
         out += [
@@ -344,7 +308,7 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
             ("path challenge at a server",
              PathChallengeReceived(now, A1, b"\x01" * 16, OBSERVED)),
             ("reattach accepted at a server",
-             ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, BAD_PROOF)),
+             ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, FORGED_PROOF)),
         ]
     return out
 
@@ -375,11 +339,11 @@ def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
          PathChallengeReceived(now, active, b"\x02" * 16, OBSERVED)),
         ("path challenge on an unknown transport",
          PathChallengeReceived(now, C9, b"\x02" * 16, OBSERVED)),
-        ("valid accept", make_accept(state, now)),
-        ("accept with a forged proof", make_accept(state, now, good_proof=False)),
-        ("accept for another nonce", make_accept(state, now, nonce_delta=1)),
-        ("accept for another session", make_accept(state, now, session_id=_other(state))),
-        ("accept with a stale version", make_accept(state, now, version_delta=0)),
+        ("valid accept", _accept(state, now)),
+        ("accept with a forged proof", _accept(state, now, forged_proof=FORGED_PROOF)),
+        ("accept for another nonce", _accept(state, now, nonce_delta=1)),
+        ("accept for another session", _accept(state, now, session_id=_other(state))),
+        ("accept with a stale version", _accept(state, now, version_delta=0)),
     ]
 
 
@@ -393,38 +357,38 @@ def _server_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
         ("traffic from a new address", InboundTraffic(now, A2, 1200)),
         ("empty datagram from a new address", InboundTraffic(now, A2, 0)),
         ("traffic from a third address", InboundTraffic(now, A3, 1200)),
-        ("valid request from the bound path", make_request(state, source=active, now=now)),
+        ("valid request from the bound path", next_request(state, now, active)),
         ("valid request from a new address",
-         make_request(state, source=A2, now=now, size=1200)),
-        ("request from a new address without bytes", make_request(state, source=A2, now=now)),
+         next_request(state, now, A2, size=1200)),
+        ("request from a new address without bytes", next_request(state, now, A2)),
         ("request with a forged proof",
-         make_request(state, source=active, now=now, good_proof=False)),
+         next_request(state, now, active, forged_proof=FORGED_PROOF)),
         ("request for another session",
-         make_request(state, source=active, now=now, session_id=_other(state))),
+         next_request(state, now, active, session_id=_other(state))),
         ("request with a version ahead",
-         make_request(state, source=active, now=now, version=side.binding_version + 1)),
+         next_request(state, now, active, state_version=side.binding_version + 1)),
         ("request with an expired proof",
-         make_request(state, source=active, now=now, ts=now - policy.proof_max_age_ms - 1)),
+         next_request(state, now, active, timestamp_ms=now - policy.proof_max_age_ms - 1)),
         ("request from the future",
-         make_request(state, source=active, now=now, ts=now + policy.max_clock_skew_ms + 1)),
+         next_request(state, now, active, timestamp_ms=now + policy.max_clock_skew_ms + 1)),
         ("request echoing a wrong challenge",
-         make_request(state, source=A2, now=now, challenge=b"\x03" * 16)),
+         next_request(state, now, A2, challenge=b"\x03" * 16)),
     ]
     if side.replay_top:
         out.append(("replayed nonce",
-                    make_request(state, source=active, now=now, nonce=side.replay_top)))
+                    next_request(state, now, active, nonce=side.replay_top)))
     if side.replay_top > policy.replay_window_bits:
-        out.append(("nonce below the replay window", make_request(state, source=active, now=now,
+        out.append(("nonce below the replay window", next_request(state, now, active,
                                                               nonce=1)))
     if side.binding_version:
         out.append(("request with a stale version",
-                    make_request(state, source=active, now=now, version=side.binding_version - 1)))
+                    next_request(state, now, active, state_version=side.binding_version - 1)))
     if side.pending is not None:
         out += [
-            ("answer to the path challenge", make_answer(state, now)),
-            ("answer from another address", make_answer(state, now, source=A9)),
+            ("answer to the path challenge", answer_challenge(state, now)),
+            ("answer from another address", answer_challenge(state, now, A9)),
             ("request from an address other than the one being validated",
-             make_request(state, source=A9, now=now, size=1200)),
+             next_request(state, now, A9, size=1200)),
         ]
     return out
 
