@@ -87,12 +87,20 @@ def cli(ctx: click.Context) -> int:
     return EXIT_OK
 
 
+# click >= 8.2 raises this for a group given no subcommand; older versions exit directly.
+_NO_ARGS: type[click.UsageError] | None = getattr(click.exceptions, "NoArgsIsHelpError", None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `jumpvpn` console script. Returns the process exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         status = cli.main(args=args, prog_name="jumpvpn", standalone_mode=False)
     except click.UsageError as exc:
+        if _NO_ARGS is not None and isinstance(exc, _NO_ARGS) and exc.ctx is not None:
+            # A group named without its action (`jumpvpn vectors`): its help, as for `jumpvpn`.
+            click.echo(exc.ctx.get_help(), err=True)
+            return EXIT_USAGE
         where = exc.ctx.command_path if exc.ctx is not None else "jumpvpn"
         error_line(where, f"{exc.format_message()} (see {where} --help)")
         return EXIT_USAGE

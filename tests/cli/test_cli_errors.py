@@ -160,6 +160,8 @@ def test_no_verb_prints_help_on_stderr_and_exits_2(capsys: pytest.CaptureFixture
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "Commands:" in captured.err
+    assert main(["vectors"]) == 2
+    assert "Commands:" in capsys.readouterr().err
     assert main(["frobnicate"]) == 2
     assert capsys.readouterr().err.startswith("jumpvpn: error: No such command 'frobnicate'")
 
