@@ -8,19 +8,16 @@ decided by `step()`, which answers with an explicit `Rejected` effect instead of
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import attrs
 
 from jumpvpn_core.errors import InvalidEventError
-from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
+from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE, U64_MAX
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
-    "CLIENT_EVENTS",
-    "COMMON_EVENTS",
     "EVENT_TYPES",
-    "SERVER_EVENTS",
     "AllTransportsFailed",
     "Attach",
     "CandidateDiscovered",
@@ -40,23 +37,20 @@ __all__ = [
     "TransportFailed",
 ]
 
-_U64_MAX = (1 << 64) - 1
-
-
 def _time(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or value < 0 or value > _U64_MAX:
+    if type(value) is not int or value < 0 or value > U64_MAX:
         raise InvalidEventError(
             f"{attr.name} must be a non-negative int of milliseconds, got {value!r}"
         )
 
 
 def _u64(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 0 <= value <= _U64_MAX:
+    if type(value) is not int or not 0 <= value <= U64_MAX:
         raise InvalidEventError(f"{attr.name} must be an unsigned 64-bit int, got {value!r}")
 
 
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 1 <= value <= _U64_MAX:
+    if type(value) is not int or not 1 <= value <= U64_MAX:
         raise InvalidEventError(f"{attr.name} must be a positive int, got {value!r}")
 
 
@@ -268,24 +262,5 @@ Event = (
     | ReattachRequest
 )
 
-COMMON_EVENTS: tuple[type, ...] = (
-    Tick,
-    Attach,
-    Close,
-    OwnershipAmbiguous,
-    Evict,
-    StoreRecordInvalid,
-    InboundTraffic,
-)
-CLIENT_EVENTS: tuple[type, ...] = (
-    PacketLoss,
-    DeliveryTimeout,
-    TransportFailed,
-    AllTransportsFailed,
-    CandidateDiscovered,
-    CandidateLost,
-    PathChallengeReceived,
-    ReattachAccepted,
-)
-SERVER_EVENTS: tuple[type, ...] = (ReattachRequest,)
-EVENT_TYPES: tuple[type, ...] = COMMON_EVENTS + CLIENT_EVENTS + SERVER_EVENTS
+EVENT_TYPES: tuple[type, ...] = get_args(Event)
+"""Every event class, in the order of the `Event` union."""

@@ -25,6 +25,7 @@ from jumpvpn_core.effects import Effect, Rejected, StateChanged
 from jumpvpn_core.events import Attach, ReattachAccepted, ReattachRequest
 from jumpvpn_core.machine import advance_time, step
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
+from jumpvpn_core.policy import SWITCH_WINDOW_MS
 from jumpvpn_core.proof import MessageType, verify_proof
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState
@@ -51,7 +52,6 @@ class Violation:
 
 Checker = Callable[[SessionState, Any, SessionState, Sequence[Effect]], list[Violation]]
 
-_SWITCH_WINDOW_MS = 60_000
 _ENTER_ATTACHED = frozenset(
     {ReasonCode.ATTACH_COMPLETED, ReasonCode.REATTACHED, ReasonCode.PATH_REVERTED}
 )
@@ -236,7 +236,7 @@ def bounded_switch_rate(before: SessionState, event: Any, after: SessionState,
         out.append(Violation("bounded_switch_rate", "switch not recorded"))
     if changed and len(before.roaming.switch_times) >= policy.max_switches_per_minute and \
             event.now_ms - before.roaming.switch_times[-policy.max_switches_per_minute] < \
-            _SWITCH_WINDOW_MS:
+            SWITCH_WINDOW_MS:
         out.append(Violation("bounded_switch_rate", "switch beyond max_switches_per_minute"))
     return out
 

@@ -12,7 +12,10 @@ import attrs
 
 from jumpvpn_core.errors import PolicyError
 
-__all__ = ["POLICY_FIELD_DOCS", "Policy"]
+__all__ = ["POLICY_FIELD_DOCS", "SWITCH_WINDOW_MS", "Policy"]
+
+SWITCH_WINDOW_MS = 60_000
+"""The sliding window of `max_switches_per_minute`: one minute, in milliseconds."""
 
 # name -> (unit, minimum, maximum, one-line meaning). The spec table is checked against this.
 POLICY_FIELD_DOCS: dict[str, tuple[str, int, int, str]] = {

@@ -32,6 +32,7 @@ __all__ = [
     "PROOF_ENCODING_VERSION",
     "PROOF_SIZE",
     "SESSION_ID_SIZE",
+    "U64_MAX",
     "MessageType",
     "compute_proof",
     "derive_challenge",
@@ -49,7 +50,8 @@ CHALLENGE_SIZE = 16
 _MAGIC = b"JVPN"
 _HKDF_SALT = b"jumpvpn-core/v1 hkdf salt"
 _HKDF_INFO = b"jumpvpn-core/v1 control key"
-_U64_MAX = (1 << 64) - 1
+U64_MAX = (1 << 64) - 1
+"""The largest unsigned 64-bit integer: the bound of every nonce, version and time."""
 # Performance: the fixed-size head of the proof input (magic, encoding version, message
 # type, session id, nonce, state_version, timestamp_ms) packed by one precompiled struct.
 _HEADER = struct.Struct(">4sBB16sQQQ")
@@ -106,7 +108,7 @@ def encode_proof_input(
         # Same error, same message as before the header was packed in one call.
         for name, value in (("nonce", nonce), ("state_version", state_version),
                             ("timestamp_ms", timestamp_ms)):
-            if not 0 <= value <= _U64_MAX:
+            if not 0 <= value <= U64_MAX:
                 raise ValueError(f"{name} does not fit in an unsigned 64-bit integer") from None
         raise
     return header + transport.encode() + _CHALLENGE_LENGTH[len(challenge)] + challenge

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import jumpvpn_core.machine
+import jumpvpn_core._server
 import jumpvpn_core.proof as proof_module
 from jumpvpn_core import (
     AllTransportsFailed,
@@ -48,6 +48,7 @@ from jumpvpn_core import (
     new_session,
     next_deadline,
 )
+from jumpvpn_core.machine import step
 from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import PendingReattach, ServerSide
@@ -342,7 +343,7 @@ def test_cheap_checks_run_before_the_hmac(monkeypatch: pytest.MonkeyPatch) -> No
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(jumpvpn_core.machine, "verify_proof", counting)
+    monkeypatch.setattr(jumpvpn_core._server, "verify_proof", counting)
     policy = Policy(reattach_rate_limit=2, reattach_rate_window_ms=1_000)
     server = attached(Role.SERVER, policy)
     server, _ = run(server, [request(server, 100, 1, HOME)])
@@ -439,7 +440,7 @@ def test_replay_bitmap_stays_within_the_window_after_100000_nonces() -> None:
     nonce = 0
     for now in range(1, 3_001):
         nonce += rng.choice(jumps) if now % 97 else 1 << 20
-        server, _ = jumpvpn_core.machine.step(server, request(server, now, nonce, HOME))
+        server, _ = step(server, request(server, now, nonce, HOME))
         assert isinstance(server.side, ServerSide)
         assert server.side.replay_bits.bit_length() <= size
     assert isinstance(server.side, ServerSide)

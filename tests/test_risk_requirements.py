@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
-from jumpvpn_core import machine
+from jumpvpn_core import _server
 from jumpvpn_core.audit.vectors import (
     SECRET,
     SESSION_ID,
@@ -132,7 +132,7 @@ def test_cheap_checks_refuse_a_flood_before_any_proof_is_verified(
         calls.append(args)
         return verify_proof(*args, **kwargs)
 
-    monkeypatch.setattr(machine, "verify_proof", counting)
+    monkeypatch.setattr(_server, "verify_proof", counting)
     state = _attached(Role.SERVER)
     accepted, _ = step(state, next_request(state, T0 + 1, A1))
     calls.clear()

@@ -51,6 +51,7 @@ VERB_MODULES: dict[str, str] = {
     "conformance": "conformance",
     "demo": "demo",
     "traceability": "traceability",
+    "lab": "lab",
 }
 
 

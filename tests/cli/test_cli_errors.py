@@ -55,7 +55,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     *[(verb, lambda t, u, v=verb: [*v.split(), "--no-such-option"], "No such option")
       for verb in ("scenarios", "simulate", "vectors check", "vectors generate",
                    "verify-trace", "explore", "diagram", "conformance", "demo",
-                   "traceability")],
+                   "traceability", "lab")],
+    ("lab", lambda t, u: ["lab", "--case", "no-such-case"], "unknown case"),
+    ("lab", lambda t, u: ["lab", "--wg-runs", "many"], "is not a valid integer"),
     ("explore", lambda t, u: ["explore", "--depth", "deep"], "is not a valid integer"),
     ("explore", lambda t, u: ["explore", "--depth", "-1"], "--depth must be 0 or more"),
     ("explore", lambda t, u: ["explore", "--role", "peer"], "Invalid value for '--role'"),
