@@ -65,10 +65,9 @@ def command(cmd: str, examples: int, seed: int, steps: int, step_timeout_ms: int
         check_output_file(counterexample_out, "--counterexample-out")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
-        from jumpvpn_core.testing.lockstep import replay_counterexample
+        from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
         from jumpvpn_core.testing.stdio import StdioImplementation
-        from jumpvpn_core.testing.wire import WireError
     except ImportError as exc:
         raise CliError(f"the conformance kit needs hypothesis (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None

@@ -7,7 +7,8 @@ trace of the scripts replayed so far is still written).
 
 `jumpvpn scenarios [--impl package.module:factory | --cmd "<program>"] [--role ROLE]
 FILE...` replays the given scripts with an implementation under test playing one role
-instead of the reference (`jumpvpn_core.scenarios.impl`; needs the conformance kit).
+instead of the reference (`jumpvpn_core.scenarios.standin`, built by
+`jumpvpn_core.testing.implementation`; needs the conformance kit).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _stand_in(path: Path, role_name: str | None, impl: str | None, cmd: str | No
         raise CliError(f"{path}: cannot tell which role --impl/--cmd plays (the script steps "
                        "both roles, or none); give --role client|server")
     try:
-        from jumpvpn_core.scenarios.impl import implementation_role
+        from jumpvpn_core.testing.implementation import implementation_role
     except ImportError as exc:
         raise CliError(f"--impl/--cmd need the conformance kit (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None
