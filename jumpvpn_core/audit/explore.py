@@ -276,7 +276,12 @@ def _zero_time_cycles(nodes: dict[bytes, _Node],
 
 
 def explore(role: Role, depth: int, policy: Policy = EXPLORE_POLICY) -> ExplorationResult:
-    """Explore every action sequence of length <= `depth` for `role`; see the module doc."""
+    """Explore every action sequence of length <= `depth` for `role`; see the module doc.
+
+    Raises `ValueError` for a negative `depth`.
+    """
+    if depth < 0:
+        raise ValueError(f"depth must be 0 or more, got {depth}")
     started = time.perf_counter()
     actions = _client_actions(policy) if role is Role.CLIENT else _server_actions(policy)
     root = _Node(new_session(role, _SID, _SECRET, _T0, policy), _T0, None)

@@ -6,31 +6,16 @@ store that cannot be opened or read. The views are `jumpvpn_core.gateway.inspect
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
-import sys
 from typing import Any
 
+import click
+
+from jumpvpn_core.cli._common import CliError, emit_json, json_option, verb
 from jumpvpn_core.gateway.inspect import count_by_phase, list_sessions, show_session
 from jumpvpn_core.stores import StoreError, open_store
 
-__all__ = ["register", "run"]
-
-
-def register(subparsers: Any) -> None:
-    """Add `sessions`."""
-    parser = subparsers.add_parser(
-        "sessions", help="list, show or count the sessions in a store (read-only)")
-    parser.add_argument("--store", required=True,
-                        help="store URL: memory://, sqlite:///f.db, redis://, postgresql://, "
-                             "etcd://")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--timeout", type=float, default=5.0, help="store timeout, seconds")
-    parser.add_argument("--limit", type=int, default=None, help="list at most N sessions")
-    parser.add_argument("action", nargs="?", default="list", choices=("list", "show", "count"))
-    parser.add_argument("session_id", nargs="?", default=None, help="hex id (for show)")
-    parser.set_defaults(handler=_handle)
+__all__ = ["command", "run"]
 
 
 def run(store_url: str, action: str, session_id: str | None = None, *,
@@ -63,21 +48,30 @@ def run(store_url: str, action: str, session_id: str | None = None, *,
             store.close()
 
 
-def _handle(args: argparse.Namespace) -> int:
-    status, result = run(args.store, args.action, args.session_id, timeout_s=args.timeout,
-                         limit=args.limit)
+@verb("sessions", "List, show or count the sessions in a store (read-only).\n\n"
+      "ACTION is list (default), show SESSION_ID (hex) or count (by phase). Never prints a "
+      "secret. Exit 1 when `show` finds no such session.")
+@click.option("--store", "store_url", required=True, metavar="URL",
+              help="store URL: memory://, sqlite:///f.db, redis://, postgresql://, etcd://")
+@click.option("--timeout", "timeout_s", type=float, default=5.0, show_default=True,
+              help="store timeout, seconds")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="list at most N sessions")
+@click.argument("action", type=click.Choice(("list", "show", "count")), default="list")
+@click.argument("session_id", required=False)
+@json_option
+def command(store_url: str, timeout_s: float, limit: int | None, action: str,
+            session_id: str | None, as_json: bool) -> int:
+    """Handler of `jumpvpn sessions`."""
+    status, result = run(store_url, action, session_id, timeout_s=timeout_s, limit=limit)
     if isinstance(result, str):
-        print(f"jumpvpn sessions: {result}", file=sys.stderr)
-        return status
-    if args.json:
-        print(json.dumps(result, sort_keys=True, indent=2))
-    elif args.action == "count":
+        raise CliError(result, status)
+    if as_json or action == "show":
+        emit_json(result)
+    elif action == "count":
         for phase, count in result.items():
-            print(f"{phase:<12} {count}")
-    elif args.action == "show":
-        print(json.dumps(result, sort_keys=True, indent=2))
+            click.echo(f"{phase:<12} {count}")
     else:
         for row in result:
-            print(f"{row['session_id']}  v{row['store_version']:<6} {row['phase']:<12} "
-                  f"{row.get('active') or ''}")
+            click.echo(f"{row['session_id']}  v{row['store_version']:<6} {row['phase']:<12} "
+                       f"{row.get('active') or ''}")
     return status

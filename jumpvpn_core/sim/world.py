@@ -58,6 +58,7 @@ from jumpvpn_core.sim.session import (
     WorldStats,
     count_change,
 )
+from jumpvpn_core.sim.validation import check_attack, check_cluster, check_sim_config
 from jumpvpn_core.state import ClientSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -100,6 +101,7 @@ class AttackSpec:
     start_ms: int = 0
 
     def __attrs_post_init__(self) -> None:
+        check_attack(self)
         if self.kind not in ("replay", "forge", "flood"):
             raise ValueError(f"unknown attack kind {self.kind!r}: replay, forge or flood")
         if self.rate_per_s < 1:
@@ -129,6 +131,7 @@ class ClusterSpec:
     split_brain_probability: float = 0.0
 
     def __attrs_post_init__(self) -> None:
+        check_cluster(self)
         problems = []
         if self.nodes < 1:
             problems.append(f"cluster nodes must be >= 1, got {self.nodes}")
@@ -169,6 +172,7 @@ class SimConfig:
     cluster: ClusterSpec | None = None
 
     def __attrs_post_init__(self) -> None:
+        check_sim_config(self, AttackSpec, ClusterSpec)
         problems = []
         if self.sessions < 1:
             problems.append(f"sessions must be >= 1, got {self.sessions}")

@@ -145,7 +145,7 @@ def test_replayed_requests_are_rejected_as_security_events() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"collapse_probability": 1.5}, "collapse probability"),
+        ({"collapse_probability": 1.5}, "collapse_probability"),
         ({"paths": (LinkSpec("x", loss_good=-0.1),)}, "loss_good"),
         ({"paths": (LinkSpec("x", blackout_probability=2.0),)}, "blackout_probability"),
         ({"sessions": 0}, "sessions"),
