@@ -7,12 +7,12 @@ canonical vectors (`specs/vectors/*.jsonl`, or `--dir`). Exit 0 all match, 1 a m
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.cli._common import (
     CliError,
     check_output_dir,
@@ -20,6 +20,7 @@ from jumpvpn_core.cli._common import (
     json_option,
     verb,
 )
+from jumpvpn_core.errors import JsonDecodeError
 
 __all__ = ["command"]
 
@@ -58,9 +59,9 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path}:{number}: not JSON: {exc.msg} (column {exc.colno})") from None
+            data = jsonsafe.loads(line)
+        except JsonDecodeError as exc:
+            raise CliError(f"{path}:{number}: {exc}") from None
         if not isinstance(data, dict):
             raise CliError(f"{path}:{number}: a vector is a JSON object")
         vectors.append((number, data))
