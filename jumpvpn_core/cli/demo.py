@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 import attrs
 
+from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
 from jumpvpn_core.effects import (
     BindTransport,
     Effect,
@@ -70,17 +71,31 @@ def register(subparsers: Any) -> None:
         help="run a live loopback session through a loss burst, a port jump and a replay",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
+    parser.add_argument("--trace", default=None, metavar="FILE",
+                        help="also write both roles' audit records as a trace to FILE")
+    parser.add_argument("--trace-key", default=None, metavar="FILE|HEX",
+                        help="MAC the trace's checkpoints with this key (verify-trace --key)")
     parser.set_defaults(handler=_handle)
 
 
-def _handle(_args: argparse.Namespace) -> int:
-    return run_demo(sys.stdout)
-
-
-def run_demo(out: TextIO) -> int:
-    """Run the demo, writing the timeline and summary to `out`. Returns the exit status."""
+def _handle(args: argparse.Namespace) -> int:
+    if args.trace is None:
+        return run_demo(sys.stdout)
     try:
-        return asyncio.run(asyncio.wait_for(_Demo(out).run(), _OVERALL_TIMEOUT_S))
+        key = key_option(args.trace_key)
+    except TraceKeyError as exc:
+        print(f"jumpvpn demo: error: bad --trace-key: {exc}", file=sys.stderr)
+        return 2
+    with open(args.trace, "w", encoding="utf-8", newline="\n") as handle, \
+            TraceWriter(handle.write, writer="jumpvpn demo", key=key) as trace:
+        return run_demo(sys.stdout, trace)
+
+
+def run_demo(out: TextIO, trace: TraceWriter | None = None) -> int:
+    """Run the demo, writing the timeline and summary to `out` and, given a `trace`, every
+    audit record of both roles to it. Returns the exit status."""
+    try:
+        return asyncio.run(asyncio.wait_for(_Demo(out, trace).run(), _OVERALL_TIMEOUT_S))
     except TimeoutError:
         out.write(f"demo: did not finish within {_OVERALL_TIMEOUT_S:.0f} s\n")
     except JumpVpnError as exc:
@@ -96,8 +111,9 @@ class _Check:
 
 
 class _Demo:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, trace: TraceWriter | None = None) -> None:
         self.out = out
+        self.trace = trace
         self.t0_ms = 0
         self.captured: list[bytes] = []
 
@@ -115,6 +131,8 @@ class _Demo:
 
     def observe(self, role: Role, now: int, effect: Effect) -> None:
         who = role.value
+        if self.trace is not None and isinstance(effect, StateChanged | Rejected):
+            self.trace.write(effect.to_record())
         if isinstance(effect, StateChanged):
             self.line(now, who, f"{effect.from_phase.value} -> {effect.to_phase.value}  "
                                 f"{effect.reason.value}  (v{effect.state_version})")

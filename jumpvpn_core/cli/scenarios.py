@@ -12,11 +12,11 @@ implementation under test playing one role instead of the reference
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from jumpvpn_core.audit.trace_writer import TraceKeyError, key_option, write_trace
 from jumpvpn_core.phases import Role
 from jumpvpn_core.scenarios.runner import ScriptResult, run_script_file
 from jumpvpn_core.scenarios.script import ScriptError, parse_script
@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
                         help=f"directory of scenario scripts (default: {DEFAULT_DIR})")
     parser.add_argument("--trace", default=DEFAULT_TRACE,
                         help=f"where to write the JSONL audit trace (default: {DEFAULT_TRACE})")
+    parser.add_argument("--trace-key", default=None, metavar="FILE|HEX",
+                        help="MAC the trace's checkpoints with this key (verify-trace --key)")
     parser.add_argument("--rewrite", action="store_true",
                         help="replace every expected block with the actual output")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE",
@@ -133,8 +135,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"jumpvpn scenarios: error: no *.txt scripts in {str(directory)!r}",
                   file=sys.stderr)
             return 2
+    try:
+        trace_key = key_option(args.trace_key)
+    except TraceKeyError as exc:
+        print(f"jumpvpn scenarios: error: bad --trace-key: {exc}", file=sys.stderr)
+        return 2
     rows: list[tuple[str, str, str, str]] = []
-    trace_lines: list[str] = []
+    trace_records: list[dict[str, Any]] = []
     failures: list[str] = []
     for path in paths:
         stand_in: RoleStandIn | None = None
@@ -156,15 +163,16 @@ def run(args: argparse.Namespace) -> int:
                 stand_in.close()
         rows.append((f"{result.section} {result.title}", result.expect, result.observed,
                      "ok" if result.ok else "FAIL"))
-        trace_lines.extend(json.dumps(record, sort_keys=True) for record in result.records)
+        trace_records.extend(result.records)
         if result.failure is not None:
             failures.append(result.failure)
     sys.stdout.write(_table(rows))
-    Path(args.trace).write_text("".join(line + "\n" for line in trace_lines), encoding="utf-8")
+    write_trace(Path(args.trace), trace_records, writer="jumpvpn scenarios", key=trace_key)
     passed = sum(1 for row in rows if row[3] == "ok")
     print(f"{passed}/{len(rows)} scripts ok; audit trace: {args.trace} "
-          f"({len(trace_lines)} records)")
+          f"({len(trace_records)} records)")
     sys.stdout.flush()
     for failure in failures:
         print(failure, file=sys.stderr)
     return 0 if not failures else 1
+

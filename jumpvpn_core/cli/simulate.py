@@ -18,10 +18,11 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 
+from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
 from jumpvpn_core.sim.world import SessionOutcome, SimConfig, World, WorldStats
@@ -80,6 +81,8 @@ def register(subparsers: Any) -> None:
                         f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects "
                         f"with keys {', '.join(_LINK_KEYS)})")
     parser.add_argument("--no-plots", action="store_true", help="skip the two PNG plots")
+    parser.add_argument("--trace-key", default=None, metavar="FILE|HEX",
+                        help="MAC the trace's checkpoints with this key (verify-trace --key)")
     parser.set_defaults(handler=run)
 
 
@@ -162,7 +165,8 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `jumpvpn simulate`."""
     try:
         config = _parse(args)
-    except UsageError as exc:
+        trace_key = key_option(args.trace_key)
+    except (UsageError, TraceKeyError) as exc:
         print(f"jumpvpn simulate: error: {exc}", file=sys.stderr)
         return 2
     try:
@@ -181,7 +185,8 @@ def run(args: argparse.Namespace) -> int:
     trace_path = out / "trace.jsonl"
     err = Console(stderr=True)
     with trace_path.open("w", encoding="utf-8", newline="\n") as trace:
-        world = World(config, on_record=_trace_writer(trace))
+        writer = TraceWriter(trace.write, writer="jumpvpn simulate", key=trace_key)
+        world = World(config, on_record=writer.write)
         long_run = config.sessions * config.duration_ms // 1_000 >= _PROGRESS_THRESHOLD
         started = time.perf_counter()
         if long_run and err.is_terminal:
@@ -193,6 +198,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             world.run()
         elapsed = time.perf_counter() - started
+        writer.close()
     _write_csv(out / "sessions.csv", world.outcomes())
     written = [trace_path, out / "sessions.csv"]
     if not args.no_plots:
@@ -205,16 +211,6 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def _trace_writer(trace: IO[str]) -> Any:
-    dumps = json.dumps
-    write = trace.write
-
-    def on_record(record: dict[str, Any]) -> None:
-        write(dumps(record, sort_keys=True) + "\n")
-
-    return on_record
 
 
 def _summary(scenario: str, world: World, elapsed: float) -> Any:

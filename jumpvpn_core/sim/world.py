@@ -713,7 +713,9 @@ class World:
             server = session.server
             effects = (*effects, Rejected(sid, Role.SERVER, reason, reason_class(reason),
                                           server.phase, server.state_version,
-                                          type(event).__name__, event.now_ms))
+                                          type(event).__name__, event.now_ms,
+                                          getattr(event, "nonce", None),
+                                          getattr(event, "state_version", None)))
         if self._check:
             if reason in _GATEWAY_REASONS and session.server is before:
                 # Refused before `step()` ran (no deadline fired): only the state is checked.
