@@ -193,6 +193,10 @@ def _parse(record: dict[str, Any]) -> tuple[str, Any]:
         return kind, (session, role, reason, version, ts, src, dst)
     phase = _enum(record, "phase", Phase, "phase")
     _field(record, "event", str)
+    if "nonce" in record or "request_version" in record:
+        # A refused request's own nonce and version (audit record version 2): both or none.
+        _field(record, "nonce", int)
+        _field(record, "request_version", int)
     klass = _field(record, "class", str)
     if reason_class(reason) is ReasonClass.TRANSITION:
         raise _RecordError(f"{reason.value} is a transition reason, not a rejection")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from jumpvpn_core.audit.trace import verify_lines
@@ -14,11 +16,15 @@ from jumpvpn_core.sim import SCENARIOS, World, build_scenario
 def test_scenario_trace_passes_verify_trace(name: str) -> None:
     config = build_scenario(name, 40, 150_000, 5)
     lines: list[str] = []
-    records: list[object] = []
+    records: list[dict[str, Any]] = []
     key = bytes(range(32))
     with TraceWriter(lines.append, writer="jumpvpn simulate", key=key) as trace:
-        World(config, on_record=lambda record: (records.append(record),
-                                                trace.write(record))).run()
+
+        def on_record(record: dict[str, Any]) -> None:
+            records.append(record)
+            trace.write(record)
+
+        World(config, on_record=on_record).run()
     assert records, "the scenario wrote no audit record"
     report = verify_lines(lines, config.policy, key=key)
     assert report.ok, report.violation
