@@ -1,21 +1,25 @@
 """Tamper-evident traces (specs/trace-format.md): genuine traces verify, tampering is named.
 
-The genuine trace is the one `jumpvpn scenarios --trace --trace-key` writes (policy,
-gateway and telemetry records, 50+ streams, rejections after TERMINATED). Each tampering is
-tried twice: naively (the edited lines only), and by an attacker who recomputes the whole
-hash chain but does not hold the key (the MACs then fail).
+Genuine traces: the one `jumpvpn scenarios --trace --trace-key` writes (policy, gateway
+and telemetry records, 50+ streams), the demo's, and, as the base of the tamperings (cheap
+enough to run for every mutant of the verifier), three seeded runs of the reference core
+in two scripts with a policy and a telemetry record, written by `TraceWriter`. Each
+tampering is tried twice: naively (the edited lines only), and by an attacker who
+recomputes the whole hash chain but does not hold the key (the MACs then fail).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jumpvpn_core.audit.runs import random_trace
 from jumpvpn_core.audit.trace import verify_lines
 from jumpvpn_core.audit.trace_writer import (
     TraceKeyError,
@@ -35,6 +39,7 @@ from jumpvpn_core.events import (
 )
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import TRANSITION_TABLE, Role
+from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import new_session
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -45,7 +50,29 @@ _FRAMING = {"trace_begin", "checkpoint", "stream_end", "trace_end"}
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def genuine() -> list[str]:
+    runs = [
+        [{**r, "script": "a"} for r in random_trace(random.Random(1), Role.SERVER, 120)],
+        [{**r, "script": "a"} for r in random_trace(random.Random(17), Role.CLIENT, 120)],
+        [{**r, "script": "b"} for r in random_trace(random.Random(29), Role.CLIENT, 120)],
+    ]
+    ended = next(i for i, r in enumerate(runs[1]) if r.get("to") == "TERMINATED")
+    runs[1] = runs[1][:ended + 1]  # a session whose last record is its TERMINATED
+    records: list[Record] = [{"v": AUDIT_RECORD_VERSION, "type": "policy", "script": "a",
+                              "policy": Policy().to_data()}]
+    for index in range(max(len(run) for run in runs)):
+        records += [run[index] for run in runs if index < len(run)]
+        if index == 40:
+            records.append({"v": AUDIT_RECORD_VERSION, "type": "telemetry_dropped",
+                            "dropped": 1, "dropped_total": 1})
+    lines: list[str] = []
+    with TraceWriter(lines.append, writer="test", key=KEY, checkpoint_every=16) as trace:
+        trace.write_all(records)
+    return [line.rstrip("\n") for line in lines]
+
+
+@pytest.fixture(scope="module")
+def scenario_trace(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     trace = tmp_path_factory.mktemp("trace") / "scenarios.jsonl"
     assert main(["scenarios", "--dir", str(SPECS), "--trace", str(trace),
                  "--trace-key", KEY.hex()]) == 0
@@ -76,7 +103,9 @@ def _rechained(lines: list[str], tamper: Callable[[list[Record]], list[Record]])
     bare = [{k: v for k, v in r.items() if k not in ("seq", "prev", "sseq")}
             for r in _parsed(lines) if r["type"] not in _FRAMING]
     out: list[str] = []
-    with TraceWriter(out.append, writer="forger", key=b"not the writer's key!") as forged:
+    every = json.loads(lines[0])["checkpoint_every"]
+    with TraceWriter(out.append, writer="forger", key=b"not the writer's key!",
+                     checkpoint_every=every) as forged:
         forged.write_all(tamper(bare))
     framed = [lines[0], *(line.rstrip("\n") for line in out[1:])]
     untouched = True  # the attacker keeps the genuine lines (and MACs) before the change
@@ -108,7 +137,8 @@ def _both_ways(lines: list[str], index: int, naive: list[str],
 
 
 @pytest.mark.requirement("RM-10", "RM-6.2")
-def test_the_scenario_trace_verifies_with_its_key(genuine: list[str]) -> None:
+def test_the_scenario_trace_verifies_with_its_key(scenario_trace: list[str]) -> None:
+    genuine = scenario_trace
     report = verify_lines(genuine, key=KEY)
     assert report.ok, report.violation
     assert (report.chained, report.authenticated) == (True, True)
@@ -277,15 +307,15 @@ def test_cutting_the_tail_is_caught(genuine: list[str]) -> None:
 
 def test_swapping_a_reason_for_one_with_the_same_phases_is_caught(genuine: list[str]) -> None:
     twins = {
-        reason: other
+        (src.value, reason.value): other.value
         for (src, reason), dst in TRANSITION_TABLE.items()
         for (src2, other), dst2 in TRANSITION_TABLE.items()
         if (src, dst) == (src2, dst2) and reason != other
     }
     index = _index(genuine, lambda r: r["type"] == "state_change"
-                   and any(k.value == r["reason"] for k in twins))
+                   and (r["from"], r["reason"]) in twins)
     record = json.loads(genuine[index])
-    swapped_to = next(v.value for k, v in twins.items() if k.value == record["reason"])
+    swapped_to = twins[record["from"], record["reason"]]
     naive = [*genuine[:index], _dump({**record, "reason": swapped_to}), *genuine[index + 1:]]
 
     def swap(records: list[Record]) -> list[Record]:
@@ -306,8 +336,9 @@ def _whole_stream(records: list[Record], template: Record, new_sid: str) -> list
 
 
 def test_renaming_a_whole_stream_is_caught(genuine: list[str]) -> None:
-    index = _index(genuine, lambda r: r["type"] == "state_change")
-    first = json.loads(genuine[index])
+    first = json.loads(genuine[_index(genuine, lambda r: r["type"] == "state_change")])
+    index = _index(genuine, lambda r: (r.get("script"), r.get("session_id"), r.get("role"))
+                   == (first.get("script"), first["session_id"], first["role"]))
     naive = [_dump(r) for r in _whole_stream(_parsed(genuine), first, "ab" * 16)]
     naive[0] = genuine[0]
     line, message = _both_ways(genuine, index, naive,
