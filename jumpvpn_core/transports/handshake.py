@@ -19,6 +19,8 @@ with its own HKDF label, so it is unrelated to the core's control key.
 
 from __future__ import annotations
 
+import hmac
+
 import attrs
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -28,16 +30,24 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from jumpvpn_core.proof import SESSION_ID_SIZE
 from jumpvpn_core.transports.errors import HandshakeError
-from jumpvpn_core.transports.wire import KEY_SHARE_SIZE, TAG_SIZE
+from jumpvpn_core.transports.wire import (
+    KEY_SHARE_SIZE,
+    TAG_SIZE,
+    DataMessage,
+    HeartbeatMessage,
+    encode,
+)
 
 __all__ = [
     "DATA_KEY_SIZE",
     "SECRET_SIZE",
     "HandshakeKeys",
     "Initiator",
+    "authentic",
     "data_tag",
     "derive_data_key",
     "respond",
+    "seal",
 ]
 
 SECRET_SIZE = 32
@@ -111,3 +121,14 @@ def data_tag(data_key: bytes, tag_input: bytes) -> bytes:
     mac = HMAC(data_key, hashes.SHA256())
     mac.update(tag_input)
     return mac.finalize()[:TAG_SIZE]
+
+
+def seal(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bytes:
+    """The datagram of `message` with its tag computed under `data_key` (whatever tag
+    `message` held is replaced)."""
+    return encode(attrs.evolve(message, tag=data_tag(data_key, message.tag_input())))
+
+
+def authentic(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bool:
+    """Whether `message`'s tag is right under `data_key` (constant-time comparison)."""
+    return hmac.compare_digest(data_tag(data_key, message.tag_input()), message.tag)
