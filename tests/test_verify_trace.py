@@ -329,3 +329,71 @@ def test_a_policy_record_sets_the_bounds_of_its_script() -> None:
     tight = _check(_lines([stated, *run]))
     assert tight.violation is not None, "the stated policy was ignored"
     assert "max_recovery_window_ms=1" in tight.violation.message
+
+
+def test_field_checks_refuse_floats_negatives_and_malformed_session_ids() -> None:
+    record = _seeded_with_transitions()[0]
+    for key, value, expected in (
+            ("state_version", 1.0, "must be a non-negative integer"),
+            ("ts_ms", -1, "must be a non-negative integer"),
+            ("ts_ms", True, "must be a non-negative integer"),
+            ("session_id", "AB" * 16, "32 lowercase hex digits"),
+            ("session_id", "ab" * 15, "32 lowercase hex digits"),
+            ("session_id", 7, "must be a str"),
+            ("role", "peer", "unknown role 'peer'")):
+        line, message = _first_violation([{**record, key: value}])
+        assert line == 1
+        assert expected in message, (key, value, message)
+
+
+@pytest.mark.requirement("RM-3.1")
+def test_server_reattach_rate_bound_is_checked() -> None:
+    policy = Policy()
+    limit, window = policy.reattach_rate_limit, policy.reattach_rate_window_ms
+    steps = [("BIRTH", "ATTACH_COMPLETED", "ATTACHED", 0)]
+    steps += [("ATTACHED", "REATTACHED", "ATTACHED", 10 + n) for n in range(limit)]
+    records = [{**r, "role": "server"} for r in _session_records(*steps)]
+    assert _check(_lines(records)).ok
+    one_more = {**records[-1], "state_version": records[-1]["state_version"] + 1,
+                "ts_ms": records[-1]["ts_ms"] + 1}
+    line, message = _first_violation([*records, one_more])
+    assert line == len(records) + 1
+    assert f"more than reattach_rate_limit={limit} REATTACHED within " \
+        f"reattach_rate_window_ms={window}" in message
+    # Exactly one window after the oldest of the last `limit`, one more is allowed again.
+    later = {**one_more, "ts_ms": records[1]["ts_ms"] + window}
+    assert _check(_lines([*records, later])).ok
+    assert not _check(_lines([*records, {**later, "ts_ms": later["ts_ms"] - 1}])).ok
+    # The client's REATTACHED are bounded by the server's verification, not here.
+    client = [{**r, "role": "client"} for r in [*records, one_more]]
+    assert _check(_lines(client)).ok
+
+
+def test_partial_traces_are_refused_unless_allowed() -> None:
+    records = _seeded_with_transitions()
+    index = _transition_index(records)
+    tail = records[index:]
+    line, message = _first_violation(tail)
+    assert (line, "does not start at BIRTH" in message) == (1, True)
+    report = verify_lines(_lines(tail), chained=False, allow_partial=True)
+    assert report.ok, report.violation
+    # Mid-session, the rules still hold: a version jump is caught.
+    jumped = [tail[0], {**tail[1], "state_version": tail[1]["state_version"] + 5}]
+    bad = verify_lines(_lines(jumped), chained=False, allow_partial=True)
+    assert bad.violation is not None
+    assert bad.violation.line == 2
+    # A reject first: the stream opens at the reject's version.
+    reject = next(r for r in tail if r["type"] == "reject")
+    assert verify_lines(_lines([reject]), chained=False, allow_partial=True).ok
+
+
+def test_blank_lines_are_skipped_in_a_bare_log_and_counted_nowhere() -> None:
+    records = _seeded_with_transitions()
+    lines = _lines(records)
+    spaced = [lines[0], "", "   ", *lines[1:]]
+    report = _check(spaced)
+    assert report.ok, report.violation
+    assert report.records == len(records)
+    # A blank line never ends checking: a broken record after one is still found.
+    broken = [lines[0], "", json.dumps({**records[1], "reason": "NOPE"})]
+    assert _first_violation(broken) == (3, "unknown reason code 'NOPE'")
