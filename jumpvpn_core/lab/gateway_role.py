@@ -17,13 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from jumpvpn_core.effects import BindTransport, Effect, StateChanged
 from jumpvpn_core.gateway import Gateway, GatewayPolicy, GatewayResult, OwnershipMode
-from jumpvpn_core.phases import Phase, Role
+from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import SessionState
 from jumpvpn_core.stores import StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.sqlite import SqliteStore
-from jumpvpn_core.transport import TransportDescriptor
-from jumpvpn_core.transports.handshake import derive_data_key
 from jumpvpn_core.transports.udp import GatewaySessionHost, UdpServer
 
 if TYPE_CHECKING:
@@ -129,25 +127,10 @@ class GatewayRole:
                 self.follower.bind(effect.transport.host)
 
     def _adopt(self, state: SessionState) -> None:
-        """Give the driver what it needs for a session another node opened (failover).
-
-        The reference driver learns a session's data key at its own handshake and its
-        route from `BindTransport` effects only. A node that takes a session over from the
-        shared store has neither: it derives the key from the committed control key, as
-        the opening node did, and routes to the committed, validated binding. This reaches
-        into the driver's private tables because the driver has no public hook for it yet.
-        """
-        server = self.server
-        sid = state.session_id
-        if server is None or state.link.active is None:
-            return
-        keys: dict[bytes, bytes] = server._data_keys
-        if sid not in keys:
-            keys[sid] = derive_data_key(state.ident.control_key, sid)
-        routes: dict[bytes, TransportDescriptor] = server._routes
-        if sid not in routes and state.phase is not Phase.TERMINATED:
-            routes[sid] = state.link.active
-            server._validated[state.link.active] += 1
+        """A session another node opened reached this node through the shared store
+        (failover): let the driver serve it (`UdpServer.adopt`)."""
+        if self.server is not None:
+            self.server.adopt(state)
 
     async def start(self, req: dict[str, Any]) -> dict[str, Any]:
         """Open the shared store, build the gateway node and bind the UDP server."""

@@ -13,8 +13,10 @@ Derivation (both sides compute the same):
                           info="jumpvpn-core/v1 reference handshake", length=48)
     secret  = okm[0:32]      session_id = okm[32:48]
 
-The data key that authenticates DATA and HEARTBEAT datagrams is derived from the secret
-with its own HKDF label, so it is unrelated to the core's control key.
+The data key that authenticates DATA and HEARTBEAT datagrams is derived from the core's
+control key with its own HKDF label: a different key, yet one that any gateway node holding
+the session's committed record (which carries the control key) can derive, so a node that
+takes a session over from a shared store serves its data plane too (`UdpServer.adopt`).
 """
 
 from __future__ import annotations
@@ -110,10 +112,11 @@ def respond(client_public: bytes) -> tuple[bytes, HandshakeKeys]:
     return server_public, _derive(private, client_public, client_public, server_public)
 
 
-def derive_data_key(secret: bytes, session_id: bytes) -> bytes:
-    """The key that authenticates DATA and HEARTBEAT datagrams of one session."""
+def derive_data_key(control_key: bytes, session_id: bytes) -> bytes:
+    """The key that authenticates DATA and HEARTBEAT datagrams of one session, derived
+    from the session's control key (`SessionState.ident.control_key`)."""
     return HKDF(algorithm=hashes.SHA256(), length=DATA_KEY_SIZE, salt=_DATA_SALT,
-                info=_DATA_INFO + session_id).derive(secret)
+                info=_DATA_INFO + session_id).derive(control_key)
 
 
 def data_tag(data_key: bytes, tag_input: bytes) -> bytes:

@@ -21,7 +21,7 @@ import pytest
 
 from jumpvpn_core import Phase, Policy, ReasonClass, ReasonCode, Rejected, StateChanged
 from jumpvpn_core.effects import SendPathChallenge, SendReattachAccept
-from jumpvpn_core.gateway import Gateway, GatewayPolicy
+from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
@@ -37,7 +37,13 @@ from jumpvpn_core.transports.udp import (
     UdpClient,
     UdpServer,
 )
-from jumpvpn_core.transports.wire import HeartbeatMessage, MessageKind, WireError, decode
+from jumpvpn_core.transports.wire import (
+    DataMessage,
+    HeartbeatMessage,
+    MessageKind,
+    WireError,
+    decode,
+)
 
 T = TypeVar("T")
 SCALE = 5  # interop intervals divided by this
@@ -357,6 +363,45 @@ def test_a_gateway_replaces_the_local_table_through_a_port_jump_and_a_replay() -
         await asyncio.sleep(0.2)
         await finish(server, client)
         await close(server, client, attacker)
+
+    run(scenario())
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_node_that_takes_a_session_over_from_the_store_serves_its_data_plane() -> None:
+    data: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] == MessageKind.DATA:
+            data.append(datagram)
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        nodes = GatewayPolicy(ownership=OwnershipMode.SHARED, node_ids=("a", "b"))
+        first = Gateway(store, nodes, node_id="a", session_policy=POLICY)
+        second = Gateway(store, nodes, node_id="b", session_policy=POLICY)
+        opener = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(first))
+        taker = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(second))
+        client = await UdpClient.connect(opener.address, policy=POLICY, config=CONFIG, tap=tap)
+        sid = client.session_id
+        client.start_stream()
+        await until(lambda: len(data) >= 2)
+        client.stop_stream()
+        peer = await RawUdpPeer.open("127.0.0.1", 0)
+        peer.send(data[0], taker.address)  # before the takeover: no key for the session
+        await until(lambda: taker.drops["unknown_session"] == 1)
+        committed = first.committed(sid)
+        assert committed is not None
+        taker.adopt(committed[1])
+        assert taker.route(sid) == client.local
+        peer.send(data[1], taker.address)  # the client's datagram, authenticated by the taker
+        message = decode(data[1])
+        assert isinstance(message, DataMessage)
+        await until(lambda: message.seq in taker.delivered.get(sid, set()))
+        assert taker.drops["bad_tag"] == 0
+        peer.close()
+        await taker.close()
+        await close(opener, client)
 
     run(scenario())
 

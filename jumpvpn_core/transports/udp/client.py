@@ -153,8 +153,8 @@ class UdpClient(Driver):
             self._close_sockets()
             raise
         now = self._clock.now_ms()
-        self._data_key = derive_data_key(keys.secret, keys.session_id)
         self._state = new_session(Role.CLIENT, keys.session_id, keys.secret, now, policy)
+        self._data_key = derive_data_key(self._state.ident.control_key, keys.session_id)
         self._last_tx_ms = self._next_send_ms = now
         self._loss.heard(now)
         self._apply(Attach(now, first.descriptor))

@@ -31,8 +31,10 @@ from jumpvpn_core.effects import (
     StateChanged,
 )
 from jumpvpn_core.events import Event, InboundTraffic
-from jumpvpn_core.phases import Role
+from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import derive_control_key
+from jumpvpn_core.state import SessionState
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 from jumpvpn_core.transports import wire
 from jumpvpn_core.transports.errors import HandshakeError, TransportError
@@ -124,6 +126,21 @@ class UdpServer(Driver):
     def route(self, session_id: bytes) -> TransportDescriptor | None:
         """The validated address a session's traffic goes to, if any."""
         return self._routes.get(session_id)
+
+    def adopt(self, state: SessionState) -> None:
+        """Serve a session that another node opened and this one took over from a shared
+        store: its data key comes from the committed control key, and its route is the
+        committed binding (already validated by the node that bound it). A TERMINATED
+        session, or one with no binding, is not adopted; a session already served here is
+        left as it is."""
+        sid = state.ident.session_id
+        if state.phase is Phase.TERMINATED or state.link.active is None:
+            return
+        if sid not in self._data_keys:
+            self._data_keys[sid] = derive_data_key(state.ident.control_key, sid)
+        if sid not in self._routes:
+            self._routes[sid] = state.link.active
+            self._validated[state.link.active] += 1
 
     async def close(self) -> None:
         """Disarm the timer and close the socket. Sessions are left to their host."""
@@ -264,7 +281,8 @@ class UdpServer(Driver):
         except SessionTableError:
             self.drops["session_table_refused"] += 1
             return
-        self._data_keys[keys.session_id] = derive_data_key(keys.secret, keys.session_id)
+        self._data_keys[keys.session_id] = derive_data_key(
+            derive_control_key(keys.secret, keys.session_id), keys.session_id)
         self._execute_all(effects, now)
         response = wire.encode(wire.HandshakeResponse(server_public, keys.session_id))
         self._handshakes[message.client_public] = (response, source)
