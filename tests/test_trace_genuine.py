@@ -81,3 +81,19 @@ def test_cli_trace_key_and_verify_key(scenario_trace: list[str], tmp_path: Path,
     assert main(["scenarios", "--trace", str(trace), "--trace-key", "zz"]) == 2
 
 
+
+
+@pytest.mark.requirement("RM-10")
+def test_the_simulate_cli_writes_a_trace_its_key_verifies(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY.hex(), encoding="ascii")
+    assert main(["simulate", "--scenario", "replay", "--sessions", "6", "--duration", "30s",
+                 "--seed", "3", "--out", str(tmp_path / "sim"), "--no-plots",
+                 "--trace-key", str(key_file)]) == 0
+    capsys.readouterr()
+    trace = tmp_path / "sim" / "trace.jsonl"
+    assert main(["verify-trace", "--key", str(key_file), str(trace)]) == 0
+    assert "chain intact, MACs verified" in capsys.readouterr().out
+    assert main(["simulate", "--scenario", "replay", "--out", str(tmp_path / "x"),
+                 "--trace-key", str(tmp_path / "missing")]) == 2
