@@ -15,15 +15,18 @@ as security events without moving the binding, and no payload was lost beyond th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import io
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TextIO
 
 import attrs
+import click
 
 from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
+from jumpvpn_core.cli._common import CliError, emit_json, json_option, verb
 from jumpvpn_core.effects import (
     BindTransport,
     Effect,
@@ -46,7 +49,7 @@ from jumpvpn_core.transports.udp import (
 )
 from jumpvpn_core.transports.wire import MessageKind
 
-__all__ = ["DEMO_POLICY", "register", "run_demo"]
+__all__ = ["DEMO_POLICY", "command", "run_demo"]
 
 #: Short timers so the whole story fits in a few seconds.
 DEMO_POLICY = Policy(
@@ -64,42 +67,52 @@ _BURST = 8
 _OVERALL_TIMEOUT_S = 30.0
 
 
-def register(subparsers: Any) -> None:
-    """Add the `demo` subcommand."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="run a live loopback session through a loss burst, a port jump and a replay",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.add_argument("--trace", default=None, metavar="FILE",
-                        help="also write both roles' audit records as a trace to FILE")
-    parser.add_argument("--trace-key", default=None, metavar="FILE|HEX",
-                        help="MAC the trace's checkpoints with this key (verify-trace --key)")
-    parser.set_defaults(handler=_handle)
+@verb("demo", "Run a live loopback session through a loss burst, a port jump and a "
+      "replay.\n\nExit 0 only if every outcome "
+      "was observed: the burst recovered, the jump kept the session, the replays were "
+      "rejected and no payload was lost beyond the burst.")
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+              help="also write both roles' audit records as a trace to this file")
+@click.option("--trace-key", default=None, metavar="FILE|HEX",
+              help="MAC the trace's checkpoints with this key (verify-trace --key)")
+@json_option
+def command(trace_path: Path | None, trace_key: str | None, as_json: bool) -> int:
+    """Handler of `jumpvpn demo`."""
+    if trace_path is not None:
+        try:
+            key = key_option(trace_key)
+        except TraceKeyError as exc:
+            raise CliError(f"bad --trace-key: {exc}") from None
+        with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
+                TraceWriter(handle.write, writer="jumpvpn demo", key=key) as trace:
+            return _command(as_json, trace)
+    return _command(as_json, None)
 
 
-def _handle(args: argparse.Namespace) -> int:
-    if args.trace is None:
-        return run_demo(sys.stdout)
-    try:
-        key = key_option(args.trace_key)
-    except TraceKeyError as exc:
-        print(f"jumpvpn demo: error: bad --trace-key: {exc}", file=sys.stderr)
-        return 2
-    with open(args.trace, "w", encoding="utf-8", newline="\n") as handle, \
-            TraceWriter(handle.write, writer="jumpvpn demo", key=key) as trace:
+def _command(as_json: bool, trace: TraceWriter | None) -> int:
+    if not as_json:
         return run_demo(sys.stdout, trace)
+    buffer = io.StringIO()
+    demo = _Demo(buffer, trace)
+    status = _run(demo)
+    emit_json({"ok": status == 0, "timeline": buffer.getvalue().splitlines(),
+               "checks": [attrs.asdict(check) for check in demo.checks]})
+    return status
 
 
 def run_demo(out: TextIO, trace: TraceWriter | None = None) -> int:
     """Run the demo, writing the timeline and summary to `out` and, given a `trace`, every
     audit record of both roles to it. Returns the exit status."""
+    return _run(_Demo(out, trace))
+
+
+def _run(demo: _Demo) -> int:
     try:
-        return asyncio.run(asyncio.wait_for(_Demo(out, trace).run(), _OVERALL_TIMEOUT_S))
+        return asyncio.run(asyncio.wait_for(demo.run(), _OVERALL_TIMEOUT_S))
     except TimeoutError:
-        out.write(f"demo: did not finish within {_OVERALL_TIMEOUT_S:.0f} s\n")
+        demo.out.write(f"demo: did not finish within {_OVERALL_TIMEOUT_S:.0f} s\n")
     except JumpVpnError as exc:
-        out.write(f"demo: {type(exc).__name__}: {exc}\n")
+        demo.out.write(f"demo: {type(exc).__name__}: {exc}\n")
     return 1
 
 
@@ -116,6 +129,7 @@ class _Demo:
         self.trace = trace
         self.t0_ms = 0
         self.captured: list[bytes] = []
+        self.checks: list[_Check] = []
 
     # -- output ------------------------------------------------------------------------------
 
@@ -250,6 +264,7 @@ class _Demo:
         ]
 
     def summary(self, checks: list[_Check]) -> int:
+        self.checks = checks
         passed = all(c.ok for c in checks)
         self.out.write("\n== summary ==\n")
         for check in checks:
