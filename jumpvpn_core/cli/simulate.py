@@ -28,6 +28,7 @@ from typing import Any
 import attrs
 import click
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
 from jumpvpn_core.cli._common import (
     CliError,
@@ -37,6 +38,7 @@ from jumpvpn_core.cli._common import (
     json_option,
     verb,
 )
+from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.plots import SimTally
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
@@ -131,10 +133,10 @@ def _paths(paths: Any) -> tuple[LinkSpec, ...]:
 
 def _read_config(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return jsonsafe.loads(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except JsonDecodeError as exc:
         raise UsageError(f"--config {str(path)!r} is not JSON: {exc}") from None
 
 

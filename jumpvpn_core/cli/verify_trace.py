@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.cli._common import CliError, emit_json, json_option, verb
 from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.policy import Policy
@@ -41,7 +41,7 @@ def command(file: Path, policy_path: Path | None, allow_partial: bool, key_spec:
     policy = Policy()
     if policy_path is not None:
         try:
-            policy = Policy.from_data(json.loads(policy_path.read_text(encoding="utf-8")))
+            policy = Policy.from_data(jsonsafe.loads(policy_path.read_bytes()), partial=True)
         except PolicyError as exc:
             raise CliError(f"bad policy {policy_path}: {exc}") from None
         except (OSError, ValueError) as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.errors import JumpVpnError
 from jumpvpn_core.invariants import check_state
@@ -52,11 +53,15 @@ def decode_record(record: StoredSession) -> SessionState:
     """The server state in `record`, or `RecordInvalidError` saying what was wrong.
 
     Whatever the decoders raise on the record's content (see `DECODER_ERRORS`) becomes a
-    `RecordInvalidError` naming only the error's type: a message could echo key material.
+    `RecordInvalidError`. The library's own decoder errors (`JumpVpnError`) name the field
+    and never a value (`specs/bad-input.md`), so their message is kept; any other error is
+    named by its type only, since its message could echo key material.
     """
     try:
-        data = json.loads(record.data.decode("utf-8"))
-        state = state_from_data(data)
+        state = state_from_data(jsonsafe.loads(record.data))
+    except JumpVpnError as exc:
+        raise RecordInvalidError(f"record does not decode: {type(exc).__name__}: {exc}"
+                                 ) from None
     except DECODER_ERRORS as exc:
         raise RecordInvalidError(f"record does not decode: {type(exc).__name__}") from None
     if state.role is not Role.SERVER:
