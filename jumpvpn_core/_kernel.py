@@ -22,6 +22,8 @@ from jumpvpn_core.effects import (
 )
 from jumpvpn_core.events import (
     Attach,
+    ReattachAccepted,
+    ReattachRequest,
     Tick,
 )
 from jumpvpn_core.phases import Phase, Role, transition_target
@@ -79,25 +81,29 @@ REASON_CLASS: dict[ReasonCode, ReasonClass] = {code: reason_class(code) for code
 
 def rejected(state: SessionState, event: Any, reason: ReasonCode) -> Rejected:
     ident = state.ident
-    return Rejected(
-        ident.session_id,
-        ident.role,
-        reason,
-        REASON_CLASS[reason],
-        state.phase,
-        state.state_version,
-        type(event).__name__,
-        event.now_ms,
-    )
+    kind = type(event)
+    if kind is ReattachRequest or kind is ReattachAccepted:
+        return Rejected(ident.session_id, ident.role, reason, REASON_CLASS[reason],
+                        state.phase, state.state_version, kind.__name__, event.now_ms,
+                        event.nonce, event.state_version)
+    return Rejected(ident.session_id, ident.role, reason, REASON_CLASS[reason], state.phase,
+                    state.state_version, kind.__name__, event.now_ms, None, None)
 
 
 def reject(state: SessionState, event: Any, reason: ReasonCode) -> Out:
     # Performance: `rejected` written out (one Python call less per refused input), and a
-    # one-element tuple that step() passes on as is (no list, no copy).
+    # one-element tuple that step() passes on as is (no list, no copy). The refused
+    # request's nonce and version ride along by two identity tests of its type: no getattr
+    # with a default (an exception inside) on the rejection path.
     ident = state.ident
+    kind = type(event)
+    if kind is ReattachRequest or kind is ReattachAccepted:
+        return state, (Rejected(ident.session_id, ident.role, reason, REASON_CLASS[reason],
+                                state.phase, state.state_version, kind.__name__,
+                                event.now_ms, event.nonce, event.state_version),)
     return state, (Rejected(ident.session_id, ident.role, reason, REASON_CLASS[reason],
-                            state.phase, state.state_version, type(event).__name__,
-                            event.now_ms),)
+                            state.phase, state.state_version, kind.__name__,
+                            event.now_ms, None, None),)
 
 
 # --- named record builders: a Link is rebuilt in a handful of ways, each named here -----------

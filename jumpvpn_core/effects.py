@@ -36,8 +36,9 @@ __all__ = [
     "StateChanged",
 ]
 
-#: Version of the audit record format (`to_record()` keys and meanings).
-AUDIT_RECORD_VERSION = 1
+#: Version of the audit record format (`to_record()` keys and meanings). 2: a reject of a
+#: reattach request or accept carries its `nonce` and `request_version`.
+AUDIT_RECORD_VERSION = 2
 
 
 
@@ -72,7 +73,12 @@ class StateChanged:
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class Rejected:
-    """Audit: one refused input. The state after the step is the state before it."""
+    """Audit: one refused input. The state after the step is the state before it.
+
+    `nonce` and `request_version` are the refused event's own `nonce` and `state_version`
+    when it has them (`ReattachRequest`, `ReattachAccepted`), so a refusal can be matched
+    to the request it refused; None for every other event.
+    """
 
     session_id: bytes
     role: Role
@@ -82,6 +88,8 @@ class Rejected:
     state_version: int
     event: str
     ts_ms: int
+    nonce: int | None
+    request_version: int | None
 
     @property
     def security_event(self) -> bool:
@@ -90,7 +98,7 @@ class Rejected:
 
     def to_record(self) -> dict[str, Any]:
         """The JSON-ready audit record."""
-        return {
+        record: dict[str, Any] = {
             "v": AUDIT_RECORD_VERSION,
             "type": "reject",
             "class": self.reason_class.value,
@@ -102,6 +110,10 @@ class Rejected:
             "event": self.event,
             "ts_ms": self.ts_ms,
         }
+        if self.nonce is not None:
+            record["nonce"] = self.nonce
+            record["request_version"] = self.request_version
+        return record
 
 
 AuditEffect = StateChanged | Rejected

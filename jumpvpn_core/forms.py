@@ -262,7 +262,7 @@ def record_from_data(record: JsonObject) -> StateChanged | Rejected:
     codes, a 16-byte session id. Whether the record may follow its predecessors is the
     trace verifier's business (`jumpvpn_core.audit.trace`).
     """
-    if record.get("v") != AUDIT_RECORD_VERSION:
+    if type(record.get("v")) is not int or record.get("v") != AUDIT_RECORD_VERSION:
         raise FormError(f"unsupported record version {describe(record.get('v'))}")
     kind = record.get("type")
     if kind not in ("state_change", "reject"):
@@ -281,5 +281,11 @@ def record_from_data(record: JsonObject) -> StateChanged | Rejected:
     phase = _record_enum(record, "phase", Phase, "phase")
     event = _record_field(record, "event", str)
     klass = _record_enum(record, "class", ReasonClass, "reason class")
-    return Rejected(bytes.fromhex(session), role, reason, klass, phase, version, event, ts)
+    nonce = request_version = None
+    if "nonce" in record or "request_version" in record:
+        # The refused request's own nonce and version (record version 2): both or neither.
+        nonce = _record_field(record, "nonce", int)
+        request_version = _record_field(record, "request_version", int)
+    return Rejected(bytes.fromhex(session), role, reason, klass, phase, version, event, ts,
+                    nonce, request_version)
 

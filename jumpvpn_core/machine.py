@@ -18,7 +18,8 @@ Contract, for drivers:
   never accepts a reattach). Deliver `Tick(now)` when `now >= next_deadline(state)`.
 * A refused input returns the very same state object (after any due deadline fired) and
   exactly one `Rejected` effect saying why.
-* Execute effects in order. Audit records come first in a step's output, actions after.
+* Execute effects in order. A step's output is one part per deadline fired, then the
+  event's part; audit records come first within each part (specs/field-rules.md).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ def _change(state: SessionState, src: Phase, dst: Phase, reason: ReasonCode,
 
 def _reject(state: SessionState, reason: ReasonCode, klass: ReasonClass) -> Rejected:
     return Rejected(SESSION_ID, state.role, reason, klass, state.phase, state.state_version,
-                    "ReattachRequest", state.link.clock_ms)
+                    "ReattachRequest", state.link.clock_ms, 1, state.state_version)
 
 
 def test_a_real_step_is_clean() -> None:

@@ -45,8 +45,10 @@ def test_fast_init_core_records_equal_attrs_built_ones() -> None:
                                   "loss_streak": 1, "loss_start_ms": 4,
                                   "heard_in_phase": True, "clock_ms": 6}
     rejected = Rejected(bytes(16), Role.SERVER, ReasonCode.REPLAY_DETECTED,
-                        ReasonClass.SECURITY_EVENT, Phase.ATTACHED, 3, "ReattachRequest", 9)
+                        ReasonClass.SECURITY_EVENT, Phase.ATTACHED, 3, "ReattachRequest", 9,
+                        7, 2)
     assert rejected.to_record()["reason"] == "REPLAY_DETECTED"
+    assert (rejected.to_record()["nonce"], rejected.to_record()["request_version"]) == (7, 2)
     assert pickle.loads(pickle.dumps(rejected))  # noqa: S301  # our own bytes == rejected
 
 

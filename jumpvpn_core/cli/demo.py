@@ -19,11 +19,14 @@ import asyncio
 import io
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 import attrs
+import click
 
-from jumpvpn_core.cli._common import emit_json, json_option, verb
+from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
+from jumpvpn_core.cli._common import CliError, emit_json, json_option, verb
 from jumpvpn_core.effects import (
     BindTransport,
     Effect,
@@ -68,22 +71,39 @@ _OVERALL_TIMEOUT_S = 30.0
       "replay.\n\nExit 0 only if every outcome "
       "was observed: the burst recovered, the jump kept the session, the replays were "
       "rejected and no payload was lost beyond the burst.")
+@click.option("--trace", "trace_path", type=click.Path(path_type=Path), default=None,
+              help="also write both roles' audit records as a trace to this file")
+@click.option("--trace-key", default=None, metavar="FILE|HEX",
+              help="MAC the trace's checkpoints with this key (verify-trace --key)")
 @json_option
-def command(as_json: bool) -> int:
+def command(trace_path: Path | None, trace_key: str | None, as_json: bool) -> int:
     """Handler of `jumpvpn demo`."""
+    if trace_path is not None:
+        try:
+            key = key_option(trace_key)
+        except TraceKeyError as exc:
+            raise CliError(f"bad --trace-key: {exc}") from None
+        with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
+                TraceWriter(handle.write, writer="jumpvpn demo", key=key) as trace:
+            return _command(as_json, trace)
+    return _command(as_json, None)
+
+
+def _command(as_json: bool, trace: TraceWriter | None) -> int:
     if not as_json:
-        return run_demo(sys.stdout)
+        return run_demo(sys.stdout, trace)
     buffer = io.StringIO()
-    demo = _Demo(buffer)
+    demo = _Demo(buffer, trace)
     status = _run(demo)
     emit_json({"ok": status == 0, "timeline": buffer.getvalue().splitlines(),
                "checks": [attrs.asdict(check) for check in demo.checks]})
     return status
 
 
-def run_demo(out: TextIO) -> int:
-    """Run the demo, writing the timeline and summary to `out`. Returns the exit status."""
-    return _run(_Demo(out))
+def run_demo(out: TextIO, trace: TraceWriter | None = None) -> int:
+    """Run the demo, writing the timeline and summary to `out` and, given a `trace`, every
+    audit record of both roles to it. Returns the exit status."""
+    return _run(_Demo(out, trace))
 
 
 def _run(demo: _Demo) -> int:
@@ -104,8 +124,9 @@ class _Check:
 
 
 class _Demo:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, trace: TraceWriter | None = None) -> None:
         self.out = out
+        self.trace = trace
         self.t0_ms = 0
         self.captured: list[bytes] = []
         self.checks: list[_Check] = []
@@ -124,6 +145,8 @@ class _Demo:
 
     def observe(self, role: Role, now: int, effect: Effect) -> None:
         who = role.value
+        if self.trace is not None and isinstance(effect, StateChanged | Rejected):
+            self.trace.write(effect.to_record())
         if isinstance(effect, StateChanged):
             self.line(now, who, f"{effect.from_phase.value} -> {effect.to_phase.value}  "
                                 f"{effect.reason.value}  (v{effect.state_version})")

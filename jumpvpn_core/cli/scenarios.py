@@ -13,12 +13,12 @@ instead of the reference (`jumpvpn_core.scenarios.standin`, built by
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
 
+from jumpvpn_core.audit.trace_writer import TraceKeyError, key_option, write_trace
 from jumpvpn_core.cli._common import (
     CliError,
     ProgressLines,
@@ -123,6 +123,8 @@ def _table(rows: list[dict[str, Any]], wide: bool) -> str:
               help="directory of scenario scripts (default: the packaged specs/scenarios)")
 @click.option("--trace", type=click.Path(path_type=Path), default=Path(DEFAULT_TRACE),
               show_default=True, help="where to write the JSONL audit trace")
+@click.option("--trace-key", default=None, metavar="FILE|HEX",
+              help="MAC the trace's checkpoints with this key (verify-trace --key)")
 @click.option("--rewrite", is_flag=True,
               help="replace every expected block with the actual output (edits the files)")
 @click.option("--impl", default=None, metavar="package.module:factory",
@@ -136,10 +138,14 @@ def _table(rows: list[dict[str, Any]], wide: bool) -> str:
               help="per-step timeout for --cmd")
 @click.option("--wide", is_flag=True, help="show every column, unclipped")
 @json_option
-def command(files: tuple[Path, ...], directory: Path | None, trace: Path, rewrite: bool,
-            impl: str | None, cmd: str | None, role: str | None, step_timeout_ms: int,
-            wide: bool, as_json: bool) -> int:
+def command(files: tuple[Path, ...], directory: Path | None, trace: Path,
+            trace_key: str | None, rewrite: bool, impl: str | None, cmd: str | None,
+            role: str | None, step_timeout_ms: int, wide: bool, as_json: bool) -> int:
     """Handler of `jumpvpn scenarios`."""
+    try:
+        key = key_option(trace_key)
+    except TraceKeyError as exc:
+        raise CliError(f"bad --trace-key: {exc}") from None
     if impl is not None and cmd is not None:
         raise CliError("--impl and --cmd cannot be combined: give one implementation")
     under_test = impl is not None or cmd is not None
@@ -158,7 +164,7 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path, rewrit
     check_output_file(trace, "--trace")
 
     rows: list[dict[str, Any]] = []
-    trace_lines: list[str] = []
+    trace_records: list[dict[str, Any]] = []
     failures: list[str] = []
     progress = ProgressLines("jumpvpn scenarios")
     try:
@@ -178,22 +184,22 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path, rewrit
                     stand_in.close()
             rows.append(_row(result, path))
             if result is not None:
-                trace_lines.extend(json.dumps(r, sort_keys=True) for r in result.records)
+                trace_records.extend(result.records)
                 if result.failure is not None:
                     failures.append(result.failure)
             progress.update(f"{number}/{len(paths)} scripts replayed")
     finally:
         # Written even when interrupted: the trace of every script replayed so far.
-        trace.write_text("".join(line + "\n" for line in trace_lines), encoding="utf-8")
+        write_trace(trace, trace_records, writer="jumpvpn scenarios", key=key)
     passed = sum(1 for row in rows if row["ok"])
     if as_json:
         emit_json({"scripts": rows, "passed": passed, "total": len(rows),
-                   "ok": not failures, "trace": str(trace), "records": len(trace_lines),
+                   "ok": not failures, "trace": str(trace), "records": len(trace_records),
                    "failures": failures})
     else:
         click.echo(_table(rows, wide), nl=False)
         click.echo(f"{passed}/{len(rows)} scripts ok; audit trace: {trace} "
-                   f"({len(trace_lines)} records)")
+                   f"({len(trace_records)} records)")
         for failure in failures:
             click.echo(failure, err=True)
     return 0 if not failures else 1

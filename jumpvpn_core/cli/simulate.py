@@ -23,12 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 import click
 
 from jumpvpn_core import jsonsafe
+from jumpvpn_core.audit.trace_writer import TraceKeyError, TraceWriter, key_option
 from jumpvpn_core.cli._common import (
     CliError,
     ProgressLines,
@@ -148,14 +149,13 @@ def _write_csv(path: Path, rows: list[SessionOutcome]) -> None:
             writer.writerow(attrs.astuple(row))
 
 
-def _recorder(trace: IO[str], tally: SimTally) -> Callable[[dict[str, Any]], None]:
+def _recorder(trace: TraceWriter, tally: SimTally) -> Callable[[dict[str, Any]], None]:
     """Stream each audit record to the trace and into the tally."""
-    dumps = json.dumps
     write = trace.write
     feed = tally.record
 
     def on_record(record: dict[str, Any]) -> None:
-        write(dumps(record, sort_keys=True) + "\n")
+        write(record)
         feed(record)
 
     return on_record
@@ -290,10 +290,17 @@ def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -
                    f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects with keys "
                    f"{', '.join(_LINK_KEYS)})")
 @click.option("--no-plots", is_flag=True, help="skip the two PNG plots")
+@click.option("--trace-key", default=None, metavar="FILE|HEX",
+              help="MAC the trace's checkpoints with this key (verify-trace --key)")
 @json_option
 def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
-            config_path: Path | None, no_plots: bool, as_json: bool) -> int:
+            config_path: Path | None, no_plots: bool, trace_key: str | None,
+            as_json: bool) -> int:
     """Handler of `jumpvpn simulate`."""
+    try:
+        key = key_option(trace_key)
+    except TraceKeyError as exc:
+        raise UsageError(f"bad --trace-key: {exc}") from None
     count = _int_arg("sessions", sessions, 1)
     duration_ms = parse_duration_ms(duration)
     seed_value = _int_arg("seed", seed, 0)
@@ -320,7 +327,8 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
     interrupted = False
     tally = SimTally(config.sessions, config.duration_ms)
     started = time.perf_counter()
-    with trace_path.open("w", encoding="utf-8", newline="\n") as trace:
+    with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
+            TraceWriter(handle.write, writer="jumpvpn simulate", key=key) as trace:
         # Ctrl-C while the sessions are being built is held until the world exists, so
         # that there is always a world whose sessions the CSV and summary can describe.
         with _held_sigint() as held:

@@ -20,10 +20,23 @@ __all__ = ["command"]
               help="JSON policy the traced sessions ran under (default: Policy())")
 @click.option("--allow-partial", is_flag=True,
               help="accept streams that start mid-session instead of at BIRTH")
+@click.option("--key", "key_spec", default=None, metavar="FILE|HEX",
+              help="the writer's trace key: check every checkpoint's MAC")
+@click.option("--unchained", is_flag=True,
+              help="a bare record log (trace format 1): check the records only")
 @json_option
-def command(file: Path, policy_path: Path | None, allow_partial: bool, as_json: bool) -> int:
+def command(file: Path, policy_path: Path | None, allow_partial: bool, key_spec: str | None,
+            unchained: bool, as_json: bool) -> int:
     """Handler of `jumpvpn verify-trace`."""
-    from jumpvpn_core.audit.trace import verify_trace_file
+    from jumpvpn_core.audit.trace import describe, verify_trace_file
+    from jumpvpn_core.audit.trace_writer import TraceKeyError, key_option
+
+    try:
+        key = key_option(key_spec)
+    except TraceKeyError as exc:
+        raise CliError(f"bad --key: {exc}") from None
+    if key is not None and unchained:
+        raise CliError("--key needs a framed trace, not --unchained")
 
     policy = Policy()
     if policy_path is not None:
@@ -34,15 +47,17 @@ def command(file: Path, policy_path: Path | None, allow_partial: bool, as_json: 
         except (OSError, ValueError) as exc:
             raise CliError(f"bad policy {policy_path}: cannot read: {exc}") from None
     try:
-        report = verify_trace_file(file, policy, allow_partial=allow_partial)
+        report = verify_trace_file(file, policy, allow_partial=allow_partial,
+                                   chained=not unchained, key=key)
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
     if as_json:
         emit_json({"file": str(file), "ok": report.violation is None,
                    "violation": None if report.violation is None else str(report.violation),
-                   "records": report.records, "streams": report.streams})
+                   "records": report.records, "streams": report.streams,
+                   "chained": report.chained, "authenticated": report.authenticated})
     elif report.violation is not None:
         click.echo(f"{file}:{report.violation}")
     else:
-        click.echo(f"{file}: OK ({report.records} records, {report.streams} streams)")
+        click.echo(f"{file}: {describe(report)}")
     return 1 if report.violation is not None else 0

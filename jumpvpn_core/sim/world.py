@@ -480,7 +480,9 @@ class World:
             server = session.server
             effects = (*effects, fx.Rejected(sid, Role.SERVER, reason, reason_class(reason),
                                              server.phase, server.state_version,
-                                             type(event).__name__, event.now_ms))
+                                             type(event).__name__, event.now_ms,
+                                             getattr(event, "nonce", None),
+                                             getattr(event, "state_version", None)))
         if self._check:
             # The node stepped the core itself: its step is checked here. A refusal before
             # `step()` ran (no deadline fired) leaves only the state to check.

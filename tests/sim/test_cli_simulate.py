@@ -31,7 +31,10 @@ def test_simulate_writes_trace_csv_and_both_plots(tmp_path: Path,
     records = [json.loads(line) for line in
                (tmp_path / "trace.jsonl").read_text().splitlines()]
     assert records
-    assert {r["type"] for r in records} <= {"state_change", "reject"}
+    # Audit records, framed by the trace writer (specs/trace-format.md).
+    assert {r["type"] for r in records} <= {"state_change", "reject", "trace_begin",
+                                            "checkpoint", "stream_end", "trace_end"}
+    assert (records[0]["type"], records[-1]["type"]) == ("trace_begin", "trace_end")
     assert sum(1 for r in records if r["to" if "to" in r else "type"] == "ATTACHED") >= 24
     with (tmp_path / "sessions.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from typing import Any
 
 import pytest
 
 from jumpvpn_core.audit.trace import verify_lines
+from jumpvpn_core.audit.trace_writer import TraceWriter
 from jumpvpn_core.sim import SCENARIOS, World, build_scenario
 
 
@@ -15,8 +16,16 @@ from jumpvpn_core.sim import SCENARIOS, World, build_scenario
 def test_scenario_trace_passes_verify_trace(name: str) -> None:
     config = build_scenario(name, 40, 150_000, 5)
     lines: list[str] = []
-    World(config, on_record=lambda record: lines.append(json.dumps(record))).run()
-    assert lines, "the scenario wrote no audit record"
-    report = verify_lines(lines, config.policy)
+    records: list[dict[str, Any]] = []
+    key = bytes(range(32))
+    with TraceWriter(lines.append, writer="jumpvpn simulate", key=key) as trace:
+
+        def on_record(record: dict[str, Any]) -> None:
+            records.append(record)
+            trace.write(record)
+
+        World(config, on_record=on_record).run()
+    assert records, "the scenario wrote no audit record"
+    report = verify_lines(lines, config.policy, key=key)
     assert report.ok, report.violation
-    assert report.records == len(lines)
+    assert (report.records, report.authenticated) == (len(records), True)
