@@ -35,7 +35,11 @@ __all__ = ["STATE_FORMAT_VERSION", "state_from_data", "state_to_data"]
 
 _V = TypeVar("_V")
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+# Format 1 had no `request_nonce` in a pending path validation; such a record still decodes,
+# the validation read as opened by unproven traffic (0), the reading that lets a
+# proof-backed request pre-empt it (see specs/state-format.md).
+_FORMATS = (1, STATE_FORMAT_VERSION)
 
 
 def _transport_or_none(value: TransportDescriptor | None) -> str | None:
@@ -62,6 +66,7 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
                 "bytes_received": pending_path.bytes_received,
                 "bytes_sent": pending_path.bytes_sent,
                 "challenge_sent": pending_path.challenge_sent,
+                "request_nonce": pending_path.request_nonce,
             },
             "challenge_counter": side.challenge_counter,
             "last_accept": None if side.last_accept is None else {
@@ -204,7 +209,8 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
     The control key comes from `data["control_key"]` if present, else from `control_key`.
     """
     root = _Reader(data, "")
-    if root.get_int("format") != STATE_FORMAT_VERSION:
+    fmt = root.get_int("format")
+    if fmt not in _FORMATS:
         raise StateDecodeError(f"unsupported state format {root.data['format']!r}")
     try:
         role = Role(root.get_str("role"))
@@ -265,6 +271,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
             pend_r.get_int("bytes_received"),
             pend_r.get_int("bytes_sent"),
             pend_r.get_bool("challenge_sent"),
+            pend_r.get_int("request_nonce") if fmt > 1 else 0,
         )
         last_r = side_r.get_sub_or_none("last_accept")
         last_accept = None

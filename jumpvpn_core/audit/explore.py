@@ -52,7 +52,6 @@ from jumpvpn_core.events import (
     Close,
     InboundTraffic,
     PacketLoss,
-    PathChallengeReceived,
     ReattachAccepted,
     ReattachRequest,
     Tick,
@@ -60,6 +59,7 @@ from jumpvpn_core.events import (
 )
 from jumpvpn_core.invariants import check_state, check_step
 from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.peer import challenge_pending
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import MessageType, compute_proof
@@ -154,7 +154,8 @@ def _client_actions(policy: Policy) -> list[tuple[str, _Action]]:
         side = n.state.side
         assert isinstance(side, ClientSide)
         via = side.pending.via if side.pending is not None else C1
-        return PathChallengeReceived(n.now, via, b"\x05" * 16, OBSERVED), n.captured
+        return (challenge_pending(n.state, n.now, b"\x05" * 16, observed=OBSERVED, via=via),
+                n.captured)
 
     def accept(n: _Node, forged: bool = False) -> tuple[Any, Any] | None:
         side = n.state.side

@@ -5,7 +5,7 @@ one key per attrs field. Values are encoded by field name, the same way everywhe
 
 * transports (`transport`, `via`, `observed`, `bound`, `source`, `candidate`, `to`,
   `previous`) as their `kind:host:port` text (`previous` may be null);
-* byte strings (`session_id`, `proof`, `challenge`) as lowercase hex;
+* byte strings (`session_id`, `proof`, `challenge`, `mac`) as lowercase hex;
 * enums (`role`, `from_phase`, `to_phase`, `phase`, `reason`, `reason_class`) as their value;
 * everything else (integers, the `event` name string) as is.
 
@@ -57,7 +57,7 @@ EFFECT_CLASSES: dict[str, type] = {
 _TRANSPORT_FIELDS = frozenset(
     {"transport", "via", "observed", "bound", "source", "candidate", "to", "previous"}
 )
-_BYTES_FIELDS = frozenset({"session_id", "proof", "challenge"})
+_BYTES_FIELDS = frozenset({"session_id", "proof", "challenge", "mac"})
 _ENUM_FIELDS: dict[str, type[enum.Enum]] = {
     "role": Role,
     "from_phase": Phase,

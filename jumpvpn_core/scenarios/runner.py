@@ -35,13 +35,13 @@ from jumpvpn_core.errors import InvalidEventError, PolicyError
 from jumpvpn_core.events import (
     Attach,
     Event,
-    PathChallengeReceived,
     ReattachAccepted,
     ReattachRequest,
     Tick,
 )
 from jumpvpn_core.invariants import check_step
 from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.peer import challenge_received
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import POLICY_FIELD_DOCS, Policy
 from jumpvpn_core.proof import PROOF_SIZE, MessageType, compute_proof
@@ -495,7 +495,7 @@ def _cmd_deliver(world: _World, args: list[str]) -> list[str]:
     now = _time(world, kv)
     if isinstance(message, SendPathChallenge):
         via = _transport(kv, "via") or world.nat.get(message.to, message.to)
-        event: Event = PathChallengeReceived(now, via, message.challenge, message.to)
+        event: Event = challenge_received(message, now, via)
     else:
         assert isinstance(message, SendReattachAccept)
         via = _transport(kv, "via") or world.nat.get(message.to, message.to)

@@ -49,7 +49,6 @@ from jumpvpn_core.events import (
     DeliveryTimeout,
     InboundTraffic,
     PacketLoss,
-    PathChallengeReceived,
     ReattachAccepted,
     ReattachRequest,
     Tick,
@@ -58,6 +57,7 @@ from jumpvpn_core.gateway import Gateway, GatewayPolicy, GatewayResult, Ownershi
 from jumpvpn_core.gateway.gateway import decode_record
 from jumpvpn_core.invariants import check_state, check_step
 from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.peer import challenge_received
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -561,8 +561,7 @@ class World:
         else:
             return  # the NAT mapping moved on: the datagram reaches nobody
         if isinstance(message, SendPathChallenge):
-            self._feed(session, Role.CLIENT,
-                       PathChallengeReceived(now, path.local, message.challenge, target))
+            self._feed(session, Role.CLIENT, challenge_received(message, now, path.local))
         elif isinstance(message, SendReattachAccept):
             side = session.client.side
             via = side.pending.via if isinstance(side, ClientSide) and side.pending else path.local

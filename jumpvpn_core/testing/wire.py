@@ -40,13 +40,13 @@ __all__ = [
 ]
 
 #: Version of the conformance protocol and of these JSON forms.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 JsonObject = dict[str, Any]
 
 _EVENTS_BY_NAME: dict[str, type] = {t.__name__: t for t in EVENT_TYPES}
 _TRANSPORT_FIELDS = frozenset({"transport", "via", "observed", "source", "candidate", "bound"})
-_BYTES_FIELDS = frozenset({"session_id", "proof", "challenge"})
+_BYTES_FIELDS = frozenset({"session_id", "proof", "challenge", "mac"})
 
 
 class WireError(ValueError):

@@ -488,7 +488,9 @@ class UdpClient:
             return
         via = endpoint.descriptor
         if isinstance(message, PathChallengeMessage):
-            self._apply(PathChallengeReceived(now, via, message.challenge, message.observed))
+            self._apply(PathChallengeReceived(now, via, message.challenge, message.observed,
+                                              message.nonce, message.state_version,
+                                              message.timestamp_ms, message.mac))
         elif isinstance(message, ReattachAcceptMessage):
             self._apply(ReattachAccepted(now, via, message.session_id, message.nonce,
                                          message.state_version, message.timestamp_ms,
@@ -801,7 +803,8 @@ class UdpServer:
             _notify(self._observer, self.drops, Role.SERVER, now, effect)
         elif isinstance(effect, SendPathChallenge):
             self._send(effect.to, encode(PathChallengeMessage(
-                effect.session_id, effect.challenge, effect.to)))
+                effect.session_id, effect.nonce, effect.state_version, effect.timestamp_ms,
+                effect.challenge, effect.to, effect.mac)))
             _notify(self._observer, self.drops, Role.SERVER, now, effect)
         elif isinstance(effect, SendReattachAccept):
             self._send(effect.to, encode(ReattachAcceptMessage(

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 #: Version byte of every datagram. Bumped on any layout change.
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 KEY_SHARE_SIZE = 32
 TAG_SIZE = 16
 MAX_CHALLENGE_SIZE = 255
@@ -178,11 +178,18 @@ class ReattachRequestMessage:
 
 @attrs.frozen
 class PathChallengeMessage:
-    """Server -> client: carries a `SendPathChallenge`; `observed` is where it was sent."""
+    """Server -> client: carries a `SendPathChallenge`; `observed` is where it was sent.
+
+    `mac` authenticates the challenge under the control key (see `proof.challenge_mac`);
+    the client's core refuses a challenge whose MAC does not verify."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    nonce: int = attrs.field(validator=_u64)
+    state_version: int = attrs.field(validator=_u64)
+    timestamp_ms: int = attrs.field(validator=_u64)
     challenge: bytes = attrs.field(validator=_nonempty_challenge)
     observed: TransportDescriptor = attrs.field(validator=_transport)
+    mac: bytes = attrs.field(validator=_fixed(PROOF_SIZE))
 
 
 @attrs.frozen
@@ -262,8 +269,9 @@ def encode(message: Message) -> bytes:
         ))
     if isinstance(m, PathChallengeMessage):
         return b"".join((
-            _header(MessageKind.PATH_CHALLENGE), m.session_id, bytes((len(m.challenge),)),
-            m.challenge, _enc_transport(m.observed),
+            _header(MessageKind.PATH_CHALLENGE), m.session_id, _U64.pack(m.nonce),
+            _U64.pack(m.state_version), _U64.pack(m.timestamp_ms), bytes((len(m.challenge),)),
+            m.challenge, _enc_transport(m.observed), m.mac,
         ))
     if isinstance(m, ReattachAcceptMessage):
         return b"".join((
@@ -350,8 +358,11 @@ def _decode_body(kind: MessageKind, r: _Reader) -> Message:
                                       r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.PATH_CHALLENGE:
         session_id = r.take(sid, "session id")
+        nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")
         challenge = r.take(r.u8("challenge length"), "challenge")
-        return PathChallengeMessage(session_id, challenge, r.transport("observed"))
+        observed = r.transport("observed")
+        return PathChallengeMessage(session_id, nonce, version, ts, challenge, observed,
+                                    r.take(PROOF_SIZE, "challenge mac"))
     if kind is MessageKind.REATTACH_ACCEPT:
         session_id = r.take(sid, "session id")
         nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")

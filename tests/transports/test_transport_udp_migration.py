@@ -27,7 +27,13 @@ from jumpvpn_core.transports.udp import (
     UdpClient,
     UdpServer,
 )
-from jumpvpn_core.transports.wire import HeartbeatMessage, MessageKind, WireError, decode
+from jumpvpn_core.transports.wire import (
+    WIRE_VERSION,
+    HeartbeatMessage,
+    MessageKind,
+    WireError,
+    decode,
+)
 
 T = TypeVar("T")
 SCALE = 5  # interop intervals divided by this
@@ -245,7 +251,7 @@ def test_unvalidated_address_never_receives_more_than_three_times_what_it_sent()
         replayed = captured[:40]
         for datagram in replayed:
             attacker.send(datagram, server.address)
-            attacker.send(b"\x01\x06garbage", server.address)
+            attacker.send(bytes((WIRE_VERSION, 6)) + b"garbage", server.address)
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.5)  # longer than path_validation_timeout_ms
         assert attacker.bytes_sent > 0
