@@ -64,6 +64,7 @@ from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
+from jumpvpn_core.transports.counter_window import CounterWindow
 from jumpvpn_core.transports.errors import (
     AddressInUseError,
     HandshakeError,
@@ -202,13 +203,14 @@ def _notify(observer: Observer | None, drops: collections.Counter[str], role: Ro
         drops["observer_error"] += 1
 
 
-def _signed_data(key: bytes, session_id: bytes, seq: int, payload: bytes) -> bytes:
-    draft = DataMessage(session_id, seq, payload, _ZERO_TAG)
+def _signed_data(key: bytes, session_id: bytes, counter: int, seq: int,
+                 payload: bytes) -> bytes:
+    draft = DataMessage(session_id, counter, seq, payload, _ZERO_TAG)
     return encode(attrs.evolve(draft, tag=data_tag(key, draft.tag_input())))
 
 
-def _signed_heartbeat(key: bytes, session_id: bytes, seq: int) -> bytes:
-    draft = HeartbeatMessage(session_id, seq, _ZERO_TAG)
+def _signed_heartbeat(key: bytes, session_id: bytes, counter: int, seq: int) -> bytes:
+    draft = HeartbeatMessage(session_id, counter, seq, _ZERO_TAG)
     return encode(attrs.evolve(draft, tag=data_tag(key, draft.tag_input())))
 
 
@@ -254,6 +256,7 @@ class UdpClient:
         self._sockets: dict[TransportDescriptor, _Endpoint] = {}
         self._state: SessionState | None = None
         self._data_key = b""
+        self._window = CounterWindow()
         self._active: TransportDescriptor | None = None
         self._handshake: tuple[Initiator, asyncio.Future[HandshakeKeys]] | None = None
         self._pump_task: asyncio.Task[None] | None = None
@@ -299,6 +302,7 @@ class UdpClient:
             raise
         now = self._clock.now_ms()
         self._data_key = derive_data_key(keys.secret, keys.session_id)
+        self._window = CounterWindow()
         self._state = new_session(Role.CLIENT, keys.session_id, keys.secret, now, policy)
         self._last_rx_ms = self._last_tx_ms = self._next_send_ms = now
         self._apply(Attach(now, first.descriptor))
@@ -499,6 +503,9 @@ class UdpClient:
             if not _tag_ok(self._data_key, message):
                 self.drops["bad_tag"] += 1
                 return
+            if not self._window.accept(message.counter):
+                self.drops["replayed"] += 1  # before it counts as traffic at all
+                return
             self._on_ack(message.seq, now)
             self._last_rx_ms = now
             self._timeout_reported = False
@@ -545,7 +552,8 @@ class UdpClient:
         self.next_seq += 1
         body = seq.to_bytes(8, "big")
         payload = (body * (self.config.payload_size // 8 + 1))[:self.config.payload_size]
-        datagram = _signed_data(self._data_key, self.state.session_id, seq, payload)
+        datagram = _signed_data(self._data_key, self.state.session_id,
+                                self._window.next_counter(), seq, payload)
         self._outstanding[seq] = now
         if self._drop_next:
             self._drop_next -= 1
@@ -593,7 +601,8 @@ class UdpClient:
                 self._next_send_ms += config.data_interval_ms
                 sent += 1
         elif now - self._last_tx_ms >= config.keepalive_ms:
-            self._send(endpoint, _signed_heartbeat(self._data_key, self.state.session_id, 0))
+            self._send(endpoint, _signed_heartbeat(self._data_key, self.state.session_id,
+                                                   self._window.next_counter(), 0))
             self._last_tx_ms = now
 
 
@@ -710,6 +719,8 @@ class UdpServer:
         self._routes: dict[bytes, TransportDescriptor] = {}
         self._validated: collections.Counter[TransportDescriptor] = collections.Counter()
         self._data_keys: dict[bytes, bytes] = {}
+        #: Per session: the data-plane replay window and send counter.
+        self._windows: dict[bytes, CounterWindow] = {}
         # address -> [bytes received from it, bytes sent to it while unvalidated]
         self._budget: collections.OrderedDict[TransportDescriptor, list[int]] = (
             collections.OrderedDict())
@@ -822,6 +833,7 @@ class UdpServer:
             if old is not None:
                 self._release(old)
             self._data_keys.pop(effect.session_id, None)
+            self._windows.pop(effect.session_id, None)
             _notify(self._observer, self.drops, Role.SERVER, now, effect)
         else:
             self.drops["effect_not_for_server"] += 1
@@ -875,14 +887,22 @@ class UdpServer:
             if not _tag_ok(key, message):
                 self.drops["bad_tag"] += 1
                 return
+            window = self._windows[message.session_id]
+            if not window.accept(message.counter):
+                # A replayed datagram (captured anywhere, sent from anywhere) is dropped
+                # before it counts as traffic from any address: it cannot open a path
+                # validation or refresh liveness.
+                self.drops["replayed"] += 1
+                return
             if isinstance(message, DataMessage):
                 self.delivered.setdefault(message.session_id, set()).add(message.seq)
             if not self._handle(message.session_id, InboundTraffic(now, source, size), now):
                 return
             route = self._routes.get(message.session_id)
             if route is not None:  # acknowledgements go to the validated binding only
-                self._send(route, _signed_heartbeat(key, message.session_id, message.seq
-                                                    if isinstance(message, DataMessage) else 0))
+                self._send(route, _signed_heartbeat(
+                    key, message.session_id, window.next_counter(),
+                    message.seq if isinstance(message, DataMessage) else 0))
         else:
             self.drops["unexpected_type"] += 1
 
@@ -903,6 +923,7 @@ class UdpServer:
             self.drops["session_table_refused"] += 1
             return
         self._data_keys[keys.session_id] = derive_data_key(keys.secret, keys.session_id)
+        self._windows[keys.session_id] = CounterWindow()
         self._execute_all(effects, now)
         response = encode(HandshakeResponse(server_public, keys.session_id))
         self._handshakes[message.client_public] = response

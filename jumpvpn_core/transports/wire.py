@@ -206,9 +206,13 @@ class ReattachAcceptMessage:
 
 @attrs.frozen
 class DataMessage:
-    """Client -> server: payload number `seq`, authenticated by `tag` (see `tag_input`)."""
+    """Client -> server: payload number `seq`, authenticated by `tag` (see `tag_input`).
+
+    `counter` is the sender's data-plane counter (1, 2, ... over every DATA and HEARTBEAT
+    it seals for the session); the receiver's replay window drops a repeated one."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    counter: int = attrs.field(validator=_nonce)
     seq: int = attrs.field(validator=_u64)
     payload: bytes = attrs.field(validator=_payload)
     tag: bytes = attrs.field(validator=_fixed(TAG_SIZE))
@@ -220,9 +224,11 @@ class DataMessage:
 
 @attrs.frozen
 class HeartbeatMessage:
-    """Either direction: keepalive (`seq` 0) or acknowledgement of payload `seq`."""
+    """Either direction: keepalive (`seq` 0) or acknowledgement of payload `seq`; `counter`
+    as for `DataMessage`."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    counter: int = attrs.field(validator=_nonce)
     seq: int = attrs.field(validator=_u64)
     tag: bytes = attrs.field(validator=_fixed(TAG_SIZE))
 
@@ -281,11 +287,12 @@ def encode(message: Message) -> bytes:
         ))
     if isinstance(m, DataMessage):
         return b"".join((
-            _header(MessageKind.DATA), m.session_id, _U64.pack(m.seq),
+            _header(MessageKind.DATA), m.session_id, _U64.pack(m.counter), _U64.pack(m.seq),
             _U16.pack(len(m.payload)), m.payload, m.tag,
         ))
     if isinstance(m, HeartbeatMessage):
-        return _header(MessageKind.HEARTBEAT) + m.session_id + _U64.pack(m.seq) + m.tag
+        return (_header(MessageKind.HEARTBEAT) + m.session_id + _U64.pack(m.counter)
+                + _U64.pack(m.seq) + m.tag)
     raise _bad(f"not a wire message: {type(message).__name__}")
 
 
@@ -371,15 +378,18 @@ def _decode_body(kind: MessageKind, r: _Reader) -> Message:
                                      r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.DATA:
         session_id = r.take(sid, "session id")
+        counter = r.u64("counter")
         seq = r.u64("sequence number")
         size = r.u16("payload length")
         if size > MAX_PAYLOAD_SIZE:
             raise _bad(f"payload length {size} exceeds {MAX_PAYLOAD_SIZE}")
         payload = r.take(size, "payload")
-        return DataMessage(session_id, seq, payload, r.take(TAG_SIZE, "tag"))
+        return DataMessage(session_id, counter, seq, payload, r.take(TAG_SIZE, "tag"))
     # HEARTBEAT: the only kind left (MessageKind is closed).
     session_id = r.take(sid, "session id")
-    return HeartbeatMessage(session_id, r.u64("sequence number"), r.take(TAG_SIZE, "tag"))
+    counter = r.u64("counter")
+    return HeartbeatMessage(session_id, counter, r.u64("sequence number"),
+                            r.take(TAG_SIZE, "tag"))
 
 
 def decode(datagram: bytes) -> Message:

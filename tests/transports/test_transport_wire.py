@@ -49,9 +49,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
               transports, st.binary(min_size=32, max_size=32)),
     st.builds(ReattachAcceptMessage, sids, nonces, u64, u64, transports,
               st.binary(min_size=32, max_size=32)),
-    st.builds(DataMessage, sids, u64, st.binary(max_size=1200),
+    st.builds(DataMessage, sids, nonces, u64, st.binary(max_size=1200),
               st.binary(min_size=16, max_size=16)),
-    st.builds(HeartbeatMessage, sids, u64, st.binary(min_size=16, max_size=16)),
+    st.builds(HeartbeatMessage, sids, nonces, u64, st.binary(min_size=16, max_size=16)),
 )
 
 
