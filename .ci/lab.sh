@@ -17,9 +17,7 @@ fi
 # if one of these passes (then remove it from the list).
 #   replay: replayed data packets from another address open a path validation that blocks
 #           the client's own signed reattach (issue 10, fixed in the transport).
-#   gateway-failover: the node taking over cannot adopt the session through the UDP
-#           driver's public API yet (issue 15, open).
-KNOWN_FAILING="replay gateway-failover"
+KNOWN_FAILING="replay"
 
 .venv/bin/jumpvpn lab --cleanup
 set +e

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from jumpvpn_core.audit.forms import event_from_data, event_to_data
 from jumpvpn_core.audit.vectors import (
     UNREACHABLE_REASONS,
     base_states,
@@ -19,6 +18,7 @@ from jumpvpn_core.audit.vectors import (
 from jumpvpn_core.cli import main
 from jumpvpn_core.codec import state_from_data
 from jumpvpn_core.events import EVENT_TYPES
+from jumpvpn_core.forms import event_from_data, event_to_data
 from jumpvpn_core.invariants import check_step
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Phase, Role

@@ -21,6 +21,7 @@ from jumpvpn_core.cli import main
 from jumpvpn_core.events import EVENT_TYPES, Event, PathChallengeReceived
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.scenarios import (
+    COMMANDS,
     EventTextError,
     ScriptError,
     format_event,
@@ -29,6 +30,8 @@ from jumpvpn_core.scenarios import (
     run_script,
     run_script_file,
 )
+from jumpvpn_core.scenarios.core_cmds import CORE_COMMANDS
+from jumpvpn_core.scenarios.gateway_cmds import GATEWAY_COMMANDS
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -141,7 +144,7 @@ def test_invariant_violation_fails_the_script(monkeypatch: pytest.MonkeyPatch) -
     def broken(*_args: object) -> list[Violation]:
         return [Violation("version_monotonic", "seeded violation")]
 
-    monkeypatch.setattr("jumpvpn_core.scenarios.runner.check_step", broken)
+    monkeypatch.setattr("jumpvpn_core.invariants.check_step", broken)
     text = HEADER + "init t=0\n----\n\nattach t=0 via=udp:10.0.0.1:4000\n----\n"
     failure = _run_text(text)
     assert failure is not None
@@ -312,14 +315,22 @@ def test_gateway_command_naming_an_unknown_node_fails_at_its_line() -> None:
     assert failure.startswith("case.txt:8: no gateway 'g9'")
 
 
-def test_gateway_overloads_leave_the_base_commands_alone() -> None:
-    # `deliver server->client` and `show client` still reach the runner's own commands.
+def test_core_and_gateway_command_tables_are_explicit_and_distinct() -> None:
+    # One table each, no name in both: every command line means one thing, whatever module
+    # was imported first.
+    assert not set(CORE_COMMANDS) & set(GATEWAY_COMMANDS)
+    assert COMMANDS == {**CORE_COMMANDS, **GATEWAY_COMMANDS}
+    # `deliver server->client` and `show client` are the core's; the gateway forms have
+    # names of their own.
     failure = _run_text(HEADER + "init t=0\n----\n\ndeliver server->client\n----\n")
     assert failure is not None
     assert "the server has no undelivered message" in failure
-    failure = _run_text(HEADER + "show gateway g0\n----\n")
+    failure = _run_text(HEADER + "show-gateway g0\n----\n")
     assert failure is not None
     assert "no gateway 'g0'" in failure
+    failure = _run_text(HEADER + "show gateway g0\n----\n")
+    assert failure is not None
+    assert "usage: show <client|server>" in failure
 
 
 @pytest.mark.requirement("RM-6.1")
@@ -334,3 +345,32 @@ def test_a_hung_audit_backend_drops_and_counts_instead_of_blocking() -> None:
     # One audit record fits the queue, the next is dropped; both are in the trace.
     assert closing == ("sink hung closed: offered=2 delivered=1 dropped=1 reported_dropped=1",)
     assert len(result.records) >= 2
+
+
+# --- layering -------------------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+@pytest.mark.requirement("RM-10")
+def test_scenarios_sit_below_the_conformance_kit_and_share_its_subject_protocol() -> None:
+    # One direction only: the kit turns counterexamples into scripts (it imports the
+    # runner); the runner never imports the kit, so there is no package cycle. Both step
+    # subjects of `jumpvpn_core.subject`.
+    package = ROOT / "jumpvpn_core"
+    for path in (package / "scenarios").glob("*.py"):
+        assert not {m for m in _imports(path) if m.startswith("jumpvpn_core.testing")}, path
+    assert "jumpvpn_core.scenarios.runner" in _imports(package / "testing" / "counterexample.py")
+    assert "jumpvpn_core.subject" in _imports(package / "scenarios" / "world.py")
+    assert "jumpvpn_core.subject" in _imports(package / "testing" / "lockstep.py")

@@ -41,7 +41,6 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.audit.forms import event_to_data
 from jumpvpn_core.codec import state_to_data
 from jumpvpn_core.effects import Rejected
 from jumpvpn_core.events import (
@@ -57,6 +56,7 @@ from jumpvpn_core.events import (
     Tick,
     TransportFailed,
 )
+from jumpvpn_core.forms import event_to_data
 from jumpvpn_core.invariants import check_state, check_step
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.peer import challenge_pending

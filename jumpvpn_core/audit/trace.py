@@ -33,15 +33,14 @@ The first violation stops the check: later lines of a broken stream would only r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from jumpvpn_core.effects import AUDIT_RECORD_VERSION
-from jumpvpn_core.errors import PolicyError
+from jumpvpn_core.effects import AUDIT_RECORD_VERSION, StateChanged
+from jumpvpn_core.forms import FormError, parse_json, policy_from_data, record_from_data
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
@@ -95,26 +94,6 @@ class _RecordError(Exception):
     pass
 
 
-def _field(record: dict[str, Any], key: str, kind: type) -> Any:
-    if key not in record:
-        raise _RecordError(f"record has no {key!r}")
-    value = record[key]
-    if kind is int:
-        if type(value) is not int or value < 0:
-            raise _RecordError(f"{key!r} must be a non-negative integer, got {value!r}")
-    elif not isinstance(value, kind):
-        raise _RecordError(f"{key!r} must be a {kind.__name__}, got {value!r}")
-    return value
-
-
-def _enum(record: dict[str, Any], key: str, kind: type[Any], what: str) -> Any:
-    value = _field(record, key, str)
-    try:
-        return kind(value)
-    except ValueError:
-        raise _RecordError(f"unknown {what} {value!r}") from None
-
-
 # What may follow TERMINATED in a stream: the core's own refusal, or a gateway refusing at
 # admission (it may have deleted the ended session's record, or refuse before looking).
 _AFTER_TERMINATED = frozenset({
@@ -131,22 +110,16 @@ OPERATIONAL_RECORD_TYPES = frozenset(
 
 
 def _parse(record: dict[str, Any]) -> tuple[str, Any]:
-    """Validate the record's shape; return (type, parsed fields)."""
-    if record.get("v") != AUDIT_RECORD_VERSION:
-        raise _RecordError(f"unsupported record version {record.get('v')!r}")
-    kind = record.get("type")
-    if kind not in ("state_change", "reject"):
-        raise _RecordError(f"unknown record type {kind!r}")
-    session = _field(record, "session_id", str)
-    if len(session) != 32 or any(c not in "0123456789abcdef" for c in session):
-        raise _RecordError(f"session_id must be 32 lowercase hex digits, got {session!r}")
-    role = _enum(record, "role", Role, "role")
-    reason = _enum(record, "reason", ReasonCode, "reason code")
-    version = _field(record, "state_version", int)
-    ts = _field(record, "ts_ms", int)
-    if kind == "state_change":
-        src = _enum(record, "from", Phase, "phase")
-        dst = _enum(record, "to", Phase, "phase")
+    """Validate the record's shape (`jumpvpn_core.forms`) and its reason; return (type,
+    parsed fields)."""
+    try:
+        effect = record_from_data(record)
+    except FormError as exc:
+        raise _RecordError(str(exc)) from None
+    session = effect.session_id.hex()
+    role, reason, version, ts = effect.role, effect.reason, effect.state_version, effect.ts_ms
+    if isinstance(effect, StateChanged):
+        src, dst = effect.from_phase, effect.to_phase
         if reason_class(reason) is not ReasonClass.TRANSITION:
             raise _RecordError(f"{reason.value} is a rejection reason, not a transition")
         if src is Phase.TERMINATED:
@@ -155,16 +128,13 @@ def _parse(record: dict[str, Any]) -> tuple[str, Any]:
         if TRANSITION_TABLE.get((src, reason)) is not dst:
             raise _RecordError(f"{src.value} -{reason.value}-> {dst.value} is not in the "
                        "transition table")
-        return kind, (session, role, reason, version, ts, src, dst)
-    phase = _enum(record, "phase", Phase, "phase")
-    _field(record, "event", str)
-    klass = _field(record, "class", str)
+        return "state_change", (session, role, reason, version, ts, src, dst)
     if reason_class(reason) is ReasonClass.TRANSITION:
         raise _RecordError(f"{reason.value} is a transition reason, not a rejection")
-    if klass != reason_class(reason).value:
-        raise _RecordError(f"class {klass!r} does not match {reason.value} "
+    if effect.reason_class is not reason_class(reason):
+        raise _RecordError(f"class {effect.reason_class.value!r} does not match {reason.value} "
                    f"({reason_class(reason).value})")
-    return kind, (session, role, reason, version, ts, phase, phase)
+    return "reject", (session, role, reason, version, ts, effect.phase, effect.phase)
 
 
 class _Checker:
@@ -242,9 +212,9 @@ class _Checker:
             raise _RecordError(f"unsupported record version {record.get('v')!r}")
         script = record.get("script")
         try:
-            policy = Policy.from_data(record.get("policy"))
-        except (PolicyError, TypeError) as exc:
-            raise _RecordError(f"bad policy record: {exc}") from None
+            policy = policy_from_data(record.get("policy"))
+        except FormError as exc:
+            raise _RecordError(f"bad policy record ({exc})") from None
         self.policies[script if isinstance(script, str) else None] = policy
 
     def _check_bounds(self, stream: _Stream, where: str, reason: ReasonCode, ts: int) -> None:
@@ -299,8 +269,8 @@ def verify_lines(lines: Iterable[str | bytes], policy: Policy | None = None, *,
             return TraceReport(count, len(checker.streams),
                                TraceViolation(number, "malformed line: not UTF-8"))
         try:
-            record = json.loads(line)
-        except ValueError as exc:
+            record = parse_json(line)
+        except FormError as exc:
             return TraceReport(count, len(checker.streams),
                                TraceViolation(number, f"malformed JSON: {exc}"))
         try:

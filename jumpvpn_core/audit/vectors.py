@@ -20,7 +20,6 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.audit.forms import effect_to_data, event_from_data, event_to_data
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.events import (
     EVENT_TYPES,
@@ -40,6 +39,7 @@ from jumpvpn_core.events import (
     Tick,
     TransportFailed,
 )
+from jumpvpn_core.forms import effect_to_data, event_from_data, event_to_data, parse_json
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.peer import (
     FORGED_PROOF,
@@ -471,7 +471,7 @@ def write_vectors(out_dir: Path) -> dict[str, int]:
 
 def load_vectors(path: Path) -> list[dict[str, Any]]:
     """Read one `.jsonl` vector file."""
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return [parse_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def replay_vector(data: dict[str, Any]) -> list[str]:

@@ -61,10 +61,9 @@ def _run(args: argparse.Namespace) -> int:
         return _usage("--examples, --steps and --step-timeout-ms must be positive")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
-        from jumpvpn_core.testing.lockstep import replay_counterexample
+        from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
         from jumpvpn_core.testing.stdio import StdioImplementation
-        from jumpvpn_core.testing.wire import WireError
     except ImportError as exc:
         return _usage(f"the conformance kit needs hypothesis (pip install "
                       f"'jumpvpn-core[testing]'): {exc}")

@@ -35,11 +35,11 @@ from jumpvpn_core.errors import JumpVpnError
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
+from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports.udp import (
     ClientConfig,
     LocalSessionHost,
-    RawUdpPeer,
     UdpClient,
     UdpServer,
 )

@@ -6,7 +6,8 @@ violation, 2 on a usage error (missing directory, no scripts).
 `jumpvpn scenarios [--impl package.module:factory | --cmd "<program>"] [--role ROLE]
 FILE...` replays the given scripts (default: every script in `--dir`) with an
 implementation under test playing one role instead of the reference
-(`jumpvpn_core.scenarios.impl`; needs the conformance kit).
+(`jumpvpn_core.scenarios.standin`, built by `jumpvpn_core.testing.implementation`; needs
+the conformance kit).
 """
 
 from __future__ import annotations
@@ -83,7 +84,7 @@ def _stand_in(args: argparse.Namespace, path: Path) -> RoleStandIn | str:
         return (f"{path}: cannot tell which role --impl/--cmd plays (the script steps "
                 "both roles, or none); give --role client|server")
     try:
-        from jumpvpn_core.scenarios.impl import implementation_role
+        from jumpvpn_core.testing.implementation import implementation_role
     except ImportError as exc:
         return (f"--impl/--cmd need the conformance kit (pip install "
                 f"'jumpvpn-core[testing]'): {exc}")

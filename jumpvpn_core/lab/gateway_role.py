@@ -16,17 +16,13 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from jumpvpn_core.effects import BindTransport, Effect, StateChanged
-from jumpvpn_core.events import Event
 from jumpvpn_core.gateway import Gateway, GatewayPolicy, GatewayResult, OwnershipMode
-from jumpvpn_core.phases import Phase, Role
+from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import SessionState
 from jumpvpn_core.stores import StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.sqlite import SqliteStore
-from jumpvpn_core.transport import TransportDescriptor
-from jumpvpn_core.transports.handshake import derive_data_key
-from jumpvpn_core.transports.udp import SessionTableError, UdpServer
+from jumpvpn_core.transports.udp import GatewaySessionHost, UdpServer
 
 if TYPE_CHECKING:
     from jumpvpn_core.lab.wireguard import EndpointFollower
@@ -78,7 +74,7 @@ class CuttableStore:
         self.inner.close()
 
 
-class GatewayHost:
+class GatewayHost(GatewaySessionHost):
     """The UDP driver's `SessionHost` implemented by a `Gateway` node.
 
     The gateway returns a rejection's reason in its result, not as a `Rejected` effect for
@@ -86,7 +82,7 @@ class GatewayHost:
     """
 
     def __init__(self, gateway: Gateway) -> None:
-        self.gateway = gateway
+        super().__init__(gateway)
         self.rejections: collections.Counter[str] = collections.Counter()
         #: Called with the state of every session this node has just stepped.
         self.on_state: list[Any] = []
@@ -98,30 +94,7 @@ class GatewayHost:
         if state is not None:
             for callback in self.on_state:
                 callback(state)
-        return result.effects
-
-    def open(self, session_id: bytes, secret: bytes, transport: TransportDescriptor,
-             now_ms: int) -> Sequence[Effect]:
-        """`SessionHost.open`: create and commit the session."""
-        result = self.gateway.open_session(session_id, secret, transport, now_ms)
-        if not result.accepted:
-            reason = result.reason.value if result.reason is not None else "refused"
-            raise SessionTableError(f"gateway refused the session: {reason}")
-        return self._result(result)
-
-    def handle(self, session_id: bytes, event: Event) -> Sequence[Effect] | None:
-        """`SessionHost.handle`: step the session through the gateway (load, step, commit)."""
-        result = self.gateway.handle(session_id, event)
-        if result.reason is ReasonCode.UNKNOWN_SESSION and not result.effects:
-            return None
-        return self._result(result)
-
-    def tick(self, now_ms: int) -> Sequence[Effect]:
-        """`SessionHost.tick`: fire due deadlines of the sessions in this node's table."""
-        out: list[Effect] = []
-        for result in self.gateway.tick(now_ms):
-            out.extend(self._result(result))
-        return out
+        return super()._result(result)
 
 
 class GatewayRole:
@@ -154,25 +127,10 @@ class GatewayRole:
                 self.follower.bind(effect.transport.host)
 
     def _adopt(self, state: SessionState) -> None:
-        """Give the driver what it needs for a session another node opened (failover).
-
-        The reference driver learns a session's data key at its own handshake and its
-        route from `BindTransport` effects only. A node that takes a session over from the
-        shared store has neither: it derives the key from the committed control key, as
-        the opening node did, and routes to the committed, validated binding. This reaches
-        into the driver's private tables because the driver has no public hook for it yet.
-        """
-        server = self.server
-        sid = state.session_id
-        if server is None or state.link.active is None:
-            return
-        keys: dict[bytes, bytes] = server._data_keys
-        if sid not in keys:
-            keys[sid] = derive_data_key(state.ident.control_key, sid)
-        routes: dict[bytes, TransportDescriptor] = server._routes
-        if sid not in routes and state.phase is not Phase.TERMINATED:
-            routes[sid] = state.link.active
-            server._validated[state.link.active] += 1
+        """A session another node opened reached this node through the shared store
+        (failover): let the driver serve it (`UdpServer.adopt`)."""
+        if self.server is not None:
+            self.server.adopt(state)
 
     async def start(self, req: dict[str, Any]) -> dict[str, Any]:
         """Open the shared store, build the gateway node and bind the UDP server."""

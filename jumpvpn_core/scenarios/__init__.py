@@ -1,9 +1,10 @@
 """Scenario scripts: the risk model told as datadriven stories that a runner replays.
 
 A tool built on the core, never imported by it (an import-linter contract enforces this).
-See `jumpvpn_core.scenarios.script` for the file format, `jumpvpn_core.scenarios.runner`
-for the commands (`jumpvpn_core.scenarios.gateway_cmds` for the gateway's), and
-`specs/scenarios/` for the scripts themselves.
+Modules: `script` (the file format), `world` (the runner's state and how a role is
+stepped), `core_cmds` and `gateway_cmds` (the two command sets, explicit tables with
+distinct names), `sinks` (telemetry sinks for the gateway scripts), `standin` (a subject
+playing one role), `runner` (the loop). The scripts themselves are in `specs/scenarios/`.
 """
 
 from jumpvpn_core.scenarios.eventtext import (
@@ -21,18 +22,14 @@ from jumpvpn_core.scenarios.runner import (
     run_script_file,
 )
 from jumpvpn_core.scenarios.script import Script, ScriptError, parse_script
-
-# Gateway commands (`gateway`, `store`, `open`, `deliver client->gateway:...`, ...) live in
-# their own module; importing the package registers them with the runner.
-from jumpvpn_core.scenarios import gateway_cmds as _gateway_cmds  # isort: skip
-
-_gateway_cmds.register()
+from jumpvpn_core.scenarios.standin import RoleStandIn
 
 __all__ = [
     "COMMANDS",
     "SCENARIO_SECRET",
     "SCENARIO_SESSION_ID",
     "EventTextError",
+    "RoleStandIn",
     "Script",
     "ScriptError",
     "ScriptResult",

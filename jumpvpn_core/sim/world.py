@@ -28,7 +28,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -63,7 +63,8 @@ from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.sim.network import LinkModel, LinkSpec
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
-from jumpvpn_core.stores.base import StoredSession, StoreUnavailableError
+from jumpvpn_core.stores.base import StoredSession
+from jumpvpn_core.stores.faulty import FaultyStore
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -283,59 +284,6 @@ class WorldStats:
         return len(self.recovery_histogram) - 1
 
 
-class _NodeStore:
-    """One node's view of the shared store: unreachable during its partitions and during
-    store outages; the place where a split-brain race is interleaved."""
-
-    def __init__(self, world: World, node: int, store: MemoryStore) -> None:
-        self._world = world
-        self._node = node
-        self._store = store
-
-    def _reachable(self) -> None:
-        if self._world._store_down(self._node):
-            self._world.stats.cluster["store_unavailable"] += 1
-            raise StoreUnavailableError("partitioned from the store (simulated)")
-
-    def get(self, session_id: bytes) -> StoredSession | None:
-        self._reachable()
-        record = self._store.get(session_id)
-        race = self._world._race
-        if race is not None and race[0] == session_id and race[1] == self._node:
-            # Split-brain: this node has loaded the record; the rival now handles the same
-            # request to the end before this node goes on with what it loaded.
-            self._world._race = None
-            self._world._run_rival(race[2], race[3])
-        return record
-
-    def create(self, session_id: bytes, version: int, data: bytes) -> bool:
-        self._reachable()
-        done = self._store.create(session_id, version, data)
-        if done:
-            self._world._committed[session_id] = (version, data, self._node)
-        return done
-
-    def compare_and_set(self, session_id: bytes, expected_version: int, new_version: int,
-                        data: bytes) -> bool:
-        self._reachable()
-        done = self._store.compare_and_set(session_id, expected_version, new_version, data)
-        if done:
-            self._world.stats.cluster["commits"] += 1
-            self._world._committed[session_id] = (new_version, data, self._node)
-        return done
-
-    def delete(self, session_id: bytes, expected_version: int) -> bool:
-        self._reachable()
-        return self._store.delete(session_id, expected_version)
-
-    def scan(self) -> Iterator[StoredSession]:
-        self._reachable()
-        return self._store.scan()
-
-    def close(self) -> None:
-        return None
-
-
 class World:
     """Many session pairs in one virtual-time world.
 
@@ -373,7 +321,7 @@ class World:
                 session_idle_ttl_ms=max(600_000, 2 * config.duration_ms),
                 global_flood_limit=100_000_000, source_flood_limit=100_000_000,
                 ownership=OwnershipMode.SHARED, node_ids=names)
-            self.nodes = [Gateway(_NodeStore(self, n, self.store), gateway_policy,
+            self.nodes = [Gateway(self._node_store(n, self.store), gateway_policy,
                                   node_id=names[n], session_policy=config.policy)
                           for n in range(cluster.nodes)]
         self.sessions: list[_Session] = []
@@ -644,6 +592,32 @@ class World:
             if partitioned == node and start <= now < end:
                 return True
         return False
+
+    def _node_store(self, node: int, store: MemoryStore) -> FaultyStore:
+        """One node's view of the shared store: unreachable during its partitions and during
+        store outages; the place where a split-brain race is interleaved."""
+
+        def unreachable() -> str | None:
+            if not self._store_down(node):
+                return None
+            self.stats.cluster["store_unavailable"] += 1
+            return "partitioned from the store (simulated)"
+
+        def after_read(session_id: bytes) -> None:
+            race = self._race
+            if race is not None and race[0] == session_id and race[1] == node:
+                # Split-brain: this node has loaded the record; the rival now handles the
+                # same request to the end before this node goes on with what it loaded.
+                self._race = None
+                self._run_rival(race[2], race[3])
+
+        def after_commit(session_id: bytes, version: int, data: bytes, created: bool) -> None:
+            if not created:
+                self.stats.cluster["commits"] += 1
+            self._committed[session_id] = (version, data, node)
+
+        return FaultyStore(store, unreachable=unreachable, after_read=after_read,
+                           after_commit=after_commit)
 
     def _run_rival(self, rival: int, request: ReattachRequest) -> None:
         self._rival_result = self.nodes[rival].handle_reattach(request)

@@ -3,7 +3,7 @@
 `Lockstep` is the comparison engine shared by the Hypothesis `ConformanceMachine`, the
 counterexample replayer and the `jumpvpn conformance` driver. After every step it compares
 phase, state_version, reason codes and normalised effects, runs every invariant checker
-(`jumpvpn_core.invariants.check_step`) on the reference and, when the implementation
+(`jumpvpn_core.subject.violations_of`) on the reference and, when the implementation
 exposes its states, on the implementation too. The first problem raises
 `ConformanceFailure`, whose report names the step and carries a replayable counterexample.
 
@@ -21,40 +21,46 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.invariants import check_step
+from jumpvpn_core.forms import (
+    FormError,
+    JsonObject,
+    event_from_data,
+    event_to_data,
+    parse_json,
+    policy_from_data,
+    policy_to_data,
+)
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import SessionState
-from jumpvpn_core.testing.implementation import (
+from jumpvpn_core.subject import (
     Implementation,
     Outcome,
+    ProtocolError,
     ReferenceImplementation,
     ReferenceSession,
     SessionUnderTest,
-)
-from jumpvpn_core.testing.wire import (
-    JsonObject,
-    WireError,
-    event_from_json,
-    event_to_json,
-    policy_from_json,
-    policy_to_json,
+    violations_of,
 )
 
 __all__ = [
+    "PROTOCOL_VERSION",
     "ConformanceFailure",
     "FailureKind",
     "FailureReport",
     "Lockstep",
     "ProtocolError",
+    "WireError",
     "format_counterexample",
     "parse_counterexample",
     "replay_counterexample",
 ]
 
+#: Version of the conformance protocol (`specs/conformance-protocol.md`).
+PROTOCOL_VERSION = 2
 
-class ProtocolError(Exception):
-    """An implementation under test broke the conformance protocol (garbage, crash, hang)."""
+WireError = FormError
+"""A JSON message does not have the shape the protocol requires (`jumpvpn_core.forms`)."""
 
 
 class FailureKind(enum.StrEnum):
@@ -122,9 +128,9 @@ def parse_counterexample(text: str) -> tuple[JsonObject, list[Any]]:
     parsed: list[JsonObject] = []
     for number, line in enumerate(lines, start=1):
         try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise WireError(f"line {number}: not JSON ({exc.msg})") from None
+            value = parse_json(line)
+        except FormError as exc:
+            raise WireError(f"line {number}: {exc}") from None
         if not isinstance(value, dict):
             raise WireError(f"line {number}: not a JSON object")
         parsed.append(value)
@@ -135,7 +141,7 @@ def parse_counterexample(text: str) -> tuple[JsonObject, list[Any]]:
     for number, request in enumerate(parsed[1:], start=2):
         if request.get("op") != "step":
             raise WireError(f"line {number}: expected a step request")
-        events.append(event_from_json(request.get("event")))
+        events.append(event_from_data(request.get("event")))
     return create, events
 
 
@@ -148,7 +154,7 @@ def create_request(role: Role, session_id: bytes, secret: bytes, now_ms: int,
         "session_id": session_id.hex(),
         "secret": secret.hex(),
         "now_ms": now_ms,
-        "policy": policy_to_json(policy),
+        "policy": policy_to_data(policy),
     }
 
 
@@ -166,7 +172,7 @@ def create_params(request: JsonObject) -> tuple[Role, bytes, bytes, int, Policy]
     now_ms = request.get("now_ms")
     if type(now_ms) is not int or now_ms < 0:
         raise WireError("create: now_ms must be a non-negative integer")
-    return role, session_id, secret, now_ms, policy_from_json(request.get("policy"))
+    return role, session_id, secret, now_ms, policy_from_data(request.get("policy"))
 
 
 def _first_difference(expected: Outcome, actual: Outcome) -> str | None:
@@ -238,12 +244,9 @@ class Lockstep:
         if self.reference is None or self._sut is None:
             raise RuntimeError("no session yet: call create() first")
         label = type(event).__name__
-        self.requests.append({"op": "step", "event": event_to_json(event)})
-        before = self.reference.state
+        self.requests.append({"op": "step", "event": event_to_data(event)})
         expected = self.reference.step(event)
-        assert expected.state is not None
-        assert expected.raw_effects is not None
-        broken = check_step(before, event, expected.state, expected.raw_effects)
+        broken = violations_of(None, event, expected)
         if broken:
             raise self._fail(FailureKind.REFERENCE, label, "; ".join(map(str, broken)))
         try:
@@ -253,11 +256,7 @@ class Lockstep:
         except Exception as exc:
             raise self._fail(FailureKind.CRASH, label, f"{type(exc).__name__}: {exc}",
                              expected) from None
-        violations: list[str] = []
-        if self._sut_state is not None and actual.state is not None and \
-                actual.raw_effects is not None:
-            violations = [str(v) for v in check_step(self._sut_state, event, actual.state,
-                                                     actual.raw_effects)]
+        violations = [str(v) for v in violations_of(self._sut_state, event, actual)]
         self._sut_state = actual.state
         difference = _first_difference(expected, actual)
         if difference is not None:

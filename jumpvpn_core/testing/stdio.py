@@ -21,11 +21,11 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+from jumpvpn_core.forms import FormError, JsonObject, event_to_data, parse_json
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.testing.implementation import Outcome
-from jumpvpn_core.testing.lockstep import ProtocolError, create_request
-from jumpvpn_core.testing.wire import PROTOCOL_VERSION, JsonObject, event_to_json
+from jumpvpn_core.subject import Outcome, ProtocolError
+from jumpvpn_core.testing.lockstep import PROTOCOL_VERSION, create_request
 
 __all__ = ["MAX_LINE_BYTES", "StdioImplementation", "StdioSession"]
 
@@ -44,7 +44,7 @@ class StdioSession:
     def step(self, event: Any) -> Outcome:
         """Send a step request; return the parsed outcome."""
         return self._owner.request({"op": "step", "session": self._handle,
-                                    "event": event_to_json(event)}, with_effects=True)
+                                    "event": event_to_data(event)}, with_effects=True)
 
 
 class StdioImplementation:
@@ -178,8 +178,8 @@ class StdioImplementation:
         line = self._read_line()
         response: Any = None
         try:
-            response = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            response = parse_json(line)
+        except FormError:
             shown = line[:80].decode("utf-8", "replace")
             self._fail(f"response is not valid JSON: {shown!r}")
         if not isinstance(response, dict):

@@ -16,15 +16,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-from jumpvpn_core.testing.implementation import (
+from jumpvpn_core.forms import JsonObject, event_from_data, parse_json
+from jumpvpn_core.subject import (
     Implementation,
     Outcome,
     ReferenceImplementation,
     SessionUnderTest,
-    load_implementation,
 )
-from jumpvpn_core.testing.lockstep import create_params
-from jumpvpn_core.testing.wire import PROTOCOL_VERSION, JsonObject, WireError, event_from_json
+from jumpvpn_core.testing.implementation import load_implementation
+from jumpvpn_core.testing.lockstep import PROTOCOL_VERSION, WireError, create_params
 
 __all__ = ["main", "serve"]
 
@@ -61,7 +61,7 @@ def _handle(impl: Implementation, sessions: dict[str, SessionUnderTest],
     if op == "step":
         if handle not in sessions:
             raise WireError(f"unknown session {handle!r}")
-        return _outcome(seq, sessions[handle].step(event_from_json(request.get("event"))),
+        return _outcome(seq, sessions[handle].step(event_from_data(request.get("event"))),
                         effects=True)
     raise WireError(f"unknown op {op!r}")
 
@@ -74,10 +74,10 @@ def serve(impl: Implementation, stdin: Iterable[str], stdout: IO[str]) -> int:
             continue
         seq: object = None
         try:
-            request = json.loads(line)
+            request = parse_json(line)
             seq = request.get("seq") if isinstance(request, dict) else None
             response = _handle(impl, sessions, request)
-        except (json.JSONDecodeError, WireError, ValueError) as exc:
+        except ValueError as exc:  # WireError (a bad request) or the implementation refusing
             response = {"v": PROTOCOL_VERSION, "seq": seq, "ok": False, "error": str(exc)}
         if response is None:
             break

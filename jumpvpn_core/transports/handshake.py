@@ -13,11 +13,15 @@ Derivation (both sides compute the same):
                           info="jumpvpn-core/v1 reference handshake", length=48)
     secret  = okm[0:32]      session_id = okm[32:48]
 
-The data key that authenticates DATA and HEARTBEAT datagrams is derived from the secret
-with its own HKDF label, so it is unrelated to the core's control key.
+The data key that authenticates DATA and HEARTBEAT datagrams is derived from the core's
+control key with its own HKDF label: a different key, yet one that any gateway node holding
+the session's committed record (which carries the control key) can derive, so a node that
+takes a session over from a shared store serves its data plane too (`UdpServer.adopt`).
 """
 
 from __future__ import annotations
+
+import hmac
 
 import attrs
 from cryptography.hazmat.primitives import hashes
@@ -28,16 +32,24 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from jumpvpn_core.proof import SESSION_ID_SIZE
 from jumpvpn_core.transports.errors import HandshakeError
-from jumpvpn_core.transports.wire import KEY_SHARE_SIZE, TAG_SIZE
+from jumpvpn_core.transports.wire import (
+    KEY_SHARE_SIZE,
+    TAG_SIZE,
+    DataMessage,
+    HeartbeatMessage,
+    encode,
+)
 
 __all__ = [
     "DATA_KEY_SIZE",
     "SECRET_SIZE",
     "HandshakeKeys",
     "Initiator",
+    "authentic",
     "data_tag",
     "derive_data_key",
     "respond",
+    "seal",
 ]
 
 SECRET_SIZE = 32
@@ -100,10 +112,11 @@ def respond(client_public: bytes) -> tuple[bytes, HandshakeKeys]:
     return server_public, _derive(private, client_public, client_public, server_public)
 
 
-def derive_data_key(secret: bytes, session_id: bytes) -> bytes:
-    """The key that authenticates DATA and HEARTBEAT datagrams of one session."""
+def derive_data_key(control_key: bytes, session_id: bytes) -> bytes:
+    """The key that authenticates DATA and HEARTBEAT datagrams of one session, derived
+    from the session's control key (`SessionState.ident.control_key`)."""
     return HKDF(algorithm=hashes.SHA256(), length=DATA_KEY_SIZE, salt=_DATA_SALT,
-                info=_DATA_INFO + session_id).derive(secret)
+                info=_DATA_INFO + session_id).derive(control_key)
 
 
 def data_tag(data_key: bytes, tag_input: bytes) -> bytes:
@@ -111,3 +124,14 @@ def data_tag(data_key: bytes, tag_input: bytes) -> bytes:
     mac = HMAC(data_key, hashes.SHA256())
     mac.update(tag_input)
     return mac.finalize()[:TAG_SIZE]
+
+
+def seal(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bytes:
+    """The datagram of `message` with its tag computed under `data_key` (whatever tag
+    `message` held is replaced)."""
+    return encode(attrs.evolve(message, tag=data_tag(data_key, message.tag_input())))
+
+
+def authentic(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bool:
+    """Whether `message`'s tag is right under `data_key` (constant-time comparison)."""
+    return hmac.compare_digest(data_tag(data_key, message.tag_input()), message.tag)

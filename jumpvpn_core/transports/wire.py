@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import Any
+from typing import Any, overload
 
 import attrs
 
+from jumpvpn_core.effects import SendPathChallenge, SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidTransportError, JumpVpnError
 from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
@@ -40,8 +41,10 @@ __all__ = [
     "ReattachRequestMessage",
     "WireError",
     "WireErrorReason",
+    "carried_effect",
     "decode",
     "encode",
+    "message_for",
 ]
 
 #: Version byte of every datagram. Bumped on any layout change.
@@ -112,30 +115,31 @@ def _fixed(size: int) -> Any:
     return check
 
 
-def _u64(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 0 <= value <= _U64_MAX:
-        raise _bad(f"{attr.name} must be an unsigned 64-bit integer")
+def _uint(low: int) -> Any:
+    what = "an unsigned 64-bit integer" if low == 0 else f"in {low}..2**64-1"
+
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        if type(value) is not int or not low <= value <= _U64_MAX:
+            raise _bad(f"{attr.name} must be {what}")
+
+    return check
 
 
-def _nonce(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not int or not 1 <= value <= _U64_MAX:
-        raise _bad(f"{attr.name} must be in 1..2**64-1")
+def _bytes_up_to(limit: int, *, nonempty: bool = False) -> Any:
+    def check(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+        if type(value) is not bytes or len(value) > limit:
+            raise _bad(f"{attr.name} must be at most {limit} bytes")
+        if nonempty and not value:
+            raise _bad(f"{attr.name} must not be empty")
+
+    return check
 
 
-def _challenge(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not bytes or len(value) > MAX_CHALLENGE_SIZE:
-        raise _bad(f"{attr.name} must be at most {MAX_CHALLENGE_SIZE} bytes")
-
-
-def _nonempty_challenge(inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    _challenge(inst, attr, value)
-    if not value:
-        raise _bad(f"{attr.name} must not be empty")
-
-
-def _payload(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
-    if type(value) is not bytes or len(value) > MAX_PAYLOAD_SIZE:
-        raise _bad(f"{attr.name} must be at most {MAX_PAYLOAD_SIZE} bytes")
+_u64 = _uint(0)
+_nonce = _uint(1)
+_challenge = _bytes_up_to(MAX_CHALLENGE_SIZE)
+_nonempty_challenge = _bytes_up_to(MAX_CHALLENGE_SIZE, nonempty=True)
+_payload = _bytes_up_to(MAX_PAYLOAD_SIZE)
 
 
 def _transport(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
@@ -164,13 +168,19 @@ class HandshakeResponse:
 
 
 @attrs.frozen
-class ReattachRequestMessage:
-    """Client -> server: carries a `SendReattachRequest` effect."""
+class _Signed:
+    """The fields a reattach request and accept share, in wire order (a proof covers them)."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
     nonce: int = attrs.field(validator=_nonce)
     state_version: int = attrs.field(validator=_u64)
     timestamp_ms: int = attrs.field(validator=_u64)
+
+
+@attrs.frozen
+class ReattachRequestMessage(_Signed):
+    """Client -> server: carries a `SendReattachRequest` effect."""
+
     candidate: TransportDescriptor = attrs.field(validator=_transport)
     challenge: bytes = attrs.field(validator=_challenge)
     proof: bytes = attrs.field(validator=_fixed(PROOF_SIZE))
@@ -193,13 +203,9 @@ class PathChallengeMessage:
 
 
 @attrs.frozen
-class ReattachAcceptMessage:
+class ReattachAcceptMessage(_Signed):
     """Server -> client: carries a `SendReattachAccept`; `bound` is the address bound."""
 
-    session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
-    nonce: int = attrs.field(validator=_nonce)
-    state_version: int = attrs.field(validator=_u64)
-    timestamp_ms: int = attrs.field(validator=_u64)
     bound: TransportDescriptor = attrs.field(validator=_transport)
     proof: bytes = attrs.field(validator=_fixed(PROOF_SIZE))
 
@@ -260,6 +266,11 @@ def _header(kind: MessageKind) -> bytes:
     return bytes((WIRE_VERSION, int(kind)))
 
 
+def _signed_head(kind: MessageKind, m: _Signed) -> bytes:
+    return b"".join((_header(kind), m.session_id, _U64.pack(m.nonce),
+                     _U64.pack(m.state_version), _U64.pack(m.timestamp_ms)))
+
+
 def encode(message: Message) -> bytes:
     """The datagram for `message`. Raises `WireError` for an object that is not a message."""
     m = message
@@ -269,9 +280,8 @@ def encode(message: Message) -> bytes:
         return _header(MessageKind.HANDSHAKE_RESPONSE) + m.server_public + m.session_id
     if isinstance(m, ReattachRequestMessage):
         return b"".join((
-            _header(MessageKind.REATTACH_REQUEST), m.session_id, _U64.pack(m.nonce),
-            _U64.pack(m.state_version), _U64.pack(m.timestamp_ms),
-            _enc_transport(m.candidate), bytes((len(m.challenge),)), m.challenge, m.proof,
+            _signed_head(MessageKind.REATTACH_REQUEST, m), _enc_transport(m.candidate),
+            bytes((len(m.challenge),)), m.challenge, m.proof,
         ))
     if isinstance(m, PathChallengeMessage):
         return b"".join((
@@ -281,9 +291,7 @@ def encode(message: Message) -> bytes:
         ))
     if isinstance(m, ReattachAcceptMessage):
         return b"".join((
-            _header(MessageKind.REATTACH_ACCEPT), m.session_id, _U64.pack(m.nonce),
-            _U64.pack(m.state_version), _U64.pack(m.timestamp_ms), _enc_transport(m.bound),
-            m.proof,
+            _signed_head(MessageKind.REATTACH_ACCEPT, m), _enc_transport(m.bound), m.proof,
         ))
     if isinstance(m, DataMessage):
         return b"".join((
@@ -343,6 +351,10 @@ class _Reader:
         except (UnicodeDecodeError, InvalidTransportError):
             raise WireError(WireErrorReason.BAD_TRANSPORT, f"{what} is malformed") from None
 
+    def signed_head(self) -> tuple[bytes, int, int, int]:
+        return (self.take(SESSION_ID_SIZE, "session id"), self.u64("nonce"),
+                self.u64("state version"), self.u64("timestamp"))
+
     def end(self) -> None:
         extra = len(self.data) - self.pos
         if extra:
@@ -357,12 +369,10 @@ def _decode_body(kind: MessageKind, r: _Reader) -> Message:
         return HandshakeResponse(r.take(KEY_SHARE_SIZE, "server public key"),
                                  r.take(sid, "session id"))
     if kind is MessageKind.REATTACH_REQUEST:
-        session_id = r.take(sid, "session id")
-        nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")
+        head = r.signed_head()
         candidate = r.transport("candidate")
         challenge = r.take(r.u8("challenge length"), "challenge")
-        return ReattachRequestMessage(session_id, nonce, version, ts, candidate, challenge,
-                                      r.take(PROOF_SIZE, "proof"))
+        return ReattachRequestMessage(*head, candidate, challenge, r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.PATH_CHALLENGE:
         session_id = r.take(sid, "session id")
         nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")
@@ -371,11 +381,8 @@ def _decode_body(kind: MessageKind, r: _Reader) -> Message:
         return PathChallengeMessage(session_id, nonce, version, ts, challenge, observed,
                                     r.take(PROOF_SIZE, "challenge mac"))
     if kind is MessageKind.REATTACH_ACCEPT:
-        session_id = r.take(sid, "session id")
-        nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")
-        bound = r.transport("bound")
-        return ReattachAcceptMessage(session_id, nonce, version, ts, bound,
-                                     r.take(PROOF_SIZE, "proof"))
+        head = r.signed_head()
+        return ReattachAcceptMessage(*head, r.transport("bound"), r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.DATA:
         session_id = r.take(sid, "session id")
         counter = r.u64("counter")
@@ -411,3 +418,55 @@ def decode(datagram: bytes) -> Message:
     message = _decode_body(kind, r)
     r.end()
     return message
+
+
+# --- the effects the control messages carry -------------------------------------------------
+
+#: The core effects a control message carries, field for field.
+CarriedEffect = SendReattachRequest | SendPathChallenge | SendReattachAccept
+ControlMessage = ReattachRequestMessage | PathChallengeMessage | ReattachAcceptMessage
+
+
+def message_for(effect: CarriedEffect) -> ControlMessage:
+    """The message that carries a core send effect (its `via`/`to` is not on the wire:
+    a challenge's `observed` and an accept's `bound` are its target address)."""
+    e = effect
+    if isinstance(e, SendReattachRequest):
+        return ReattachRequestMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
+                                      e.candidate, e.challenge, e.proof)
+    if isinstance(e, SendPathChallenge):
+        return PathChallengeMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
+                                    e.challenge, e.to, e.mac)
+    return ReattachAcceptMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
+                                 e.to, e.proof)
+
+
+@overload
+def carried_effect(message: ReattachRequestMessage,
+                   sender: TransportDescriptor) -> SendReattachRequest: ...
+@overload
+def carried_effect(message: PathChallengeMessage,
+                   sender: TransportDescriptor) -> SendPathChallenge: ...
+@overload
+def carried_effect(message: ReattachAcceptMessage,
+                   sender: TransportDescriptor) -> SendReattachAccept: ...
+@overload
+def carried_effect(message: ControlMessage, sender: TransportDescriptor) -> CarriedEffect: ...
+
+
+def carried_effect(message: ControlMessage, sender: TransportDescriptor) -> CarriedEffect:
+    """The effect the sender's core emitted for a control message, as far as the wire says.
+
+    A request's `via` (the client's own socket) is not on the wire; `sender`, the address
+    the datagram came from, stands in for it. Hand the result to `jumpvpn_core.peer` to
+    get the event this side's core receives.
+    """
+    m = message
+    if isinstance(m, ReattachRequestMessage):
+        return SendReattachRequest(sender, m.session_id, m.nonce, m.state_version,
+                                   m.timestamp_ms, m.candidate, m.challenge, m.proof)
+    if isinstance(m, PathChallengeMessage):
+        return SendPathChallenge(m.observed, m.session_id, m.challenge, m.nonce, m.state_version,
+                                 m.timestamp_ms, m.mac)
+    return SendReattachAccept(m.bound, m.session_id, m.nonce, m.state_version, m.timestamp_ms,
+                              m.proof)

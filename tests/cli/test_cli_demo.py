@@ -7,7 +7,7 @@ import re
 import pytest
 
 from jumpvpn_core.cli import main
-from jumpvpn_core.transports.udp import RawUdpPeer
+from jumpvpn_core.testing.attacker import RawUdpPeer
 
 
 @pytest.mark.requirement("RM-2.2", "RM-3.2")

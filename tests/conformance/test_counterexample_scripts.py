@@ -13,8 +13,7 @@ import pytest
 
 from jumpvpn_core.cli import main
 from jumpvpn_core.phases import Role
-from jumpvpn_core.scenarios import parse_script, run_script
-from jumpvpn_core.scenarios.impl import ImplementationRole
+from jumpvpn_core.scenarios import RoleStandIn, parse_script, run_script
 from jumpvpn_core.testing import ReferenceImplementation, counterexample_script
 from jumpvpn_core.testing.broken import BROKEN
 from tests.conformance.conftest import BrokenRuns
@@ -76,10 +75,10 @@ def test_counterexample_script_passes_on_reference_and_fails_under_impl_at_diver
     reference = run_script(script)
     assert reference.ok, reference.failure
     # The reference, played as an implementation under test, passes as well.
-    as_impl = run_script(script, stand_in=ImplementationRole(ReferenceImplementation(), role))
+    as_impl = run_script(script, stand_in=RoleStandIn(ReferenceImplementation(), role))
     assert as_impl.ok, as_impl.failure
 
-    broken = run_script(script, stand_in=ImplementationRole(BROKEN[name](), role))
+    broken = run_script(script, stand_in=RoleStandIn(BROKEN[name](), role))
     assert not broken.ok
     assert broken.failure is not None
     assert broken.failure.startswith(f"{path}:{last_line}: output of 'step {role.value} ")
@@ -104,7 +103,7 @@ def test_show_under_impl_fails_naming_the_command(tmp_path: Path) -> None:
             "session_id=hex:000102030405060708090a0b0c0d0e0f\nclient: BIRTH v0\n"
             "server: BIRTH v0\n\nshow server\n----\nserver: BIRTH v0\n")
     script = parse_script(text, "show.txt")
-    result = run_script(script, stand_in=ImplementationRole(ReferenceImplementation(),
+    result = run_script(script, stand_in=RoleStandIn(ReferenceImplementation(),
                                                             Role.SERVER))
     assert result.failure is not None
     assert result.failure.startswith("show.txt:11: command 'show' needs the server "
@@ -112,7 +111,7 @@ def test_show_under_impl_fails_naming_the_command(tmp_path: Path) -> None:
     # The client is still the reference: show client works.
     client = run_script(parse_script(text.replace("show server", "show client"),
                                      "show.txt"),
-                        stand_in=ImplementationRole(ReferenceImplementation(), Role.SERVER))
+                        stand_in=RoleStandIn(ReferenceImplementation(), Role.SERVER))
     assert client.failure is not None
     assert "output of 'show client' differs" in client.failure
 

@@ -45,5 +45,5 @@ def test_a_low_order_key_share_is_refused() -> None:
 
 def test_data_key_is_separate_from_the_control_key() -> None:
     keys = respond(Initiator().public)[1]
-    assert derive_data_key(keys.secret, keys.session_id) != derive_control_key(
-        keys.secret, keys.session_id)
+    control_key = derive_control_key(keys.secret, keys.session_id)
+    assert derive_data_key(control_key, keys.session_id) != control_key

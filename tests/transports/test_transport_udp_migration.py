@@ -12,23 +12,34 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
 from jumpvpn_core import Phase, Policy, ReasonClass, ReasonCode, Rejected, StateChanged
+from jumpvpn_core.effects import SendPathChallenge, SendReattachAccept
+from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
+from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
-from jumpvpn_core.transports.errors import AddressInUseError, HandshakeTimeoutError
+from jumpvpn_core.transports.errors import (
+    AddressInUseError,
+    HandshakeTimeoutError,
+    TransportError,
+)
 from jumpvpn_core.transports.udp import (
     ClientConfig,
+    GatewaySessionHost,
     LocalSessionHost,
-    RawUdpPeer,
     UdpClient,
     UdpServer,
 )
 from jumpvpn_core.transports.wire import (
     WIRE_VERSION,
+    DataMessage,
     HeartbeatMessage,
     MessageKind,
     WireError,
@@ -73,7 +84,7 @@ async def pair(tap: Callable[[bytes, TransportDescriptor, TransportDescriptor], 
 
 def server_state(server: UdpServer, session_id: bytes) -> Any:
     host = server.sessions
-    assert isinstance(host, LocalSessionHost)
+    assert isinstance(host, LocalSessionHost | GatewaySessionHost)
     return host.get(session_id)
 
 
@@ -255,7 +266,10 @@ def test_unvalidated_address_never_receives_more_than_three_times_what_it_sent()
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.5)  # longer than path_validation_timeout_ms
         assert attacker.bytes_sent > 0
-        assert attacker.bytes_received > 0, "the server should have challenged the address"
+        # Replayed data and heartbeats never reach the core (data-plane replay window):
+        # no path validation opens, so nothing but the cached handshake answer goes back.
+        data_plane = (MessageKind.DATA, MessageKind.HEARTBEAT)
+        assert server.drops["replayed"] == sum(1 for d in replayed if d[1] in data_plane)
         assert attacker.bytes_received <= POLICY.amplification_factor * attacker.bytes_sent
         for datagram in attacker.received:
             try:
@@ -317,3 +331,152 @@ def test_a_failing_observer_never_stops_a_transition() -> None:
 
     run(scenario())
 
+
+
+# --- a gateway behind the server ---------------------------------------------------------------
+
+
+@pytest.mark.requirement("RM-2.2", "RM-4.2", "RM-3.2")
+def test_a_gateway_replaces_the_local_table_through_a_port_jump_and_a_replay() -> None:
+    captured: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] == MessageKind.REATTACH_REQUEST:
+            captured.append(datagram)
+
+    async def scenario() -> None:
+        gateway = Gateway(MemoryStore(), GatewayPolicy(node_ids=("n0",)), node_id="n0",
+                          session_policy=POLICY)
+        server = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(gateway))
+        client = await UdpClient.connect(server.address, policy=POLICY, config=CONFIG, tap=tap)
+        sid = client.session_id
+        client.start_stream()
+        await asyncio.sleep(0.2)
+        moved = await client.rebind()
+        await until(lambda: server.route(sid) == moved
+                    and client.state.phase is Phase.ATTACHED)
+        committed = gateway.committed(sid)
+        assert committed is not None
+        assert committed[1].link.active == moved  # committed before the accept went out
+        attacker = await RawUdpPeer.open("127.0.0.1", 0)
+        for datagram in captured:
+            attacker.send(datagram, server.address)
+        await until(lambda: gateway.rejection_totals.get(ReasonCode.REPLAY_DETECTED) == 2)
+        assert server.route(sid) == moved
+        assert attacker.bytes_received == 0
+        await asyncio.sleep(0.2)
+        await finish(server, client)
+        await close(server, client, attacker)
+
+    run(scenario())
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_node_that_takes_a_session_over_from_the_store_serves_its_data_plane() -> None:
+    data: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] == MessageKind.DATA:
+            data.append(datagram)
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        nodes = GatewayPolicy(ownership=OwnershipMode.SHARED, node_ids=("a", "b"))
+        first = Gateway(store, nodes, node_id="a", session_policy=POLICY)
+        second = Gateway(store, nodes, node_id="b", session_policy=POLICY)
+        opener = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(first))
+        taker = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(second))
+        client = await UdpClient.connect(opener.address, policy=POLICY, config=CONFIG, tap=tap)
+        sid = client.session_id
+        client.start_stream()
+        await until(lambda: len(data) >= 2)
+        client.stop_stream()
+        peer = await RawUdpPeer.open("127.0.0.1", 0)
+        peer.send(data[0], taker.address)  # before the takeover: no key for the session
+        await until(lambda: taker.drops["unknown_session"] == 1)
+        committed = first.committed(sid)
+        assert committed is not None
+        taker.adopt(committed[1])
+        assert taker.route(sid) == client.local
+        peer.send(data[1], taker.address)  # the client's datagram, authenticated by the taker
+        message = decode(data[1])
+        assert isinstance(message, DataMessage)
+        await until(lambda: message.seq in taker.delivered.get(sid, set()))
+        assert taker.drops["bad_tag"] == 0
+        peer.close()
+        await taker.close()
+        await close(opener, client)
+
+    run(scenario())
+
+
+# --- timers ----------------------------------------------------------------------------------
+
+
+def test_timers_fire_at_deadlines_not_on_a_period() -> None:
+    async def scenario() -> None:
+        server, client = await pair()
+        client.stop_stream()
+        await asyncio.sleep(0.1)
+        server_before, client_before = server.wakeups, client.wakeups
+        await asyncio.sleep(0.6)
+        # Idle: the client wakes for its 250 ms keepalive (and the silence check), the
+        # server for no one (every session's deadline is seconds away). A 10 ms poll
+        # would have woken each about 60 times.
+        assert client.wakeups - client_before <= 8
+        assert server.wakeups - server_before <= 2
+        assert server.sessions.next_deadline() is not None
+        assert client.state.phase is Phase.ATTACHED
+        await close(server, client)
+
+    run(scenario())
+
+
+def test_the_attacker_and_the_demo_need_no_hypothesis() -> None:
+    probe = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'hypothesis':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import jumpvpn_core.cli.demo, jumpvpn_core.testing.attacker\n"
+        "from jumpvpn_core.transports.udp import RawUdpPeer\n"
+        "print(RawUdpPeer is jumpvpn_core.testing.attacker.RawUdpPeer)\n"
+    )
+    # our own interpreter and a fixed script
+    out = subprocess.run([sys.executable, "-c", probe],  # noqa: S603
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"
+
+
+# --- what the server sends an address it has not validated ----------------------------------
+
+
+@pytest.mark.requirement("RM-2.3")
+def test_the_server_sends_no_challenge_larger_than_the_core_charged_and_nothing_else() -> None:
+    sid = bytes(range(16))
+
+    async def scenario() -> None:
+        target = await RawUdpPeer.open("127.0.0.1", 0)
+        roomy = await UdpServer.bind("127.0.0.1", 0)
+        tight = await UdpServer.bind("127.0.0.1", 0,
+                                     policy=Policy(path_challenge_size_bytes=47))
+        challenge = SendPathChallenge(target.address, sid, bytes(16), 0, 1, 0, bytes(32))
+        accept = SendReattachAccept(target.address, sid, 1, 1, 0, bytes(32))
+        for server in (roomy, tight):
+            server._execute(challenge, 0)
+            server._execute(accept, 0)  # never to an address that is not a binding
+        await until(lambda: target.bytes_received > 0)
+        await asyncio.sleep(0.05)
+        assert target.bytes_received == 104  # one challenge to 127.0.0.1, from `roomy`
+        assert tight.drops["challenge_over_charge"] == 1
+        assert roomy.drops["unvalidated_target"] == tight.drops["unvalidated_target"] == 1
+        with pytest.raises(TransportError, match="differs"):
+            await UdpServer.bind("127.0.0.1", 0, policy=POLICY, sessions=LocalSessionHost())
+        for server in (roomy, tight):
+            await server.close()
+        target.close()
+
+    run(scenario())

@@ -19,11 +19,11 @@ import attrs
 from jumpvpn_core.effects import BindTransport, Effect, Rejected, StateChanged
 from jumpvpn_core.events import CandidateDiscovered, ReattachRequest
 from jumpvpn_core.machine import step
+from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import Phase
-from jumpvpn_core.proof import MessageType, compute_proof
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import Roaming, ServerSide, SessionState
-from jumpvpn_core.testing.implementation import ReferenceImplementation
+from jumpvpn_core.subject import ReferenceImplementation
 
 __all__ = [
     "BROKEN",
@@ -143,42 +143,21 @@ class SkipsProofCheck(ReferenceImplementation):
     def alter(self, before: SessionState, event: Any, after: SessionState,
               effects: tuple[Effect, ...]) -> _Step:
         if type(event) is ReattachRequest and _rejected_with(effects, ReasonCode.PROOF_INVALID):
-            ident = before.ident
-            proof = compute_proof(ident.control_key, MessageType.REATTACH_REQUEST,
-                                  ident.session_id, event.nonce, event.state_version,
-                                  event.timestamp_ms, event.candidate, event.challenge)
+            proof = Peer.of(before).request_proof(event.nonce, event.state_version,
+                                                  event.timestamp_ms, event.candidate,
+                                                  event.challenge)
             return step(before, attrs.evolve(event, proof=proof))
         return after, effects
 
 
-def accepts_replayed_nonce() -> AcceptsReplayedNonce:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return AcceptsReplayedNonce()
-
-
-def forgets_version_bump() -> ForgetsVersionBump:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return ForgetsVersionBump()
-
-
-def binds_before_path_validation() -> BindsBeforePathValidation:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return BindsBeforePathValidation()
-
-
-def never_leaves_recovering() -> NeverLeavesRecovering:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return NeverLeavesRecovering()
-
-
-def unbounded_candidates() -> UnboundedCandidates:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return UnboundedCandidates()
-
-
-def skips_proof_check() -> SkipsProofCheck:
-    """Factory for `--jumpvpn-impl` / `--impl`."""
-    return SkipsProofCheck()
+# Factories for `--jumpvpn-impl` / `--impl` (a class is a factory: called with no
+# arguments, it returns the implementation).
+accepts_replayed_nonce = AcceptsReplayedNonce
+forgets_version_bump = ForgetsVersionBump
+binds_before_path_validation = BindsBeforePathValidation
+never_leaves_recovering = NeverLeavesRecovering
+unbounded_candidates = UnboundedCandidates
+skips_proof_check = SkipsProofCheck
 
 
 #: Every broken implementation, by factory name.

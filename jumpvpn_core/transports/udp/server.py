@@ -1,0 +1,305 @@
+"""The server driver: one socket, many sessions behind a `SessionHost`.
+
+Datagrams become core events through `jumpvpn_core.peer` (a reattach request is the
+client's `SendReattachRequest` as the wire carries it, observed from its source, with the
+datagram's real size); authenticated DATA and HEARTBEAT become `InboundTraffic` with
+their real size. One timer is armed at the host's `next_deadline()`.
+
+Amplification has one accountant, the core: it is fed the real size of every datagram
+from an address and charges `path_challenge_size_bytes` per challenge it sends there. This
+driver sends an unvalidated address nothing but those challenges, and refuses one whose
+datagram is larger than that charge. Everything else (handshake responses, accepts,
+acknowledgements) goes to validated bindings only; a handshake's own address is bound by
+its session's `Attach` before the response leaves. See `docs/transports.md`.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import attrs
+
+from jumpvpn_core import peer
+from jumpvpn_core.effects import (
+    BindTransport,
+    Effect,
+    Rejected,
+    SendPathChallenge,
+    SendReattachAccept,
+    SessionEnded,
+    StateChanged,
+)
+from jumpvpn_core.events import Event, InboundTraffic
+from jumpvpn_core.phases import Phase, Role
+from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import derive_control_key
+from jumpvpn_core.state import SessionState
+from jumpvpn_core.transport import TransportDescriptor, TransportKind
+from jumpvpn_core.transports import wire
+from jumpvpn_core.transports.counter_window import CounterWindow
+from jumpvpn_core.transports.errors import HandshakeError, TransportError
+from jumpvpn_core.transports.handshake import authentic, derive_data_key, respond, seal
+from jumpvpn_core.transports.udp.endpoint import (
+    Driver,
+    Endpoint,
+    Observer,
+    decoding,
+    open_endpoint,
+    positive,
+)
+from jumpvpn_core.transports.udp.hosts import LocalSessionHost, SessionHost, SessionTableError
+
+__all__ = ["ServerConfig", "UdpServer"]
+
+_ZERO_TAG = bytes(wire.TAG_SIZE)
+
+
+@attrs.frozen
+class ServerConfig:
+    """Driver limits for the server.
+
+    `tick_ms` is accepted for compatibility and unused: the timer is armed at the sessions'
+    earliest deadline. `max_tracked_addresses` is unused too (the driver keeps no byte
+    counters: the core is the amplification accountant).
+    """
+
+    tick_ms: int = attrs.field(default=10, validator=positive)
+    max_tracked_addresses: int = attrs.field(default=4_096, validator=positive)
+    handshake_cache: int = attrs.field(default=1_024, validator=positive)
+
+
+class UdpServer(Driver):
+    """The server role: one socket, many sessions behind a `SessionHost`.
+
+    Create with `await UdpServer.bind(host, port)`.
+    """
+
+    role = Role.SERVER
+
+    def __init__(self, sessions: SessionHost, config: ServerConfig,
+                 observer: Observer | None) -> None:
+        super().__init__(observer)
+        self.sessions = sessions
+        self.config = config
+        self._endpoint: Endpoint | None = None
+        self._routes: dict[bytes, TransportDescriptor] = {}
+        self._validated: collections.Counter[TransportDescriptor] = collections.Counter()
+        self._data_keys: dict[bytes, bytes] = {}
+        #: Per session: the data-plane replay window and send counter.
+        self._windows: dict[bytes, CounterWindow] = {}
+        # client key share -> (response datagram, the address it was answered at)
+        self._handshakes: collections.OrderedDict[bytes, tuple[bytes, TransportDescriptor]] = (
+            collections.OrderedDict())
+        #: Payload sequence numbers delivered, per session (a test aid).
+        self.delivered: dict[bytes, set[int]] = {}
+
+    @classmethod
+    async def bind(cls, host: str = "127.0.0.1", port: int = 0, *,
+                   policy: Policy | None = None, sessions: SessionHost | None = None,
+                   config: ServerConfig | None = None,
+                   observer: Observer | None = None) -> UdpServer:
+        """Bind the server socket and arm its timer.
+
+        `policy` is the core policy of new sessions when `sessions` is not given; with
+        `sessions`, it may be omitted and must otherwise equal `sessions.policy`.
+        Raises `AddressInUseError` if `host:port` is taken, `TransportError` otherwise.
+        """
+        if sessions is None:
+            sessions = LocalSessionHost(policy)
+        elif policy is not None and policy != sessions.policy:
+            raise TransportError("policy differs from the session host's policy")
+        self = cls(sessions, config if config is not None else ServerConfig(), observer)
+        self._endpoint = await open_endpoint(host, port, decoding(self._receive, self.drops))
+        self._arm()
+        return self
+
+    @property
+    def policy(self) -> Policy:
+        """The core policy of the sessions (the host's)."""
+        return self.sessions.policy
+
+    @property
+    def address(self) -> TransportDescriptor:
+        """Where clients reach this server."""
+        if self._endpoint is None:
+            raise TransportError("the server is not bound")
+        return self._endpoint.descriptor
+
+    def route(self, session_id: bytes) -> TransportDescriptor | None:
+        """The validated address a session's traffic goes to, if any."""
+        return self._routes.get(session_id)
+
+    def adopt(self, state: SessionState) -> None:
+        """Serve a session that another node opened and this one took over from a shared
+        store: its data key comes from the committed control key, and its route is the
+        committed binding (already validated by the node that bound it). A TERMINATED
+        session, or one with no binding, is not adopted; a session already served here is
+        left as it is."""
+        sid = state.ident.session_id
+        if state.phase is Phase.TERMINATED or state.link.active is None:
+            return
+        if sid not in self._data_keys:
+            self._data_keys[sid] = derive_data_key(state.ident.control_key, sid)
+            self._windows[sid] = CounterWindow()
+        if sid not in self._routes:
+            self._routes[sid] = state.link.active
+            self._validated[state.link.active] += 1
+
+    async def close(self) -> None:
+        """Disarm the timer and close the socket. Sessions are left to their host."""
+        self._timer.cancel()
+        if self._endpoint is not None:
+            self._endpoint.close()
+
+    # -- timer -------------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        self._timer.arm(self.sessions.next_deadline())
+
+    def _wake(self) -> None:
+        if self._endpoint is None or self._endpoint.closed:
+            return
+        now = self._clock.now_ms()
+        self._execute_all(self.sessions.tick(now), now)
+        self._arm()
+
+    # -- sending -----------------------------------------------------------------------------
+
+    def _send(self, to: TransportDescriptor, datagram: bytes) -> bool:
+        endpoint = self._endpoint
+        if endpoint is None or to.kind is not TransportKind.UDP:
+            self.drops["unsendable"] += 1
+            return False
+        return endpoint.send(datagram, to)
+
+    def _send_validated(self, to: TransportDescriptor, datagram: bytes) -> bool:
+        if not self._validated[to]:
+            self.drops["unvalidated_target"] += 1
+            return False
+        return self._send(to, datagram)
+
+    # -- effects -----------------------------------------------------------------------------
+
+    def _execute_all(self, effects: Sequence[Effect], now: int) -> None:
+        for effect in effects:
+            self._execute(effect, now)
+
+    def _execute(self, effect: Effect, now: int) -> None:
+        if isinstance(effect, (StateChanged, Rejected)):
+            self._record(effect, now)
+        elif isinstance(effect, SendPathChallenge):
+            datagram = wire.encode(wire.message_for(effect))
+            # The core charged `path_challenge_size_bytes` for it: never send more.
+            if len(datagram) > self.sessions.policy.path_challenge_size_bytes:
+                self.drops["challenge_over_charge"] += 1
+            else:
+                self._send(effect.to, datagram)
+            self._notify(effect, now)
+        elif isinstance(effect, SendReattachAccept):
+            self._send_validated(effect.to, wire.encode(wire.message_for(effect)))
+        elif isinstance(effect, BindTransport):
+            old = self._routes.get(effect.session_id)
+            if old is not None:
+                self._release(old)
+            self._routes[effect.session_id] = effect.transport
+            self._validated[effect.transport] += 1
+            self._notify(effect, now)
+        elif isinstance(effect, SessionEnded):
+            old = self._routes.pop(effect.session_id, None)
+            if old is not None:
+                self._release(old)
+            self._data_keys.pop(effect.session_id, None)
+            self._windows.pop(effect.session_id, None)
+            self._notify(effect, now)
+        else:
+            self.drops["effect_not_for_server"] += 1
+
+    def _release(self, address: TransportDescriptor) -> None:
+        self._validated[address] -= 1
+        if self._validated[address] <= 0:
+            del self._validated[address]
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _receive(self, message: wire.Message, size: int, source: TransportDescriptor,
+                 _endpoint: Endpoint) -> None:
+        now = self._clock.now_ms()
+        if isinstance(message, wire.HandshakeInit):
+            self._on_handshake(message, source, now)
+        elif isinstance(message, wire.ReattachRequestMessage):
+            self._handle(message.session_id, peer.request_received(
+                wire.carried_effect(message, source), now, source, size), now)
+        elif isinstance(message, (wire.DataMessage, wire.HeartbeatMessage)):
+            self._on_traffic(message, source, size, now)
+        else:
+            self.drops["unexpected_type"] += 1
+        self._arm()
+
+    def _handle(self, session_id: bytes, event: Event, now: int) -> bool:
+        effects = self.sessions.handle(session_id, event)
+        if effects is None:
+            self.drops["unknown_session"] += 1
+            return False
+        self._execute_all(effects, now)
+        return True
+
+    def _on_traffic(self, message: wire.DataMessage | wire.HeartbeatMessage,
+                    source: TransportDescriptor, size: int, now: int) -> None:
+        sid = message.session_id
+        key = self._data_keys.get(sid)
+        if key is None:
+            self.drops["unknown_session"] += 1
+            return
+        if not authentic(key, message):
+            self.drops["bad_tag"] += 1
+            return
+        window = self._windows[sid]
+        if not window.accept(message.counter):
+            # A replayed datagram (captured anywhere, sent from anywhere) is dropped before
+            # it counts as traffic from any address: it cannot open a path validation or
+            # refresh liveness (specs/wire-format.md).
+            self.drops["replayed"] += 1
+            return
+        seq = 0
+        if isinstance(message, wire.DataMessage):
+            seq = message.seq
+            self.delivered.setdefault(sid, set()).add(seq)
+        if not self._handle(sid, InboundTraffic(now, source, size), now):
+            return
+        route = self._routes.get(sid)
+        if route is not None:  # acknowledgements go to the validated binding only
+            self._send(route, seal(key, wire.HeartbeatMessage(sid, window.next_counter(), seq,
+                                                              _ZERO_TAG)))
+
+    def _on_handshake(self, message: wire.HandshakeInit, source: TransportDescriptor,
+                      now: int) -> None:
+        cached = self._handshakes.get(message.client_public)
+        if cached is not None:
+            # A retransmitted init: the same answer, no second session, and only to the
+            # address that was answered (and bound) the first time.
+            response, answered = cached
+            if source == answered:
+                self._send_validated(source, response)
+            else:
+                self.drops["handshake_elsewhere"] += 1
+            return
+        try:
+            server_public, keys = respond(message.client_public)
+        except HandshakeError:
+            self.drops["handshake_invalid"] += 1
+            return
+        try:
+            effects = self.sessions.open(keys.session_id, keys.secret, source, now)
+        except SessionTableError:
+            self.drops["session_table_refused"] += 1
+            return
+        self._data_keys[keys.session_id] = derive_data_key(
+            derive_control_key(keys.secret, keys.session_id), keys.session_id)
+        self._windows[keys.session_id] = CounterWindow()
+        self._execute_all(effects, now)
+        response = wire.encode(wire.HandshakeResponse(server_public, keys.session_id))
+        self._handshakes[message.client_public] = (response, source)
+        while len(self._handshakes) > self.config.handshake_cache:
+            self._handshakes.popitem(last=False)
+        self._send_validated(source, response)  # bound by the session's Attach just now
