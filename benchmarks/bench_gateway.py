@@ -14,6 +14,12 @@ Rows (all timed round-robin in one run, so ratios see the same load):
   from the store, decodes it and runs `check_state` on it.
 * **bare step(), same chain**: the same requests stepped directly from the same state,
   the peer of both accepted rows: the ratio is the gateway's overhead on top of the core.
+* **accepted reattach, shared, blocking custom sink / null sink**: the shared chain with
+  telemetry going to a custom sink whose `emit` sleeps 100 ms per record (a SIEM that
+  crawls), against the same chain with a `NullSink`. The gateway only enqueues: the custom
+  sink runs on a worker of its own, its bounded queue fills and further records are dropped
+  and counted. Target (risk model §6.1, the cluster issue): the blocking-sink row within
+  10% of the null-sink row, both timed in the same run.
 * **peer: step() refusing a wrong session id**: the core's cheapest refusal, i.e. what a
   flood request would cost at least had it reached the core.
 
@@ -24,8 +30,10 @@ flood. The target for the flood rows is the gateway issue's "<= 1 microsecond me
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from benchmarks.fixtures import (
     POLICY,
@@ -40,10 +48,11 @@ from benchmarks.harness import BenchResult, Case, Prepared, run_cases
 from jumpvpn_core import Phase, ReasonCode, ReattachRequest, SessionState, StateChanged, step
 from jumpvpn_core.effects import Rejected, SendReattachAccept
 from jumpvpn_core.gateway import Gateway, GatewayPolicy
-from jumpvpn_core.gateway.gateway import decode_record
 from jumpvpn_core.gateway.policy import OwnershipMode
+from jumpvpn_core.gateway.records import decode_record
 from jumpvpn_core.stores.base import StoredSession
 from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.telemetry import NullSink, TelemetrySink
 
 __all__ = ["CASES", "CountingStore", "run"]
 
@@ -85,10 +94,29 @@ class CountingStore:
         self.inner.close()
 
 
-def _gateway(policy: GatewayPolicy) -> tuple[Gateway, CountingStore]:
+class BlockingSink:
+    """A custom telemetry sink that takes 100 ms per record (not declared non-blocking)."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+
+    def emit(self, record: Any) -> None:
+        self.seen += 1
+        time.sleep(0.1)
+
+    def close(self) -> None:
+        return None
+
+
+#: Gateways built for the sink rows; each is closed (its worker stopped) when the next is made.
+_OPEN: list[Gateway] = []
+
+
+def _gateway(policy: GatewayPolicy,
+             telemetry: TelemetrySink | None = None) -> tuple[Gateway, CountingStore]:
     """A node with the benchmark session open on `SERVER_SEEN` at `T0` (= `attached_server()`)."""
     store = CountingStore(MemoryStore())
-    gateway = Gateway(store, policy, session_policy=POLICY)
+    gateway = Gateway(store, policy, session_policy=POLICY, telemetry=telemetry)
     opened = gateway.open_session(SESSION_ID, SECRET, SERVER_SEEN, T0)
     assert opened.accepted, opened
     return gateway, store
@@ -119,12 +147,18 @@ def _chain(n: int) -> tuple[SessionState, list[ReattachRequest], SessionState]:
     return _CHAINS[n]
 
 
-def _accepted(ownership: OwnershipMode) -> Callable[[int], Prepared]:
+def _accepted(ownership: OwnershipMode,
+              sink: Callable[[], TelemetrySink] | None = None) -> Callable[[int], Prepared]:
     def make(n: int) -> Prepared:
         _start, requests, end = _chain(n)
+        while _OPEN:
+            _OPEN.pop().close(0.0)
         gateway, store = _gateway(GatewayPolicy(global_flood_limit=_AMPLE,
                                                 source_flood_limit=_AMPLE,
-                                                ownership=ownership))
+                                                ownership=ownership),
+                                  sink() if sink is not None else None)
+        if sink is not None:
+            _OPEN.append(gateway)
 
         def body() -> None:
             for request in requests:
@@ -254,6 +288,7 @@ def _core_refusal(n: int) -> Prepared:
 
 
 CORE_REFUSAL = "peer: step() refusing a wrong session id"
+NULL_SINK = "gateway: accepted reattach, shared, memory store, null sink"
 BARE_STEP = "peer: bare step(), same accepted reattach chain"
 
 CASES: tuple[Case, ...] = (
@@ -269,6 +304,12 @@ CASES: tuple[Case, ...] = (
          200, peer=BARE_STEP,
          notes="store read + JSON decode + check_state + step + encode + compare-and-set"),
     Case(BARE_STEP, _bare_step, 200, notes="2 HMACs per request (verify + accept proof)"),
+    Case(NULL_SINK, _accepted(OwnershipMode.SHARED, NullSink), 200,
+         notes="telemetry to a NullSink, called inline"),
+    Case("gateway: accepted reattach, shared, memory store, blocking custom sink",
+         _accepted(OwnershipMode.SHARED, BlockingSink), 200, target_ns=1_000_000,
+         peer=NULL_SINK, peer_ratio_max=1.10, peer_label="the null-sink row",
+         notes="sink sleeps 100 ms per record on its own worker; the gateway only enqueues"),
 )
 
 

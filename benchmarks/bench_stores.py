@@ -154,7 +154,8 @@ def bench_redis(batch: int, repeats: int) -> list[dict[str, Any]]:
     prefix = f"jumpvpn-bench:{uuid.uuid4().hex}:"
     try:
         store = open_redis_store(
-            urlsplit(base)._replace(query=urlencode({"prefix": prefix})).geturl()
+            urlsplit(base)._replace(
+                query=urlencode({"prefix": prefix, "durability": "none"})).geturl()
         )
     except StoreError as exc:
         raise ServiceSkippedError(f"redis at {base}: {exc}") from exc
@@ -164,6 +165,7 @@ def bench_redis(batch: int, repeats: int) -> list[dict[str, Any]]:
         store.create(a, 0, DATA)
         store.create(b, 0, DATA)
         key_b = store.key(b)
+        revision_key = prefix + "@revision"
         set_key = prefix + "plain-set"
         set_counter = [0]
 
@@ -171,7 +173,8 @@ def bench_redis(batch: int, repeats: int) -> list[dict[str, Any]]:
             return store.compare_and_set(a, n, n + 1, DATA)
 
         def bare_evalsha(n: int) -> bool:
-            return bool(raw.evalsha(CAS_SCRIPT_SHA, 1, key_b, str(n), str(n + 1), DATA) == 1)
+            reply = raw.evalsha(CAS_SCRIPT_SHA, 2, key_b, revision_key, str(n), str(n + 1), DATA)
+            return bool(reply[0] == 1)
 
         def plain_set(n: int) -> bool:
             set_counter[0] = n + 1

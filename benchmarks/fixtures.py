@@ -20,7 +20,7 @@ from jumpvpn_core import (
     new_session,
     step,
 )
-from jumpvpn_core.proof import MessageType, compute_proof
+from jumpvpn_core.peer import next_request
 from jumpvpn_core.state import ServerSide
 
 __all__ = [
@@ -74,15 +74,10 @@ def reattach_request(state: SessionState, now: int, nonce: int, *,
 
     The proof is computed with the session's control key exactly as the client would.
     """
-    side = state.side
-    assert isinstance(side, ServerSide), "reattach requests go to server sessions"
-    version = side.binding_version if version is None else version
     source = state.link.active if source is None else source
     assert source is not None
-    sid = state.ident.session_id if session_id is None else session_id
-    proof = compute_proof(state.ident.control_key, MessageType.REATTACH_REQUEST, sid, nonce,
-                          version, now, source)
-    return ReattachRequest(now, source, sid, nonce, version, now, source, proof)
+    return next_request(state, now, source, nonce=nonce, state_version=version,
+                        session_id=session_id)
 
 
 def full_window_server(session_id: bytes = SESSION_ID,

@@ -16,8 +16,10 @@ from jumpvpn_core.effects import (
     StateChanged,
 )
 from jumpvpn_core.errors import (
+    FormDecodeError,
     InvalidEventError,
     InvalidTransportError,
+    JsonDecodeError,
     JumpVpnError,
     PolicyError,
     StateDecodeError,
@@ -67,9 +69,11 @@ __all__ = [
     "Effect",
     "Event",
     "Evict",
+    "FormDecodeError",
     "InboundTraffic",
     "InvalidEventError",
     "InvalidTransportError",
+    "JsonDecodeError",
     "JumpVpnError",
     "OwnershipAmbiguous",
     "PacketLoss",

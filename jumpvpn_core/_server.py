@@ -1,7 +1,7 @@
 """The server's handlers: traffic from bound and unvalidated addresses, reattach requests.
 
-Each takes `(state, event)` and returns `(state, effects)`; `machine.step` dispatches to
-them after the checks common to every event. Private: nothing here is public API.
+Reached through the server's dispatch table in `machine`, once the checks that every
+event gets have passed; each answers with the new state and its effects. Package-private.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any, get_args
 
 import attrs
 
-from jumpvpn_core.errors import InvalidEventError
+from jumpvpn_core.errors import InvalidEventError, describe
 from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE, U64_MAX
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -40,44 +40,47 @@ __all__ = [
 def _time(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not int or value < 0 or value > U64_MAX:
         raise InvalidEventError(
-            f"{attr.name} must be a non-negative int of milliseconds, got {value!r}"
+            f"{attr.name} must be a non-negative int of milliseconds, got {describe(value)}"
         )
 
 
 def _u64(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not int or not 0 <= value <= U64_MAX:
-        raise InvalidEventError(f"{attr.name} must be an unsigned 64-bit int, got {value!r}")
+        raise InvalidEventError(
+            f"{attr.name} must be an unsigned 64-bit int, got {describe(value)}")
 
 
 def _positive(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not int or not 1 <= value <= U64_MAX:
-        raise InvalidEventError(f"{attr.name} must be a positive int, got {value!r}")
+        raise InvalidEventError(f"{attr.name} must be a positive int, got {describe(value)}")
 
 
 def _size(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not int or not 0 <= value <= 1 << 20:
-        raise InvalidEventError(f"{attr.name} must be a byte count in 0..1048576, got {value!r}")
+        raise InvalidEventError(
+            f"{attr.name} must be a byte count in 0..1048576, got {describe(value)}")
 
 
 def _transport(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, TransportDescriptor):
-        raise InvalidEventError(f"{attr.name} must be a TransportDescriptor, got {value!r}")
+        raise InvalidEventError(f"{attr.name} must be a TransportDescriptor, got {describe(value)}")
 
 
 def _session_id(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not bytes or len(value) != SESSION_ID_SIZE:
-        raise InvalidEventError(f"{attr.name} must be {SESSION_ID_SIZE} bytes")
+        raise InvalidEventError(
+            f"{attr.name} must be {SESSION_ID_SIZE} bytes, got {describe(value)}")
 
 
 def _proof(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     # Length is checked here; the content is judged by step() (PROOF_INVALID), never raised.
     if type(value) is not bytes or len(value) != PROOF_SIZE:
-        raise InvalidEventError(f"{attr.name} must be {PROOF_SIZE} bytes")
+        raise InvalidEventError(f"{attr.name} must be {PROOF_SIZE} bytes, got {describe(value)}")
 
 
 def _challenge(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if type(value) is not bytes or len(value) > 255:
-        raise InvalidEventError(f"{attr.name} must be at most 255 bytes")
+        raise InvalidEventError(f"{attr.name} must be at most 255 bytes, got {describe(value)}")
 
 
 def _nonempty_challenge(inst: object, attr: attrs.Attribute[Any], value: object) -> None:

@@ -15,8 +15,10 @@ one key per field, in declaration order. A value is written by its declared type
 
 Decoding is strict and goes through one function, `_decode_value`: an unknown type, an
 unknown field, a missing field without a default, or a value of the wrong JSON type raises
-`FormError` naming the class and field. An event field with a default may be omitted;
-every effect field is required. A policy is the object of its fields by name.
+`FormError` naming the class and field, never quoting the value (`specs/bad-input.md`).
+Bytes must be lower-case hex. JSON text is read by `jumpvpn_core.jsonsafe` only. An event
+field with a default may be omitted; every effect field is required. A policy is the
+object of its fields by name.
 
 An audit record is what `StateChanged.to_record()` / `Rejected.to_record()` write
 (`specs/audit-records.md`); `record_from_data` reads one back into its effect.
@@ -28,7 +30,7 @@ Pure: no clock, randomness, files or network. Formats: `specs/vectors/README.md`
 from __future__ import annotations
 
 import enum
-import json
+import re
 import types
 import typing
 from typing import Any
@@ -36,8 +38,17 @@ from typing import Any
 import attrs
 
 from jumpvpn_core import events as _events
+from jumpvpn_core import jsonsafe
 from jumpvpn_core.effects import AUDIT_RECORD_VERSION, Effect, Rejected, StateChanged
-from jumpvpn_core.errors import InvalidEventError, InvalidTransportError, PolicyError
+from jumpvpn_core.errors import (
+    FormDecodeError,
+    InvalidEventError,
+    InvalidTransportError,
+    JsonDecodeError,
+    PolicyError,
+    describe,
+    field_name,
+)
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
@@ -62,16 +73,20 @@ JsonObject = dict[str, Any]
 """A decoded JSON object."""
 
 
-class FormError(ValueError):
+class FormError(FormDecodeError):
     """A JSON form does not describe a known event, effect, policy or audit record."""
+
+
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 
 
 def parse_json(text: str | bytes) -> Any:
     """The one place JSON text is parsed: the value, or `FormError` when `text` is not
-    JSON (or not UTF-8)."""
+    JSON that `jumpvpn_core.jsonsafe` accepts (bounded depth and integers, UTF-8, no NaN,
+    no repeated keys)."""
     try:
-        return json.loads(text)
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return jsonsafe.loads(text)
+    except JsonDecodeError as exc:
         raise FormError(f"not JSON: {exc}") from None
 
 
@@ -130,30 +145,31 @@ def _decode_value(where: str, field: _Field, value: object) -> object:
     kind = field.kind
     if kind is TransportDescriptor:
         if not isinstance(value, str):
-            raise FormError(f"{where}: field {field.name!r} must be a transport string")
+            raise FormError(f"{where}: field {field.name!r} must be a transport string, "
+                            f"got {describe(value)}")
         try:
             return TransportDescriptor.from_data(value)
         except InvalidTransportError as exc:
             raise FormError(f"{where}: field {field.name!r}: {exc}") from None
     if kind is bytes:
-        if not isinstance(value, str):
-            raise FormError(f"{where}: field {field.name!r} must be a hex string")
-        try:
-            return bytes.fromhex(value)
-        except ValueError:
-            raise FormError(f"{where}: field {field.name!r} is not valid hex") from None
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise FormError(f"{where}: field {field.name!r} must be lower-case hex, "
+                            f"got {describe(value)}")
+        return bytes.fromhex(value)
     if isinstance(kind, type) and issubclass(kind, enum.Enum):
         try:
             return kind(value)
         except ValueError:
-            raise FormError(f"{where}: field {field.name!r}: {value!r} is not a "
+            raise FormError(f"{where}: field {field.name!r}: {describe(value)} is not a "
                             f"{kind.__name__}") from None
     if kind is str:
         if not isinstance(value, str):
-            raise FormError(f"{where}: field {field.name!r} must be a string")
+            raise FormError(f"{where}: field {field.name!r} must be a string, "
+                            f"got {describe(value)}")
         return value
     if type(value) is not int:
-        raise FormError(f"{where}: field {field.name!r} must be an integer, got {value!r}")
+        raise FormError(f"{where}: field {field.name!r} must be an integer, "
+                        f"got {describe(value)}")
     return value
 
 
@@ -163,9 +179,10 @@ def _from_data(data: object, classes: dict[str, type], what: str) -> Any:
     name = data.get("type")
     cls = classes.get(name) if isinstance(name, str) else None
     if cls is None or not isinstance(name, str):
-        raise FormError(f"unknown {what} type {name!r}")
+        raise FormError(f"unknown {what} type {field_name(name)}")
     fields = _FIELDS[cls]
-    extra = sorted(set(data) - {f.name for f in fields} - {"type"})
+    known = {f.name for f in fields}
+    extra = [field_name(key) for key in data if key not in known and key != "type"]
     missing = [f.name for f in fields if f.required and f.name not in data]
     if extra or missing:
         raise FormError(f"{name}: unknown field(s) {extra}, missing field(s) {missing}")
@@ -211,7 +228,7 @@ def policy_from_data(data: object) -> Policy:
     """Inverse of `policy_to_data`; raises `FormError` on anything invalid."""
     try:
         return Policy.from_data(data)
-    except (PolicyError, TypeError) as exc:
+    except PolicyError as exc:
         raise FormError(f"policy: {exc}") from None
 
 
@@ -224,9 +241,9 @@ def _record_field(record: JsonObject, key: str, kind: type) -> Any:
     value = record[key]
     if kind is int:
         if type(value) is not int or value < 0:
-            raise FormError(f"{key!r} must be a non-negative integer, got {value!r}")
+            raise FormError(f"{key!r} must be a non-negative integer, got {describe(value)}")
     elif not isinstance(value, kind):
-        raise FormError(f"{key!r} must be a {kind.__name__}, got {value!r}")
+        raise FormError(f"{key!r} must be a {kind.__name__}, got {describe(value)}")
     return value
 
 
@@ -235,7 +252,7 @@ def _record_enum(record: JsonObject, key: str, kind: type[Any], what: str) -> An
     try:
         return kind(value)
     except ValueError:
-        raise FormError(f"unknown {what} {value!r}") from None
+        raise FormError(f"unknown {what} {field_name(value)}") from None
 
 
 def record_from_data(record: JsonObject) -> StateChanged | Rejected:
@@ -246,13 +263,13 @@ def record_from_data(record: JsonObject) -> StateChanged | Rejected:
     trace verifier's business (`jumpvpn_core.audit.trace`).
     """
     if record.get("v") != AUDIT_RECORD_VERSION:
-        raise FormError(f"unsupported record version {record.get('v')!r}")
+        raise FormError(f"unsupported record version {describe(record.get('v'))}")
     kind = record.get("type")
     if kind not in ("state_change", "reject"):
-        raise FormError(f"unknown record type {kind!r}")
+        raise FormError(f"unknown record type {field_name(kind)}")
     session = _record_field(record, "session_id", str)
     if len(session) != 32 or any(c not in "0123456789abcdef" for c in session):
-        raise FormError(f"session_id must be 32 lowercase hex digits, got {session!r}")
+        raise FormError(f"session_id must be 32 lowercase hex digits, got {describe(session)}")
     role = _record_enum(record, "role", Role, "role")
     reason = _record_enum(record, "reason", ReasonCode, "reason code")
     version = _record_field(record, "state_version", int)

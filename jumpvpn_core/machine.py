@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jumpvpn_core import events as ev
 from jumpvpn_core._client import (
     client_accepted,
     client_attempt,
@@ -63,25 +64,6 @@ from jumpvpn_core._server import (
 )
 from jumpvpn_core.effects import Effect
 from jumpvpn_core.errors import InvalidEventError
-from jumpvpn_core.events import (
-    EVENT_TYPES,
-    AllTransportsFailed,
-    Attach,
-    CandidateDiscovered,
-    CandidateLost,
-    Close,
-    DeliveryTimeout,
-    Evict,
-    InboundTraffic,
-    OwnershipAmbiguous,
-    PacketLoss,
-    PathChallengeReceived,
-    ReattachAccepted,
-    ReattachRequest,
-    StoreRecordInvalid,
-    Tick,
-    TransportFailed,
-)
 from jumpvpn_core.state import (
     ClientSide,
     SessionState,
@@ -93,37 +75,40 @@ StepResult = tuple[SessionState, tuple[Effect, ...]]
 # Each due deadline moves a deadline forward or ends the session, so a handful of passes
 # always drains them; the bound only guards against a bug turning into a hang.
 _MAX_TIMER_PASSES = 8
+# Performance: step() reads these on every call; module constants, not module attributes.
+_TICK = ev.Tick
+_EVENT_TYPES = ev.EVENT_TYPES
 
 # --- dispatch tables: every event's handler, per role ---------------------------------------
 
 _Handler = Callable[[SessionState, Any], Out]
 
 _COMMON: dict[type, _Handler] = {
-    Tick: on_tick,
-    Attach: on_attach,
-    Close: terminate_with(RC.CLOSED),
-    OwnershipAmbiguous: terminate_with(RC.OWNERSHIP_AMBIGUOUS),
-    Evict: terminate_with(RC.SESSION_EVICTED),
-    StoreRecordInvalid: terminate_with(RC.STORE_RECORD_INVALID),
+    ev.Tick: on_tick,
+    ev.Attach: on_attach,
+    ev.Close: terminate_with(RC.CLOSED),
+    ev.OwnershipAmbiguous: terminate_with(RC.OWNERSHIP_AMBIGUOUS),
+    ev.Evict: terminate_with(RC.SESSION_EVICTED),
+    ev.StoreRecordInvalid: terminate_with(RC.STORE_RECORD_INVALID),
 }
 
 _CLIENT_HANDLERS: dict[type, _Handler] = {
     **_COMMON,
-    InboundTraffic: client_inbound,
-    PacketLoss: client_loss,
-    DeliveryTimeout: client_delivery_timeout,
-    TransportFailed: client_transport_failed,
-    AllTransportsFailed: client_collapse,
-    CandidateDiscovered: client_candidate_discovered,
-    CandidateLost: client_candidate_lost,
-    PathChallengeReceived: client_challenge,
-    ReattachAccepted: client_accepted,
+    ev.InboundTraffic: client_inbound,
+    ev.PacketLoss: client_loss,
+    ev.DeliveryTimeout: client_delivery_timeout,
+    ev.TransportFailed: client_transport_failed,
+    ev.AllTransportsFailed: client_collapse,
+    ev.CandidateDiscovered: client_candidate_discovered,
+    ev.CandidateLost: client_candidate_lost,
+    ev.PathChallengeReceived: client_challenge,
+    ev.ReattachAccepted: client_accepted,
 }
 
 _SERVER_HANDLERS: dict[type, _Handler] = {
     **_COMMON,
-    InboundTraffic: server_inbound,
-    ReattachRequest: server_request,
+    ev.InboundTraffic: server_inbound,
+    ev.ReattachRequest: server_request,
 }
 
 
@@ -144,7 +129,7 @@ def step(state: SessionState, event: Any) -> StepResult:
         raise InvalidEventError(f"step() needs a SessionState, got {type(state).__name__}")
     handlers = _CLIENT_HANDLERS if state.ident.role is CLIENT else _SERVER_HANDLERS
     handler = handlers.get(event_type)
-    if handler is None and event_type not in EVENT_TYPES:
+    if handler is None and event_type not in _EVENT_TYPES:
         raise InvalidEventError(f"step() needs an event, got {event_type.__name__}")
     if state.phase is T:
         return state, (rejected(state, event, RC.SESSION_TERMINATED),)
@@ -154,7 +139,7 @@ def step(state: SessionState, event: Any) -> StepResult:
     deadline = next_deadline(state)
     if deadline is not None and now >= deadline:
         state, prefix = _fire_due(state, now)
-        if state.phase is T and event_type is not Tick:
+        if state.phase is T and event_type is not _TICK:
             prefix.append(rejected(state, event, RC.SESSION_TERMINATED))
             return state, tuple(prefix)
         if handler is None:
@@ -259,5 +244,5 @@ def _fire_due(state: SessionState, now: int) -> ListOut:
 
 def advance_time(state: SessionState, now_ms: int) -> StepResult:
     """Fire every deadline due at `now_ms`. Equivalent to `step(state, Tick(now_ms))`."""
-    return step(state, Tick(now_ms))
+    return step(state, _TICK(now_ms))
 

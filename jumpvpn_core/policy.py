@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.errors import PolicyError
+from jumpvpn_core.errors import PolicyError, describe, field_name
 
 __all__ = ["POLICY_FIELD_DOCS", "SWITCH_WINDOW_MS", "Policy"]
 
@@ -145,9 +145,9 @@ class Policy:
         for name, (unit, low, high, _doc) in POLICY_FIELD_DOCS.items():
             value = getattr(self, name)
             if type(value) is not int:
-                problems.append(f"{name} must be an int ({unit}), got {type(value).__name__}")
+                problems.append(f"{name} must be an int ({unit}), got {describe(value)}")
             elif not low <= value <= high:
-                problems.append(f"{name} must be in {low}..{high} {unit}, got {value}")
+                problems.append(f"{name} must be in {low}..{high} {unit}, got {describe(value)}")
         if not problems:
             if self.replay_window_bits % 64:
                 problems.append(
@@ -168,11 +168,21 @@ class Policy:
         return {name: getattr(self, name) for name in POLICY_FIELD_DOCS}
 
     @classmethod
-    def from_data(cls, data: Any) -> Policy:
-        """Inverse of `to_data`. Unknown keys are a `PolicyError`, not silently dropped."""
+    def from_data(cls, data: Any, *, partial: bool = False) -> Policy:
+        """Inverse of `to_data`: every field present, nothing else, or one `PolicyError`.
+
+        A policy record (in a state, a trace, a conformance request) is never repaired: a
+        missing field is an error, not the default. `partial=True` is for configuration
+        files a person writes: absent fields then take their defaults. Unknown keys are an
+        error either way, never silently dropped.
+        """
         if not isinstance(data, dict):
-            raise PolicyError([f"policy data must be an object, got {type(data).__name__}"])
-        unknown = sorted(set(data) - set(POLICY_FIELD_DOCS))
-        if unknown:
-            raise PolicyError([f"unknown policy field {name!r}" for name in unknown])
+            raise PolicyError([f"policy data must be an object, got {describe(data)}"])
+        problems = [f"unknown policy field {field_name(key)}" for key in data
+                    if key not in POLICY_FIELD_DOCS]
+        if not partial:
+            problems += [f"missing policy field {name!r}" for name in POLICY_FIELD_DOCS
+                         if name not in data]
+        if problems:
+            raise PolicyError(problems)
         return cls(**data)

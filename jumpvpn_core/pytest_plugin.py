@@ -46,7 +46,12 @@ class ConformanceItem(pytest.Item):
         try:
             impl = load_implementation(spec)
         except ValueError as exc:
-            pytest.fail(f"--jumpvpn-impl: {exc}", pytrace=False)
+            problem = str(exc)
+        else:
+            problem = ""
+        if problem:
+            # Outside the except block: one line, not a chained "during handling" report.
+            pytest.fail(f"--jumpvpn-impl: {problem}", pytrace=False)
         try:
             result = run_conformance(impl,
                                      examples=self.config.getoption("jumpvpn_examples"),

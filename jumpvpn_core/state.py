@@ -13,13 +13,15 @@ records; everything else is shared with the previous state. Nothing here is ever
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
-from jumpvpn_core.errors import InvalidEventError
+from jumpvpn_core.errors import InvalidEventError, describe
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import SESSION_ID_SIZE, derive_control_key
+from jumpvpn_core.proof import CONTROL_KEY_SIZE, SESSION_ID_SIZE, U64_MAX, derive_control_key
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.records import fast_init
 from jumpvpn_core.transport import TransportDescriptor
@@ -40,15 +42,50 @@ __all__ = [
 
 
 
+
+
+def _check_role(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Role):
+        raise InvalidEventError(f"role must be a Role, got {describe(value)}")
+
+
+def _check_session_id(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not bytes or len(value) != SESSION_ID_SIZE:
+        raise InvalidEventError(f"session_id must be {SESSION_ID_SIZE} bytes, "
+                                f"got {describe(value)}")
+
+
+def _check_control_key(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    # A str of the right length would otherwise be accepted and fail inside the first HMAC.
+    if type(value) is not bytes or len(value) != CONTROL_KEY_SIZE:
+        raise InvalidEventError(f"control_key must be {CONTROL_KEY_SIZE} bytes, "
+                                f"got {describe(value)}")
+
+
+def _check_policy(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, Policy):
+        raise InvalidEventError(f"policy must be a Policy, got {describe(value)}")
+
+
+def _check_time(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is not int or not 0 <= value <= U64_MAX:
+        raise InvalidEventError(
+            f"created_ms must be a non-negative int of milliseconds, got {describe(value)}")
+
+
 @attrs.frozen
 class Identity:
-    """What a session is. Never changes after creation (the session is the anchor)."""
+    """What a session is. Never changes after creation (the session is the anchor).
 
-    role: Role
-    session_id: bytes
-    control_key: bytes = attrs.field(repr=False)
-    policy: Policy = attrs.field(repr=False)
-    created_ms: int
+    Construction validates every field (`InvalidEventError`): the control key in particular
+    must be 32 bytes, never a string that would only fail at the first proof.
+    """
+
+    role: Role = attrs.field(validator=_check_role)
+    session_id: bytes = attrs.field(validator=_check_session_id)
+    control_key: bytes = attrs.field(repr=False, validator=_check_control_key)
+    policy: Policy = attrs.field(repr=False, validator=_check_policy)
+    created_ms: int = attrs.field(validator=_check_time)
 
 
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
@@ -246,13 +283,15 @@ def new_session(
     authenticated handshake) are the only entropy the session ever needs.
     """
     if not isinstance(role, Role):
-        raise InvalidEventError(f"role must be a Role, got {role!r}")
+        raise InvalidEventError(f"role must be a Role, got {describe(role)}")
     if type(session_id) is not bytes or len(session_id) != SESSION_ID_SIZE:
-        raise InvalidEventError(f"session_id must be {SESSION_ID_SIZE} bytes")
+        raise InvalidEventError(f"session_id must be {SESSION_ID_SIZE} bytes, "
+                                f"got {describe(session_id)}")
     if type(session_secret) is not bytes or len(session_secret) < 16:
-        raise InvalidEventError("session_secret must be at least 16 bytes")
-    if type(now_ms) is not int or now_ms < 0:
-        raise InvalidEventError(f"now_ms must be a non-negative int, got {now_ms!r}")
+        raise InvalidEventError("session_secret must be at least 16 bytes, "
+                                f"got {describe(session_secret)}")
+    if type(now_ms) is not int or not 0 <= now_ms <= U64_MAX:
+        raise InvalidEventError(f"now_ms must be a non-negative int, got {describe(now_ms)}")
     policy = policy if policy is not None else Policy()
     if not isinstance(policy, Policy):
         raise InvalidEventError(f"policy must be a Policy, got {type(policy).__name__}")

@@ -295,3 +295,232 @@ def test_secrets_never_appear_in_repr_of_states_effects_or_errors() -> None:
     assert sim.server.phase is not Phase.TERMINATED  # the run exercised live states
     for form in _secret_forms(sim.client):
         assert form not in joined
+
+
+# --- total decoders (issue: every decoder raises one typed error per family) ------------------
+
+_HUGE_PORT = "udp:10.0.0.1:" + "9" * 5_000
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def _server_data(**changes: Any) -> dict[str, Any]:
+    data = state_to_data(attached(Role.SERVER), include_secrets=True)
+    data.update(changes)
+    return data
+
+
+def _client_data(**changes: Any) -> dict[str, Any]:
+    state, _ = checked_step(attached(Role.CLIENT), DeliveryTimeout(2_000))
+    data = state_to_data(state, include_secrets=True)
+    data.update(changes)
+    return data
+
+
+def _record(data: dict[str, Any] | str) -> Any:
+    from jumpvpn_core.stores.base import StoredSession
+
+    text = data if isinstance(data, str) else json.dumps(data)
+    return StoredSession(SESSION_ID, 1, text.encode())
+
+
+@pytest.mark.requirement("RM-10")
+def test_a_port_of_thousands_of_digits_is_a_typed_error_in_every_decoder() -> None:
+    from jumpvpn_core.forms import FormError, event_from_data
+    from jumpvpn_core.gateway.gateway import RecordInvalidError, decode_record
+
+    with pytest.raises(InvalidTransportError, match="canonical"):
+        TransportDescriptor.parse(_HUGE_PORT)
+    link = {**_server_data()["link"], "active": _HUGE_PORT}
+    with pytest.raises(StateDecodeError, match=r"^link\.active is not a transport"):
+        state_from_data(_server_data(link=link))
+    with pytest.raises(RecordInvalidError, match=r"link\.active"):
+        decode_record(_record(_server_data(link=link)))
+    event = {"type": "Attach", "now_ms": 1, "transport": _HUGE_PORT}
+    with pytest.raises(FormError):
+        event_from_data(event)
+
+
+@pytest.mark.requirement("RM-10")
+def test_deeply_nested_json_is_a_typed_error_or_an_answer_everywhere() -> None:
+    import io
+
+    from jumpvpn_core.audit.trace import verify_lines
+    from jumpvpn_core.errors import JsonDecodeError
+    from jumpvpn_core.gateway.gateway import RecordInvalidError, decode_record
+    from jumpvpn_core.jsonsafe import loads
+    from jumpvpn_core.testing.implementation import ReferenceImplementation
+    from jumpvpn_core.testing.lockstep import WireError, parse_counterexample
+    from jumpvpn_core.testing.stdio_reference import serve
+
+    with pytest.raises(JsonDecodeError, match="nested deeper than 64"):
+        loads(_DEEP)
+    with pytest.raises(RecordInvalidError, match="JsonDecodeError"):
+        decode_record(_record(_DEEP))
+    report = verify_lines([_DEEP])
+    assert report.violation is not None
+    assert "malformed JSON" in str(report.violation)
+    out = io.StringIO()
+    assert serve(ReferenceImplementation(), [_DEEP, '{"v":1,"seq":2,"op":"hello"}'], out) == 0
+    answers = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [a["ok"] for a in answers] == [False, True]
+    with pytest.raises(WireError):
+        parse_counterexample(_DEEP)
+
+
+@pytest.mark.requirement("RM-10")
+@pytest.mark.parametrize("text", ["1" * 4_301, "-" + "1" * 5_000, '{"a": ' + "9" * 41 + "}",
+                                  "NaN", "[Infinity]", "1e400", '{"a": 1, "a": 2}',
+                                  '"\\ud800"', b"\xff\xfe", "\ufeff{}"])
+def test_json_the_loader_refuses_is_a_json_decode_error(text: str | bytes) -> None:
+    from jumpvpn_core.errors import JsonDecodeError
+    from jumpvpn_core.jsonsafe import loads
+
+    with pytest.raises(JsonDecodeError):
+        loads(text)
+
+
+def test_json_loader_accepts_what_the_library_writes() -> None:
+    from jumpvpn_core.jsonsafe import loads
+
+    data = _server_data()
+    assert loads(json.dumps(data)) == data
+    assert loads(json.dumps(data).encode()) == data
+    assert loads('["\\ud83d\\ude00", "\\u00e9", 18446744073709551615, -1.5]') == \
+        ["\U0001f600", "\u00e9", (1 << 64) - 1, -1.5]
+
+
+@pytest.mark.requirement("RM-10")
+@pytest.mark.parametrize("host", ["fe80::1%eth\u00e9", "fe80::1%\u0661", "fe80::1%a b",
+                                  "fe80::1%", "10.0.0.1%eth0", "fe80::1%a]b"])
+def test_an_ipv6_zone_id_must_be_ascii_unreserved_characters(host: str) -> None:
+    with pytest.raises(InvalidTransportError):
+        TransportDescriptor.udp(host, 1)
+    with pytest.raises(InvalidTransportError):
+        TransportDescriptor.parse(f"udp:[{host}]:1")
+
+
+def test_a_zone_id_of_unreserved_characters_parses_and_encodes() -> None:
+    parsed = TransportDescriptor.parse("udp:[fe80::1%eth0.1_a~-]:1")
+    assert parsed.host == "fe80::1%eth0.1_a~-"
+    assert parsed.encode().endswith(b"\x00\x01")
+
+
+@pytest.mark.parametrize("text", ["udp:10.0.0.1:04000", "udp:[10.0.0.1]:4000", "udp:::1:4000",
+                                  "UDP:10.0.0.1:4000", "udp:10.0.0.1:+4000",
+                                  "udp:10.0.0.1: 4000", "udp:[example.org]:1"])
+def test_non_canonical_transport_text_is_refused(text: str) -> None:
+    with pytest.raises(InvalidTransportError):
+        TransportDescriptor.parse(text)
+
+
+@pytest.mark.requirement("RM-3.3")
+@pytest.mark.parametrize(("field", "value"), [
+    ("state_version", 1 << 64), ("state_version", (1 << 64) - 1), ("state_version", 1 << 63),
+    ("created_ms", 1 << 64), ("phase_since_ms", 1 << 70),
+])
+def test_integers_beyond_their_range_are_refused_naming_the_field(field: str, value: int) -> None:
+    with pytest.raises(StateDecodeError, match=f"^{field} must be an int in 0..") as caught:
+        state_from_data(_server_data(**{field: value}))
+    assert str(value) not in str(caught.value) or value < 1 << 64
+
+
+@pytest.mark.requirement("RM-3.3")
+def test_a_state_at_the_largest_decodable_version_steps_without_raising() -> None:
+    from jumpvpn_core import ReattachRequest
+    from jumpvpn_core.codec import COUNTER_MAX
+    from jumpvpn_core.proof import MessageType, compute_proof
+
+    data = _server_data(state_version=COUNTER_MAX)
+    data["side"] = {**data["side"], "binding_version": COUNTER_MAX}
+    server = state_from_data(data)
+    proof = compute_proof(server.ident.control_key, MessageType.REATTACH_REQUEST, SESSION_ID,
+                          1, COUNTER_MAX, 2_000, HOME)
+    after, effects = checked_step(server, ReattachRequest(2_000, HOME, SESSION_ID, 1,
+                                                          COUNTER_MAX, 2_000, HOME, proof))
+    assert after.state_version == COUNTER_MAX + 1 <= (1 << 64) - 1
+    assert state_from_data(state_to_data(server, include_secrets=True)) == server
+    del effects
+
+
+@pytest.mark.requirement("RM-10")
+def test_a_policy_record_missing_a_field_is_refused_never_repaired() -> None:
+    policy = Policy().to_data()
+    del policy["loss_threshold"]
+    with pytest.raises(StateDecodeError, match="missing policy field 'loss_threshold'"):
+        state_from_data(_server_data(policy=policy))
+    with pytest.raises(PolicyError, match="missing policy field 'loss_threshold'"):
+        Policy.from_data(policy)
+    assert Policy.from_data({"loss_threshold": 3}, partial=True) == Policy(loss_threshold=3)
+
+
+@pytest.mark.parametrize("data", [{1: 1}, {None: 1}, {("a",): 1}, {"Loss": 1},
+                                  {"loss_threshold": 1 << 20_000}, [], "policy"])
+def test_policy_data_of_any_shape_is_a_policy_error(data: Any) -> None:
+    with pytest.raises(PolicyError):
+        Policy.from_data(data, partial=True)
+
+
+@pytest.mark.requirement("RM-10")
+@pytest.mark.parametrize(("where", "value"), [
+    (("side", "replay_bits"), "0x10"), (("side", "replay_bits"), " 1_0 "),
+    (("side", "replay_bits"), "FF"), (("side", "replay_bits"), "0f"),
+    (("session_id",), SESSION_ID.hex().upper()), (("session_id",), " " + SESSION_ID.hex()),
+    (("control_key",), "AB" * 32), (("state_version",), "1"), (("state_version",), 1.0),
+    (("state_version",), True), (("link", "active"), "udp:10.0.0.1:04000"),
+])
+def test_non_canonical_forms_in_a_state_record_are_refused(where: tuple[str, ...],
+                                                           value: Any) -> None:
+    data = _server_data()
+    node = data
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    with pytest.raises(StateDecodeError, match=where[-1]):
+        state_from_data(data)
+
+
+@pytest.mark.requirement("RM-10")
+@pytest.mark.parametrize(("data", "field"), [
+    (lambda: _server_data(phase="TERMINATED"), "end_reason"),
+    (lambda: _server_data(end_reason="CLOSED"), "end_reason"),
+    (lambda: _server_data(phase="TERMINATED", end_reason="REPLAY_DETECTED"), "end_reason"),
+    (lambda: _server_data(phase="TERMINATED", end_reason="REATTACHED"), "end_reason"),
+    (lambda: _client_data(side={**_client_data()["side"], "next_nonce": 0}), "next_nonce"),
+    (lambda: _client_data(side={**_client_data()["side"], "next_nonce": 1}), "nonce"),
+    (lambda: _server_data(phase="BIRTH"), "state_version must be 0 in BIRTH"),
+    (lambda: _server_data(phase="BIRTH", state_version=0), "active"),
+    (lambda: _server_data(link={**_server_data()["link"], "active": None}), "active"),
+    (lambda: _client_data(phase="TERMINATED", end_reason="CLOSED"), "pending"),
+    (lambda: _server_data(side={**_server_data()["side"], "binding_version": 2}),
+     "binding_version"),
+    (lambda: _server_data(roaming={"candidates": ["udp:10.0.0.9:1"] * 2, "switch_times": [],
+                                   "recovery_rounds": 0}), "candidates"),
+])
+def test_inconsistent_state_records_are_refused_naming_the_field(data: Any, field: str) -> None:
+    with pytest.raises(StateDecodeError, match=field):
+        state_from_data(data())
+
+
+@pytest.mark.parametrize("field", ["role", "phase", "end_reason"])
+def test_a_bad_enum_value_names_its_field(field: str) -> None:
+    with pytest.raises(StateDecodeError, match=f"^{field} must be a "):
+        state_from_data(_server_data(**{field: "NOT_A_VALUE"}))
+
+
+@pytest.mark.requirement("RM-10")
+def test_a_control_key_must_be_32_bytes_at_construction_and_decoding() -> None:
+    from jumpvpn_core.state import Identity
+
+    server = attached(Role.SERVER)
+    ident = server.ident
+    with pytest.raises(InvalidEventError, match="control_key must be 32 bytes"):
+        Identity(ident.role, ident.session_id, "k" * 32,  # type: ignore[arg-type]  # on purpose
+                 ident.policy, ident.created_ms)
+    data = state_to_data(server)
+    with pytest.raises(StateDecodeError, match=r"control_key= must be 32 bytes, got a string"):
+        state_from_data(data, control_key="k" * 32)  # type: ignore[arg-type]  # on purpose
+    with pytest.raises(StateDecodeError, match=r"control_key= must be 32 bytes, got bytes of "
+                                               r"length 31"):
+        state_from_data(data, control_key=bytes(31))
+    with pytest.raises(StateDecodeError, match="no control key"):
+        state_from_data(data)

@@ -15,7 +15,6 @@ from jumpvpn_core import (
     Phase,
     Policy,
     ReasonCode,
-    ReattachRequest,
     Rejected,
     Role,
     TransportDescriptor,
@@ -24,7 +23,7 @@ from jumpvpn_core import (
     new_session,
     step,
 )
-from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
+from jumpvpn_core.peer import Peer
 
 SID = bytes(range(16))
 SECRET = b"checker-regression-secret"
@@ -52,10 +51,9 @@ def test_security_refusal_after_a_path_revert_is_not_reported_as_entering_attach
     server, _ = step(server, InboundTraffic(0, HOME, 0))  # the old path still works
     assert server.phase is Phase.RECOVERING
     now = policy.path_validation_timeout_ms  # validation expires: PATH_REVERTED first
-    key = derive_control_key(SECRET, SID)
     stale = 0
-    proof = compute_proof(key, MessageType.REATTACH_REQUEST, SID, 1, stale, now, HOME)
-    event = ReattachRequest(now, HOME, SID, 1, stale, now, HOME, proof, size=128)
+    event = Peer.from_secret(SECRET, SID).request(now, HOME, nonce=1, state_version=stale,
+                                                  size=128)
     after, effects = step(server, event)
     assert after.phase is Phase.ATTACHED
     rejected = [e for e in effects if isinstance(e, Rejected)]

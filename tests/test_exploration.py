@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jumpvpn_core.audit import explore as explore_module
+from jumpvpn_core import invariants as invariants_module
 from jumpvpn_core.audit.explore import explore
 from jumpvpn_core.cli import main
 from jumpvpn_core.effects import Effect
@@ -43,7 +43,8 @@ def test_exploration_reports_a_broken_step(monkeypatch: pytest.MonkeyPatch) -> N
                                new.link, new.roaming, new.side, new.end_reason)
         return new, effects
 
-    monkeypatch.setattr(explore_module, "step", broken)
+    # Every edge steps through `invariants.checked_step`: break the step it makes.
+    monkeypatch.setattr(invariants_module, "step", broken)
     result = explore(Role.SERVER, 4)
     assert any("version_monotonic" in v for v in result.violations)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jumpvpn_core.audit.mutation import MutationOutputError, parse_results, score
+from tools.mutation import MutationOutputError, parse_results, score
 
 OUTPUT = """\
     jumpvpn_core.replay.x_check_nonce__mutmut_1: killed

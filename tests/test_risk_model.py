@@ -31,7 +31,6 @@ from jumpvpn_core import (
     Policy,
     ReasonClass,
     ReasonCode,
-    ReattachAccepted,
     ReattachRequest,
     Rejected,
     Role,
@@ -49,12 +48,12 @@ from jumpvpn_core import (
     next_deadline,
 )
 from jumpvpn_core.machine import step
-from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
+from jumpvpn_core.peer import Peer
 from jumpvpn_core.replay import ReplayVerdict, check_nonce, mark_nonce
 from jumpvpn_core.state import PendingReattach, ServerSide
 from tests.harness import LOCALS, SECRET, SESSION_ID, Simulation, checked_step, rejections
 
-KEY = derive_control_key(SECRET, SESSION_ID)
+PEER = Peer.from_secret(SECRET, SESSION_ID)
 HOME = TransportDescriptor.udp("192.0.2.1", 4000)
 NEW = TransportDescriptor.udp("192.0.2.50", 5000)
 OTHER = TransportDescriptor.udp("192.0.2.77", 7000)
@@ -94,11 +93,9 @@ def request(server: SessionState, now: int, nonce: int, source: TransportDescrip
     """A reattach request as the real client would sign it (unless `proof` is given)."""
     candidate = candidate if candidate is not None else source
     version = binding_version(server) if version is None else version
-    if proof is None:
-        proof = compute_proof(KEY, MessageType.REATTACH_REQUEST, SESSION_ID, nonce, version,
-                              now, candidate, challenge)
-    return ReattachRequest(now, source, session_id, nonce, version, now, candidate, proof,
-                           challenge, size)
+    return PEER.request(now, source, nonce=nonce, state_version=version, candidate=candidate,
+                        challenge=challenge, size=size, session_id=session_id,
+                        forged_proof=proof)
 
 
 def only(effects: Iterable[Effect], kind: type) -> list[Any]:
@@ -414,10 +411,9 @@ def test_client_refuses_an_accept_that_does_not_advance_the_version() -> None:
     client, effects = checked_step(client, DeliveryTimeout(100))
     [sent] = only(effects, SendReattachRequest)
     stale = client.side.known_version  # type: ignore[union-attr]  # client side
-    proof = compute_proof(KEY, MessageType.REATTACH_ACCEPT, SESSION_ID, sent.nonce, stale, 100,
-                          HOME)
-    after, effects = checked_step(client, ReattachAccepted(150, L0, SESSION_ID, sent.nonce,
-                                                           stale, 100, HOME, proof))
+    after, effects = checked_step(client, PEER.accept(150, L0, nonce=sent.nonce,
+                                                      state_version=stale, bound=HOME,
+                                                      timestamp_ms=100))
     assert after is client
     assert reasons(effects) == [RC.STALE_STATE_VERSION]
 
@@ -635,11 +631,8 @@ def _client_switch(client: SessionState, now: int, to: TransportDescriptor,
         if pending.via == to:
             break
         client, _ = checked_step(client, Tick(pending.deadline_ms))
-    proof = compute_proof(KEY, MessageType.REATTACH_ACCEPT, SESSION_ID, pending.nonce, version,
-                          client.link.clock_ms, HOME)
-    return checked_step(client, ReattachAccepted(client.link.clock_ms, to, SESSION_ID,
-                                                 pending.nonce, version, client.link.clock_ms,
-                                                 HOME, proof))
+    return checked_step(client, PEER.accept(client.link.clock_ms, to, nonce=pending.nonce,
+                                            state_version=version, bound=HOME))
 
 
 @pytest.mark.requirement("RM-10")

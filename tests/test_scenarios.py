@@ -289,8 +289,8 @@ def test_readme_setup_block_is_exact() -> None:
         "# main job: run every risk-model scenario script and print the table\n"
         "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/jumpvpn scenarios\n"
         "# tests\n"
-        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && "
-        ".venv/bin/python -m pytest\n"
+        "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' -c requirements-dev.txt "
+        "&& .venv/bin/python -m pytest\n"
         "```\n"
     ) in text
 

@@ -17,8 +17,8 @@ from jumpvpn_core.proof import (
     encode_proof_input,
 )
 from jumpvpn_core.reasons import ReasonCode, reason_class
-from jumpvpn_core.spec_tables import read_table, render_state_diagram, transition_rows
 from jumpvpn_core.transport import TransportDescriptor
+from tools.spec_tables import read_table, render_state_diagram, transition_rows
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -41,7 +41,7 @@ def test_state_diagram_is_rendered_from_the_spec_table() -> None:
     rows = transition_rows(SPECS / "transition-table.md")
     committed = (SPECS / "state-diagram.md").read_text(encoding="utf-8")
     assert committed == render_state_diagram(rows), (
-        "specs/state-diagram.md is stale: python -m jumpvpn_core.spec_tables --write"
+        "specs/state-diagram.md is stale: python -m tools.spec_tables --write"
     )
 
 

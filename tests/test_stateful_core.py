@@ -45,7 +45,7 @@ from jumpvpn_core import (
     next_deadline,
     step,
 )
-from jumpvpn_core.proof import MessageType, compute_proof
+from jumpvpn_core.peer import Peer
 from tests import harness
 from tests.harness import (
     ATTACKERS,
@@ -317,11 +317,10 @@ class CoreMachine(RuleBasedStateMachine):
         local = self.sim.client.link.active or LOCALS[0]
         nonce = self._fresh_nonce()
         now = self.sim.now
-        proof = compute_proof(self.sim.control_key, MessageType.REATTACH_REQUEST, SESSION_ID,
-                              nonce, version, now, local)
         source = spoof if spoof is not None else self.sim.nat[local]
-        self._attack(ReattachRequest(now, source, SESSION_ID, nonce, version, now, local,
-                                     proof, size=128))
+        peer = Peer(SESSION_ID, self.sim.control_key)
+        self._attack(peer.request(now, source, nonce=nonce, state_version=version,
+                                  candidate=local, size=128))
 
     @rule(captured=captured, other=st.binary(min_size=16, max_size=16))
     def attacker_uses_wrong_session_id(self, captured: Captured,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from jumpvpn_core.audit.traceability import (
+from tools.traceability import (
     REQUIREMENT_CODE,
     build_report,
     missing_code,

@@ -38,8 +38,8 @@ from jumpvpn_core import (
     step,
 )
 from jumpvpn_core.peer import challenge_received
-from jumpvpn_core.spec_tables import build_oracle_machine, transition_rows
 from jumpvpn_core.state import ClientSide
+from tools.spec_tables import build_oracle_machine, transition_rows
 
 SPEC = Path(__file__).resolve().parent.parent / "specs" / "transition-table.md"
 SID = bytes(range(16))

@@ -3,8 +3,8 @@
 Breadth-first search over every sequence of environment actions up to a depth, starting
 from a fresh session of one role (client alone, or server alone: the other side of the
 session is played by the environment, which knows the session key and so can answer
-honestly). Every edge is a real `step()` call, checked with `check_step`; every node with
-`check_state`.
+honestly, through `jumpvpn_core.peer`). Every edge is a real `step()` call made through
+`checked_step`, so every step and every state it reaches is checked.
 
 The abstract domain (small on purpose, so that depth 8 runs in seconds):
 
@@ -41,28 +41,21 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core import events as ev
 from jumpvpn_core.codec import state_to_data
 from jumpvpn_core.effects import Rejected
-from jumpvpn_core.events import (
-    AllTransportsFailed,
-    Attach,
-    CandidateDiscovered,
-    CandidateLost,
-    Close,
-    InboundTraffic,
-    PacketLoss,
-    ReattachAccepted,
-    ReattachRequest,
-    Tick,
-    TransportFailed,
-)
 from jumpvpn_core.forms import event_to_data
-from jumpvpn_core.invariants import check_state, check_step
-from jumpvpn_core.machine import next_deadline, step
-from jumpvpn_core.peer import challenge_pending
+from jumpvpn_core.invariants import check_state, checked_step
+from jumpvpn_core.machine import next_deadline
+from jumpvpn_core.peer import (
+    FORGED_PROOF,
+    accept_pending,
+    answer_challenge,
+    challenge_pending,
+    next_request,
+)
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import MessageType, compute_proof
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -89,7 +82,7 @@ _SID = bytes(range(16))
 _SECRET = b"exploration secret, public by design"
 _T0 = 0
 _LIVE_CHAIN_LIMIT = 32
-_BAD_PROOF = bytes(32)
+_REQUEST_BYTES = 200
 
 _udp = TransportDescriptor.udp
 C1, C2 = _udp("10.0.0.1", 4000), _udp("10.0.0.2", 4000)
@@ -146,7 +139,19 @@ def _plain(make: Callable[[int], Any]) -> _Action:
 
 
 def _wait(delta: int) -> _Action:
-    return lambda n: (Tick(n.now + delta), n.captured)
+    return lambda n: (ev.Tick(n.now + delta), n.captured)
+
+
+def _replay(n: _Node) -> tuple[Any, Any] | None:
+    """The attacker re-sends the last honest message it captured, now."""
+    if n.captured is None:
+        return None
+    return attrs.evolve(n.captured, now_ms=n.now), n.captured
+
+
+def _honest(event: Any, n: _Node, forged: bool) -> tuple[Any, Any]:
+    """An honest message is captured by the attacker; a forged one is not."""
+    return event, (n.captured if forged else event)
 
 
 def _client_actions(policy: Policy) -> list[tuple[str, _Action]]:
@@ -162,74 +167,53 @@ def _client_actions(policy: Policy) -> list[tuple[str, _Action]]:
         assert isinstance(side, ClientSide)
         if side.pending is None:
             return None
-        p = side.pending
-        version = side.known_version + 1
-        proof = _BAD_PROOF if forged else compute_proof(
-            n.state.ident.control_key, MessageType.REATTACH_ACCEPT, _SID, p.nonce, version,
-            n.now, p.candidate)
-        event = ReattachAccepted(n.now, p.via, _SID, p.nonce, version, n.now, p.candidate, proof)
-        return event, (n.captured if forged else event)
-
-    def replay(n: _Node) -> tuple[Any, Any] | None:
-        if n.captured is None:
-            return None
-        return attrs.evolve(n.captured, now_ms=n.now), n.captured
+        event = accept_pending(n.state, n.now, forged_proof=FORGED_PROOF if forged else None)
+        return _honest(event, n, forged)
 
     return [
-        ("attach", _plain(lambda t: Attach(t, C1))),
-        ("traffic on C1", _plain(lambda t: InboundTraffic(t, C1, 100))),
-        ("packet lost", _plain(lambda t: PacketLoss(t, 1))),
-        ("C1 failed", _plain(lambda t: TransportFailed(t, C1))),
-        ("all transports failed", _plain(AllTransportsFailed)),
-        ("C2 discovered", _plain(lambda t: CandidateDiscovered(t, C2))),
-        ("C2 lost", _plain(lambda t: CandidateLost(t, C2))),
+        ("attach", _plain(lambda t: ev.Attach(t, C1))),
+        ("traffic on C1", _plain(lambda t: ev.InboundTraffic(t, C1, 100))),
+        ("packet lost", _plain(lambda t: ev.PacketLoss(t, 1))),
+        ("C1 failed", _plain(lambda t: ev.TransportFailed(t, C1))),
+        ("all transports failed", _plain(ev.AllTransportsFailed)),
+        ("C2 discovered", _plain(lambda t: ev.CandidateDiscovered(t, C2))),
+        ("C2 lost", _plain(lambda t: ev.CandidateLost(t, C2))),
         ("path challenge", challenge),
         ("honest accept", accept),
         ("forged accept", lambda n: accept(n, forged=True)),
-        ("replayed accept", replay),
-        ("close", _plain(Close)),
+        ("replayed accept", _replay),
+        ("close", _plain(ev.Close)),
         ("wait reattach_timeout", _wait(policy.reattach_timeout_ms)),
         ("wait recovery window", _wait(policy.max_recovery_window_ms)),
     ]
 
 
 def _server_actions(policy: Policy) -> list[tuple[str, _Action]]:
-    def request(n: _Node, source: TransportDescriptor | None, forged: bool = False,
-                answer: bool = False) -> tuple[Any, Any] | None:
-        state = n.state
-        side = state.side
-        assert isinstance(side, ServerSide)
-        challenge = b""
-        if answer:
-            if side.pending is None:
-                return None
-            source, challenge = side.pending.address, side.pending.challenge
-        elif source is None:
-            if state.link.active is None:
-                return None
-            source = state.link.active
-        nonce = side.replay_top + 1
-        proof = _BAD_PROOF if forged else compute_proof(
-            state.ident.control_key, MessageType.REATTACH_REQUEST, _SID, nonce,
-            side.binding_version, n.now, source, challenge)
-        event = ReattachRequest(n.now, source, _SID, nonce, side.binding_version, n.now, source,
-                                proof, challenge, 200)
-        return event, (n.captured if forged else event)
-
-    def replay(n: _Node) -> tuple[Any, Any] | None:
-        if n.captured is None:
+    def request(n: _Node, source: TransportDescriptor | None,
+                forged: bool = False) -> tuple[Any, Any] | None:
+        source = n.state.link.active if source is None else source
+        if source is None:
             return None
-        return attrs.evolve(n.captured, now_ms=n.now), n.captured
+        event = next_request(n.state, n.now, source, size=_REQUEST_BYTES,
+                             forged_proof=FORGED_PROOF if forged else None)
+        return _honest(event, n, forged)
+
+    def answer(n: _Node) -> tuple[Any, Any] | None:
+        side = n.state.side
+        assert isinstance(side, ServerSide)
+        if side.pending is None:
+            return None
+        return _honest(answer_challenge(n.state, n.now, size=_REQUEST_BYTES), n, False)
 
     return [
-        ("attach", _plain(lambda t: Attach(t, A1))),
-        ("traffic from A1", _plain(lambda t: InboundTraffic(t, A1, 100))),
-        ("traffic from A2", _plain(lambda t: InboundTraffic(t, A2, 200))),
+        ("attach", _plain(lambda t: ev.Attach(t, A1))),
+        ("traffic from A1", _plain(lambda t: ev.InboundTraffic(t, A1, 100))),
+        ("traffic from A2", _plain(lambda t: ev.InboundTraffic(t, A2, 200))),
         ("honest request on the bound path", lambda n: request(n, None)),
-        ("honest challenge answer", lambda n: request(n, None, answer=True)),
+        ("honest challenge answer", answer),
         ("forged request from A2", lambda n: request(n, A2, forged=True)),
-        ("replayed request", replay),
-        ("close", _plain(Close)),
+        ("replayed request", _replay),
+        ("close", _plain(ev.Close)),
         ("wait reattach_timeout", _wait(policy.reattach_timeout_ms)),
         ("wait recovery window", _wait(policy.max_recovery_window_ms)),
     ]
@@ -243,10 +227,8 @@ def _settles(state: SessionState, violations: list[str]) -> bool:
         deadline = next_deadline(state)
         if deadline is None:
             return False
-        event = Tick(max(deadline, state.link.clock_ms))
-        new, effects = step(state, event)
-        for violation in check_step(state, event, new, effects):
-            violations.append(f"time-only continuation: {violation}")
+        new, _effects, found = checked_step(state, ev.Tick(max(deadline, state.link.clock_ms)))
+        violations.extend(f"time-only continuation: {violation}" for violation in found)
         if new is state:
             return False
         state = new
@@ -301,7 +283,12 @@ def _zero_time_cycles(nodes: dict[bytes, _Node],
 
 
 def explore(role: Role, depth: int, policy: Policy = EXPLORE_POLICY) -> ExplorationResult:
-    """Explore every action sequence of length <= `depth` for `role`; see the module doc."""
+    """Explore every action sequence of length <= `depth` for `role`; see the module doc.
+
+    Raises `ValueError` for a negative `depth`.
+    """
+    if depth < 0:
+        raise ValueError(f"depth must be 0 or more, got {depth}")
     started = time.perf_counter()
     actions = _client_actions(policy) if role is Role.CLIENT else _server_actions(policy)
     root = _Node(new_session(role, _SID, _SECRET, _T0, policy), _T0, None)
@@ -323,12 +310,11 @@ def explore(role: Role, depth: int, policy: Policy = EXPLORE_POLICY) -> Explorat
             if made is None:
                 continue
             event, captured = made
-            new_state, effects = step(node.state, event)
+            new_state, effects, found = checked_step(node.state, event)
             if any(type(e) is Rejected for e in effects):
                 captured = node.captured  # the attacker keeps messages that did something
             edges += 1
-            for violation in check_step(node.state, event, new_state, effects):
-                violations.append(f"depth {level[key] + 1}, {label}: {violation}")
+            violations.extend(f"depth {level[key] + 1}, {label}: {v}" for v in found)
             child = _Node(new_state, max(node.now, event.now_ms), captured)
             if new_state.phase is Phase.TERMINATED:
                 # Nothing changes a TERMINATED state (checked on the edges into it and on
@@ -344,7 +330,6 @@ def explore(role: Role, depth: int, policy: Policy = EXPLORE_POLICY) -> Explorat
             if child_key not in nodes:
                 nodes[child_key] = child
                 level[child_key] = level[key] + 1
-                violations.extend(f"state: {v}" for v in check_state(new_state))
                 queue.append(child_key)
     live = [n for n in nodes.values()
             if n.state.phase not in (Phase.ATTACHED, Phase.TERMINATED)]

@@ -20,25 +20,9 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core import events as ev
 from jumpvpn_core.codec import state_from_data, state_to_data
-from jumpvpn_core.events import (
-    EVENT_TYPES,
-    AllTransportsFailed,
-    Attach,
-    CandidateDiscovered,
-    CandidateLost,
-    Close,
-    DeliveryTimeout,
-    Evict,
-    InboundTraffic,
-    OwnershipAmbiguous,
-    PacketLoss,
-    ReattachAccepted,
-    ReattachRequest,
-    StoreRecordInvalid,
-    Tick,
-    TransportFailed,
-)
+from jumpvpn_core.events import EVENT_TYPES
 from jumpvpn_core.forms import effect_to_data, event_from_data, event_to_data, parse_json
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.peer import (
@@ -143,7 +127,7 @@ def _run(state: SessionState, steps: Iterable[Step]) -> Iterator[SessionState]:
 
 
 def _accept(state: SessionState, now: int, *, nonce_delta: int = 0, version_delta: int = 1,
-            **overrides: Any) -> ReattachAccepted:
+            **overrides: Any) -> ev.ReattachAccepted:
     """The server's accept of the client's pending reattach, with its nonce or version
     shifted (a stray accept arrives on the active transport, or C1 before any binding)."""
     side = state.side
@@ -167,54 +151,54 @@ def _deadline(s: SessionState) -> int:
 
 
 def _client_scripts(policy: Policy) -> list[list[Step]]:
-    attach: Step = lambda s: Attach(T0, C1)  # noqa: E731 - tiny script steps read best inline
-    heard: Step = lambda s: InboundTraffic(s.link.clock_ms + 100, C1, 1200)  # noqa: E731
-    tick_deadline: Step = lambda s: Tick(_deadline(s))  # noqa: E731
-    loss: Step = lambda s: PacketLoss(s.link.clock_ms + 10, policy.loss_threshold)  # noqa: E731
-    window_end: Step = lambda s: Tick(  # noqa: E731
+    attach: Step = lambda s: ev.Attach(T0, C1)  # noqa: E731 - tiny script steps read best inline
+    heard: Step = lambda s: ev.InboundTraffic(s.link.clock_ms + 100, C1, 1200)  # noqa: E731
+    tick_deadline: Step = lambda s: ev.Tick(_deadline(s))  # noqa: E731
+    loss: Step = lambda s: ev.PacketLoss(s.link.clock_ms + 10, policy.loss_threshold)  # noqa: E731
+    window_end: Step = lambda s: ev.Tick(  # noqa: E731
         s.phase_since_ms + policy.max_recovery_window_ms)
 
     def discover(t: TransportDescriptor) -> Step:
-        return lambda s: CandidateDiscovered(s.link.clock_ms + 5, t)
+        return lambda s: ev.CandidateDiscovered(s.link.clock_ms + 5, t)
 
     return [
         # Loss spike, reattach on the same path, then a delivery timeout.
         [attach, heard, discover(C2), loss, lambda s: _accept(s, s.link.clock_ms + 20),
-         lambda s: DeliveryTimeout(s.link.clock_ms + 30)],
+         lambda s: ev.DeliveryTimeout(s.link.clock_ms + 30)],
         # Active transport fails; reattach through the candidate after a path challenge.
-        [attach, discover(C2), lambda s: TransportFailed(s.link.clock_ms + 10, C1),
+        [attach, discover(C2), lambda s: ev.TransportFailed(s.link.clock_ms + 10, C1),
          lambda s: challenge_pending(s, s.link.clock_ms + 10, b"\x01" * 16, observed=OBSERVED),
          lambda s: _accept(s, s.link.clock_ms + 10)],
         # Escalation ladder: RECOVERING -> DEGRADED -> RECOVERING ... rounds exhausted.
         [attach, loss, heard, window_end, discover(C2), heard, window_end,
          discover(C3), heard, window_end, discover(C4)],
         # Degraded, then the active transport fails.
-        [attach, loss, heard, window_end, lambda s: TransportFailed(s.link.clock_ms + 1, C1)],
+        [attach, loss, heard, window_end, lambda s: ev.TransportFailed(s.link.clock_ms + 1, C1)],
         # Total collapse and no candidate within the recovery window.
-        [attach, lambda s: AllTransportsFailed(s.link.clock_ms + 10), tick_deadline],
+        [attach, lambda s: ev.AllTransportsFailed(s.link.clock_ms + 10), tick_deadline],
         # Recovering without hearing the active path: the window runs out.
-        [attach, discover(C2), lambda s: DeliveryTimeout(s.link.clock_ms + 10), tick_deadline,
+        [attach, discover(C2), lambda s: ev.DeliveryTimeout(s.link.clock_ms + 10), tick_deadline,
          window_end],
         # Candidate set filled to the bound.
         [attach, discover(C2), discover(C3), discover(C4), discover(C5)],
         # Switch twice in quick succession (cooldown), then again later.
-        [attach, discover(C2), discover(C3), lambda s: TransportFailed(s.link.clock_ms, C1),
+        [attach, discover(C2), discover(C3), lambda s: ev.TransportFailed(s.link.clock_ms, C1),
          lambda s: _accept(s, s.link.clock_ms + 10),
-         lambda s: TransportFailed(s.link.clock_ms + 10, C2)],
+         lambda s: ev.TransportFailed(s.link.clock_ms + 10, C2)],
         # Birth only, then end by lifetime/birth timeout.
         [tick_deadline],
-        [attach, lambda s: Tick(s.ident.created_ms + policy.session_max_lifetime_ms)],
-        [attach, lambda s: Close(s.link.clock_ms + 1)],
+        [attach, lambda s: ev.Tick(s.ident.created_ms + policy.session_max_lifetime_ms)],
+        [attach, lambda s: ev.Close(s.link.clock_ms + 1)],
     ]
 
 
 def _server_scripts(policy: Policy) -> list[list[Step]]:
-    attach: Step = lambda s: Attach(T0, A1)  # noqa: E731
-    heard_old: Step = lambda s: InboundTraffic(s.link.clock_ms + 50, A1, 1200)  # noqa: E731
-    tick_deadline: Step = lambda s: Tick(_deadline(s))  # noqa: E731
+    attach: Step = lambda s: ev.Attach(T0, A1)  # noqa: E731
+    heard_old: Step = lambda s: ev.InboundTraffic(s.link.clock_ms + 50, A1, 1200)  # noqa: E731
+    tick_deadline: Step = lambda s: ev.Tick(_deadline(s))  # noqa: E731
 
     def probe(t: TransportDescriptor, size: int = 1200, dt: int = 10) -> Step:
-        return lambda s: InboundTraffic(s.link.clock_ms + dt, t, size)
+        return lambda s: ev.InboundTraffic(s.link.clock_ms + dt, t, size)
 
     def answer(dt: int = 5) -> Step:
         return lambda s: answer_challenge(s, s.link.clock_ms + dt)
@@ -235,10 +219,10 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
         [attach, probe(A2, size=0), tick_deadline, tick_deadline],
         # Partial viability: DEGRADED, then DEGRADED times out.
         # (the old path is heard while a late validation is still open when the window ends)
-        [attach, probe(A2), lambda s: Tick(s.link.clock_ms + policy.path_validation_timeout_ms),
-         lambda s: InboundTraffic(s.phase_since_ms + policy.max_recovery_window_ms
+        [attach, probe(A2), lambda s: ev.Tick(s.link.clock_ms + policy.path_validation_timeout_ms),
+         lambda s: ev.InboundTraffic(s.phase_since_ms + policy.max_recovery_window_ms
                                   - policy.path_validation_timeout_ms // 2, A3, 1200),
-         heard_old, lambda s: Tick(s.phase_since_ms + policy.max_recovery_window_ms),
+         heard_old, lambda s: ev.Tick(s.phase_since_ms + policy.max_recovery_window_ms),
          tick_deadline],
         # Reattach requests from a new address (validation opened by a request).
         [attach, lambda s: next_request(s, s.link.clock_ms + 10, A2, size=1200),
@@ -252,8 +236,8 @@ def _server_scripts(policy: Policy) -> list[list[Step]]:
         # Switch limit: one switch per cooldown until the per-minute bound.
         [attach, *switch_steps, probe(A2, dt=policy.switch_cooldown_ms)],
         [tick_deadline],
-        [attach, lambda s: Tick(_deadline(s))],
-        [attach, lambda s: Evict(s.link.clock_ms + 1)],
+        [attach, lambda s: ev.Tick(_deadline(s))],
+        [attach, lambda s: ev.Evict(s.link.clock_ms + 1)],
     ]
 
 
@@ -280,42 +264,42 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
     policy = state.ident.policy
     clock = state.link.clock_ms
     now = clock + 10
-    out: list[tuple[str, Any]] = [("tick now", Tick(clock))]
+    out: list[tuple[str, Any]] = [("tick now", ev.Tick(clock))]
     deadline = next_deadline(state)
     if deadline is not None:
-        out.append(("tick at next deadline", Tick(deadline)))
+        out.append(("tick at next deadline", ev.Tick(deadline)))
     if state.phase is Phase.RECOVERING:
         out.append(("tick at end of the recovery window",
-                    Tick(state.phase_since_ms + policy.max_recovery_window_ms)))
+                    ev.Tick(state.phase_since_ms + policy.max_recovery_window_ms)))
     out.append(("tick at end of lifetime",
-                Tick(state.ident.created_ms + policy.session_max_lifetime_ms)))
+                ev.Tick(state.ident.created_ms + policy.session_max_lifetime_ms)))
     if clock > 0:
-        out.append(("close with time going backwards", Close(clock - 1)))
+        out.append(("close with time going backwards", ev.Close(clock - 1)))
     out += [
-        ("attach", Attach(now, C1 if state.role is Role.CLIENT else A1)),
-        ("close", Close(now)),
-        ("ownership ambiguous", OwnershipAmbiguous(now)),
-        ("evict", Evict(now)),
-        ("store record invalid", StoreRecordInvalid(now)),
+        ("attach", ev.Attach(now, C1 if state.role is Role.CLIENT else A1)),
+        ("close", ev.Close(now)),
+        ("ownership ambiguous", ev.OwnershipAmbiguous(now)),
+        ("evict", ev.Evict(now)),
+        ("store record invalid", ev.StoreRecordInvalid(now)),
     ]
     if state.role is Role.CLIENT:
         out += _client_variants(state, now)
         out.append(("reattach request at a client",
-                    ReattachRequest(now, A1, state.session_id, 1, 0, now, A1, FORGED_PROOF)))
+                    ev.ReattachRequest(now, A1, state.session_id, 1, 0, now, A1, FORGED_PROOF)))
     else:
         out += _server_variants(state, now)
         out += [
-            ("packet loss at a server", PacketLoss(now, 1)),
-            ("delivery timeout at a server", DeliveryTimeout(now)),
-            ("transport failed at a server", TransportFailed(now, A1)),
-            ("all transports failed at a server", AllTransportsFailed(now)),
-            ("candidate discovered at a server", CandidateDiscovered(now, A2)),
-            ("candidate lost at a server", CandidateLost(now, A2)),
+            ("packet loss at a server", ev.PacketLoss(now, 1)),
+            ("delivery timeout at a server", ev.DeliveryTimeout(now)),
+            ("transport failed at a server", ev.TransportFailed(now, A1)),
+            ("all transports failed at a server", ev.AllTransportsFailed(now)),
+            ("candidate discovered at a server", ev.CandidateDiscovered(now, A2)),
+            ("candidate lost at a server", ev.CandidateLost(now, A2)),
             ("path challenge at a server",
              Peer.of(state).challenge(now, A1, challenge=b"\x01" * 16, observed=OBSERVED,
                                       state_version=state.state_version)),
             ("reattach accepted at a server",
-             ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, FORGED_PROOF)),
+             ev.ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, FORGED_PROOF)),
         ]
     return out
 
@@ -327,21 +311,21 @@ def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
     fresh = next(t for t in (C2, C3, C4, C5, C6) if t != active and t not in
                  state.roaming.candidates)
     return [
-        ("traffic on the active transport", InboundTraffic(now, active, 1200)),
-        ("traffic on a candidate", InboundTraffic(now, candidate, 1200)),
-        ("traffic on an unknown transport", InboundTraffic(now, C9, 1200)),
-        ("one lost packet", PacketLoss(now, 1)),
-        ("loss reaching the threshold", PacketLoss(now, policy.loss_threshold)),
-        ("delivery timeout", DeliveryTimeout(now)),
-        ("active transport failed", TransportFailed(now, active)),
-        ("candidate failed", TransportFailed(now, candidate)),
-        ("unknown transport failed", TransportFailed(now, C9)),
-        ("all transports failed", AllTransportsFailed(now)),
-        ("new candidate", CandidateDiscovered(now, fresh)),
-        ("active rediscovered", CandidateDiscovered(now, active)),
-        ("known candidate rediscovered", CandidateDiscovered(now, candidate)),
-        ("candidate lost", CandidateLost(now, candidate)),
-        ("unknown candidate lost", CandidateLost(now, C9)),
+        ("traffic on the active transport", ev.InboundTraffic(now, active, 1200)),
+        ("traffic on a candidate", ev.InboundTraffic(now, candidate, 1200)),
+        ("traffic on an unknown transport", ev.InboundTraffic(now, C9, 1200)),
+        ("one lost packet", ev.PacketLoss(now, 1)),
+        ("loss reaching the threshold", ev.PacketLoss(now, policy.loss_threshold)),
+        ("delivery timeout", ev.DeliveryTimeout(now)),
+        ("active transport failed", ev.TransportFailed(now, active)),
+        ("candidate failed", ev.TransportFailed(now, candidate)),
+        ("unknown transport failed", ev.TransportFailed(now, C9)),
+        ("all transports failed", ev.AllTransportsFailed(now)),
+        ("new candidate", ev.CandidateDiscovered(now, fresh)),
+        ("active rediscovered", ev.CandidateDiscovered(now, active)),
+        ("known candidate rediscovered", ev.CandidateDiscovered(now, candidate)),
+        ("candidate lost", ev.CandidateLost(now, candidate)),
+        ("unknown candidate lost", ev.CandidateLost(now, C9)),
         ("path challenge on the active transport",
          challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=active)),
         ("path challenge on an unknown transport",
@@ -366,10 +350,10 @@ def _server_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
     assert isinstance(side, ServerSide)
     active = state.link.active or A1
     out: list[tuple[str, Any]] = [
-        ("traffic on the bound path", InboundTraffic(now, active, 1200)),
-        ("traffic from a new address", InboundTraffic(now, A2, 1200)),
-        ("empty datagram from a new address", InboundTraffic(now, A2, 0)),
-        ("traffic from a third address", InboundTraffic(now, A3, 1200)),
+        ("traffic on the bound path", ev.InboundTraffic(now, active, 1200)),
+        ("traffic from a new address", ev.InboundTraffic(now, A2, 1200)),
+        ("empty datagram from a new address", ev.InboundTraffic(now, A2, 0)),
+        ("traffic from a third address", ev.InboundTraffic(now, A3, 1200)),
         ("valid request from the bound path", next_request(state, now, active)),
         ("valid request from a new address",
          next_request(state, now, A2, size=1200)),

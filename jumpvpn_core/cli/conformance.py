@@ -8,106 +8,113 @@ FILE; `jumpvpn scenarios --cmd "<program>" FILE` then replays the failure.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["register"]
+import click
+
+from jumpvpn_core.cli._common import (
+    CliError,
+    check_output_file,
+    emit_json,
+    json_option,
+    verb,
+)
+
+__all__ = ["command"]
 
 
-def register(subparsers: Any) -> None:
-    """Add the `conformance` subcommand."""
-    parser = subparsers.add_parser(
-        "conformance",
-        help="fuzz an implementation (any language, JSONL on stdio) against the reference",
-        description="Drive a program speaking the conformance protocol "
-                    "(specs/conformance-protocol.md) side by side with the reference.",
-    )
-    parser.add_argument("--cmd", required=True,
-                        help='the program to test, e.g. "python -m '
-                             'jumpvpn_core.testing.stdio_reference"')
-    parser.add_argument("--examples", type=int, default=50, help="examples to run (default 50)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--steps", type=int, default=30,
-                        help="steps per example (default 30)")
-    parser.add_argument("--step-timeout-ms", type=int, default=2_000,
-                        help="per-step timeout; the program is killed after it (default 2000)")
-    parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
-                        help="replay a printed counterexample instead of fuzzing")
-    parser.add_argument("--counterexample-out", type=Path, default=None, metavar="FILE",
-                        help="on failure, write the counterexample as a scenario script "
-                             "to FILE (replay it with jumpvpn scenarios --cmd ... FILE)")
-    parser.set_defaults(handler=_run)
-
-
-def _usage(message: str) -> int:
-    print(f"jumpvpn conformance: {message}", file=sys.stderr)
-    return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+@verb("conformance", "Fuzz an implementation (any language, JSONL on stdio) against the "
+      "reference.\n\nDrives a program speaking the conformance protocol "
+      "(specs/conformance-protocol.md) side by side with the reference.")
+@click.option("--cmd", required=True,
+              help='the program to test, e.g. "python -m jumpvpn_core.testing.stdio_reference"')
+@click.option("--examples", type=int, default=50, show_default=True, help="examples to run")
+@click.option("--seed", type=int, default=0, show_default=True, help="random seed")
+@click.option("--steps", type=int, default=30, show_default=True, help="steps per example")
+@click.option("--step-timeout-ms", type=int, default=2_000, show_default=True,
+              help="per-step timeout; the program is killed after it")
+@click.option("--replay", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="replay a printed counterexample instead of fuzzing")
+@click.option("--counterexample-out", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help="on failure, write the counterexample as a scenario script "
+              "to FILE (replay it with jumpvpn scenarios --cmd ... FILE)")
+@json_option
+def command(cmd: str, examples: int, seed: int, steps: int, step_timeout_ms: int,
+            replay: Path | None, counterexample_out: Path | None, as_json: bool) -> int:
+    """Handler of `jumpvpn conformance`."""
     try:
-        argv = shlex.split(args.cmd)
+        argv = shlex.split(cmd)
     except ValueError as exc:
-        return _usage(f"--cmd cannot be parsed: {exc}")
+        raise CliError(f"--cmd cannot be parsed: {exc}") from None
     if not argv:
-        return _usage("--cmd is empty")
+        raise CliError("--cmd is empty")
     if shutil.which(argv[0]) is None:
-        return _usage(f"--cmd program {argv[0]!r} not found")
-    if args.examples < 1 or args.steps < 1 or args.step_timeout_ms < 1:
-        return _usage("--examples, --steps and --step-timeout-ms must be positive")
+        raise CliError(f"--cmd program {argv[0]!r} not found")
+    if examples < 1 or steps < 1 or step_timeout_ms < 1:
+        raise CliError("--examples, --steps and --step-timeout-ms must be positive")
+    replay_text = None
+    if replay is not None:
+        try:
+            replay_text = replay.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError(f"cannot read {replay}: {exc}") from None
+    if counterexample_out is not None:
+        check_output_file(counterexample_out, "--counterexample-out")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
         from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
         from jumpvpn_core.testing.stdio import StdioImplementation
     except ImportError as exc:
-        return _usage(f"the conformance kit needs hypothesis (pip install "
-                      f"'jumpvpn-core[testing]'): {exc}")
-    impl = StdioImplementation(argv, args.step_timeout_ms)
+        raise CliError(f"the conformance kit needs hypothesis (pip install "
+                       f"'jumpvpn-core[testing]'): {exc}") from None
+    impl = StdioImplementation(argv, step_timeout_ms)
     try:
-        if args.replay is not None:
+        if replay_text is not None:
             try:
-                text = args.replay.read_text(encoding="utf-8")
-            except OSError as exc:
-                return _usage(f"cannot read {args.replay}: {exc}")
-            try:
-                failure = replay_counterexample(impl, text)
+                failure = replay_counterexample(impl, replay_text)
             except WireError as exc:
-                return _usage(f"{args.replay} is not a counterexample: {exc}")
-            examples = 1
+                raise CliError(f"{replay} is not a counterexample: {exc}") from None
+            ran = 1
         else:
-            result = run_conformance(impl, examples=args.examples, seed=args.seed,
-                                     steps=args.steps)
-            failure, examples = result.failure, result.examples
+            result = run_conformance(impl, examples=examples, seed=seed, steps=steps)
+            failure, ran = result.failure, result.examples
     finally:
         impl.close()
+    report: dict[str, Any] = {"program": cmd, "seed": seed, "examples": ran,
+                              "conforms": failure is None}
     if failure is None:
-        print(f"CONFORMS: {argv[0]} matched the reference in {examples} example(s) "
-              f"(seed {args.seed})")
-        return 0
-    print(failure.headline())
-    if failure.counterexample:
-        print(f"counterexample ({failure.step + 1} request(s)); save it and replay with "
-              f"--replay FILE:")
-        print(failure.counterexample)
-        replay = f"jumpvpn scenarios --cmd {shlex.quote(args.cmd)} FILE"
-        script = counterexample_script(failure, implementation=args.cmd, reproduce=[replay])
-        print()
-        if args.counterexample_out is not None:
-            try:
-                args.counterexample_out.write_text(script, encoding="utf-8")
-            except OSError as exc:
-                print(f"jumpvpn conformance: cannot write {args.counterexample_out}: {exc}",
-                      file=sys.stderr)
-                return 1
-            print(f"counterexample as a scenario script, written to "
-                  f"{args.counterexample_out}:")
+        if as_json:
+            emit_json(report)
         else:
-            print("counterexample as a scenario script (save it; replay with "
-                  f"{replay}):")
-        sys.stdout.write(script)
+            click.echo(f"CONFORMS: {argv[0]} matched the reference in {ran} example(s) "
+                       f"(seed {seed})")
+        return 0
+    replay_cmd = f"jumpvpn scenarios --cmd {shlex.quote(cmd)} FILE"
+    script = (counterexample_script(failure, implementation=cmd, reproduce=[replay_cmd])
+              if failure.counterexample else None)
+    if script is not None and counterexample_out is not None:
+        counterexample_out.write_text(script, encoding="utf-8")
+    report.update(failure=failure.headline(), step=failure.step,
+                  counterexample=failure.counterexample or None, script=script,
+                  script_written_to=None if counterexample_out is None or script is None
+                  else str(counterexample_out))
+    if as_json:
+        emit_json(report)
+        return 1
+    click.echo(failure.headline())
+    if script is not None:
+        click.echo(f"counterexample ({failure.step + 1} request(s)); save it and replay with "
+                   "--replay FILE:")
+        click.echo(failure.counterexample)
+        click.echo()
+        if counterexample_out is not None:
+            click.echo(f"counterexample as a scenario script, written to {counterexample_out}:")
+        else:
+            click.echo(f"counterexample as a scenario script (save it; replay with "
+                       f"{replay_cmd}):")
+        click.echo(script, nl=False)
     return 1

@@ -15,14 +15,15 @@ as security events without moving the binding, and no payload was lost beyond th
 
 from __future__ import annotations
 
-import argparse
 import asyncio
+import io
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TextIO
 
 import attrs
 
+from jumpvpn_core.cli._common import emit_json, json_option, verb
 from jumpvpn_core.effects import (
     BindTransport,
     Effect,
@@ -45,7 +46,7 @@ from jumpvpn_core.transports.udp import (
 )
 from jumpvpn_core.transports.wire import MessageKind
 
-__all__ = ["DEMO_POLICY", "register", "run_demo"]
+__all__ = ["DEMO_POLICY", "command", "run_demo"]
 
 #: Short timers so the whole story fits in a few seconds.
 DEMO_POLICY = Policy(
@@ -63,28 +64,35 @@ _BURST = 8
 _OVERALL_TIMEOUT_S = 30.0
 
 
-def register(subparsers: Any) -> None:
-    """Add the `demo` subcommand."""
-    parser = subparsers.add_parser(
-        "demo",
-        help="run a live loopback session through a loss burst, a port jump and a replay",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    parser.set_defaults(handler=_handle)
-
-
-def _handle(_args: argparse.Namespace) -> int:
-    return run_demo(sys.stdout)
+@verb("demo", "Run a live loopback session through a loss burst, a port jump and a "
+      "replay.\n\nExit 0 only if every outcome "
+      "was observed: the burst recovered, the jump kept the session, the replays were "
+      "rejected and no payload was lost beyond the burst.")
+@json_option
+def command(as_json: bool) -> int:
+    """Handler of `jumpvpn demo`."""
+    if not as_json:
+        return run_demo(sys.stdout)
+    buffer = io.StringIO()
+    demo = _Demo(buffer)
+    status = _run(demo)
+    emit_json({"ok": status == 0, "timeline": buffer.getvalue().splitlines(),
+               "checks": [attrs.asdict(check) for check in demo.checks]})
+    return status
 
 
 def run_demo(out: TextIO) -> int:
     """Run the demo, writing the timeline and summary to `out`. Returns the exit status."""
+    return _run(_Demo(out))
+
+
+def _run(demo: _Demo) -> int:
     try:
-        return asyncio.run(asyncio.wait_for(_Demo(out).run(), _OVERALL_TIMEOUT_S))
+        return asyncio.run(asyncio.wait_for(demo.run(), _OVERALL_TIMEOUT_S))
     except TimeoutError:
-        out.write(f"demo: did not finish within {_OVERALL_TIMEOUT_S:.0f} s\n")
+        demo.out.write(f"demo: did not finish within {_OVERALL_TIMEOUT_S:.0f} s\n")
     except JumpVpnError as exc:
-        out.write(f"demo: {type(exc).__name__}: {exc}\n")
+        demo.out.write(f"demo: {type(exc).__name__}: {exc}\n")
     return 1
 
 
@@ -100,6 +108,7 @@ class _Demo:
         self.out = out
         self.t0_ms = 0
         self.captured: list[bytes] = []
+        self.checks: list[_Check] = []
 
     # -- output ------------------------------------------------------------------------------
 
@@ -232,6 +241,7 @@ class _Demo:
         ]
 
     def summary(self, checks: list[_Check]) -> int:
+        self.checks = checks
         passed = all(c.ok for c in checks)
         self.out.write("\n== summary ==\n")
         for check in checks:

@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import attrs
+import click
 
-from jumpvpn_core.audit.explore import explore
+from jumpvpn_core.cli._common import CliError, ProgressLines, emit_json, json_option, verb
 from jumpvpn_core.phases import Role
 
-__all__ = ["register"]
+__all__ = ["command"]
 
 
-def register(subparsers: Any) -> None:
-    """Add `explore`."""
-    parser = subparsers.add_parser(
-        "explore", help="BFS over every event sequence up to a depth, checking every step")
-    parser.add_argument("--depth", type=int, default=8, help="sequence length (default 8)")
-    parser.add_argument("--role", choices=["client", "server", "both"], default="both",
-                        help="which role to explore on its own (default both)")
-    parser.set_defaults(handler=_handle)
+@verb("explore", "BFS over every event sequence up to a depth, checking every step.\n\n"
+      "Exit 1 when a violation is found; the figures per role are printed either way.")
+@click.option("--depth", type=int, default=8, show_default=True,
+              help="sequence length (0 or more)")
+@click.option("--role", type=click.Choice(["client", "server", "both"]), default="both",
+              show_default=True, help="which role to explore on its own")
+@json_option
+def command(depth: int, role: str, as_json: bool) -> int:
+    """Handler of `jumpvpn explore`."""
+    from jumpvpn_core.audit.explore import explore
 
-
-def _handle(args: argparse.Namespace) -> int:
-    if args.depth < 0:
-        print("jumpvpn explore: --depth must be >= 0")
-        return 2
-    roles = list(Role) if args.role == "both" else [Role(args.role)]
-    status = 0
-    for role in roles:
-        result = explore(role, args.depth)
-        print(result.summary())
-        for violation in result.violations:
-            print(f"  VIOLATION {violation}")
-        if result.violations:
-            status = 1
-    return status
+    if depth < 0:
+        raise CliError(f"--depth must be 0 or more, got {depth}")
+    roles = list(Role) if role == "both" else [Role(role)]
+    progress = ProgressLines("jumpvpn explore")
+    results = []
+    for which in roles:
+        progress.update(f"exploring {which.value} to depth {depth}", force=depth >= 6)
+        result = explore(which, depth)
+        results.append(result)
+        if not as_json:
+            click.echo(result.summary())
+            for violation in result.violations:
+                click.echo(f"  VIOLATION {violation}")
+    if as_json:
+        emit_json({"depth": depth, "ok": not any(r.violations for r in results),
+                   "roles": [{**attrs.asdict(r), "role": r.role.value,
+                              "seconds": round(r.seconds, 3)} for r in results]})
+    return 1 if any(r.violations for r in results) else 0

@@ -1,32 +1,49 @@
 """`jumpvpn simulate`: run a named scenario with many sessions in virtual time.
 
 Writes to `--out` (default `sim-out/`): `trace.jsonl` (every audit record, streamed),
-`sessions.csv` (one row per session), and unless `--no-plots`, `timeline.png` (phase
-timeline of the sample sessions) and `recovery-cdf.png` (recovery-time CDF). Prints a
-summary table. See `docs/simulator.md`.
+`sessions.csv` (one row per session), `summary.json` (the figures of the summary table,
+machine-readable) and unless `--no-plots`, `timeline.png` (phase occupancy across all
+sessions beside the sample sessions' timelines) and `recovery-cdf.png` (recovery-time CDF
+over all sessions). See `docs/simulator.md`.
 
 Exit status: 0 when the run finished, 2 on a usage error (bad scenario, sessions, duration,
-seed or config) or when the `sim` extra (rich, matplotlib) is not installed.
+seed, config or output directory) or when the `sim` extra (rich, matplotlib) is not
+installed, 130 on Ctrl-C: the trace is closed and the CSV and summary of the sessions so
+far are written (`"interrupted": true` in summary.json).
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import csv
 import json
 import re
+import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
+import click
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.cli._common import (
+    CliError,
+    ProgressLines,
+    check_output_dir,
+    emit_json,
+    json_option,
+    verb,
+)
+from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.sim.network import LinkSpec
+from jumpvpn_core.sim.plots import SimTally
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
-from jumpvpn_core.sim.world import SessionOutcome, SimConfig, World, WorldStats
+from jumpvpn_core.sim.world import SessionOutcome, SimConfig, World
 
-__all__ = ["parse_duration_ms", "register", "run"]
+__all__ = ["UsageError", "apply_config", "command", "parse_duration_ms", "summary_data"]
 
 DEFAULT_OUT = "sim-out"
 _INSTALL_HINT = "pip install 'jumpvpn-core[sim]'"
@@ -42,7 +59,7 @@ _CLUSTER_ROWS = ("dual_bindings", "dual_commits", "races", "store_unavailable")
 _LINK_KEYS = tuple(a.name for a in attrs.fields(LinkSpec))
 
 
-class UsageError(ValueError):
+class UsageError(CliError):
     """A command-line value that cannot be used; the message says which and why."""
 
 
@@ -58,31 +75,6 @@ def parse_duration_ms(text: str) -> int:
     return millis
 
 
-def register(subparsers: Any) -> None:
-    """Add the `simulate` subcommand."""
-    names = ", ".join(sorted(SCENARIOS))
-    parser = subparsers.add_parser(
-        "simulate",
-        help="run a named scenario with many sessions in virtual time",
-        description="Run many client/server session pairs through the real core in a "
-        "deterministic virtual-time world, print a summary and write a trace, a per-session "
-        f"CSV and plots. Scenarios: {names}.",
-    )
-    parser.add_argument("--scenario", required=True, help=f"one of: {names}")
-    parser.add_argument("--sessions", default="1000", help="session pairs (default: 1000)")
-    parser.add_argument("--duration", default="600s",
-                        help="virtual time: 600s, 10m, 5000ms or plain seconds (default: 600s)")
-    parser.add_argument("--seed", default="1", help="non-negative PRNG seed (default: 1)")
-    parser.add_argument("--out", default=DEFAULT_OUT,
-                        help=f"output directory (default: {DEFAULT_OUT}/)")
-    parser.add_argument("--config", default=None,
-                        help="JSON file overriding scenario parameters: "
-                        f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects "
-                        f"with keys {', '.join(_LINK_KEYS)})")
-    parser.add_argument("--no-plots", action="store_true", help="skip the two PNG plots")
-    parser.set_defaults(handler=run)
-
-
 def _int_arg(name: str, text: str, minimum: int) -> int:
     try:
         value = int(text)
@@ -94,13 +86,9 @@ def _int_arg(name: str, text: str, minimum: int) -> int:
     return value
 
 
-def _apply_config(config: SimConfig, path: str) -> SimConfig:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"--config {path!r} cannot be read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--config {path!r} is not JSON: {exc}") from None
+def apply_config(config: SimConfig, data: Any) -> SimConfig:
+    """`config` with the overrides of a `--config` document applied (validated by the
+    config classes themselves; `UsageError` names the field)."""
     if not isinstance(data, dict):
         raise UsageError("--config must hold a JSON object")
     known = {*_CONFIG_KEYS, "paths"}
@@ -113,40 +101,42 @@ def _apply_config(config: SimConfig, path: str) -> SimConfig:
         if key in data:
             value = data[key]
             changes[key] = tuple(value) if isinstance(value, list) else value
-    if "paths" in data:
-        paths = data["paths"]
-        if not isinstance(paths, list) or not paths:
-            raise UsageError("--config: paths must be a non-empty list of link objects")
-        specs = []
-        for number, item in enumerate(paths):
-            if not isinstance(item, dict):
-                raise UsageError(f"--config: paths[{number}] must be an object")
-            bad = sorted(set(item) - set(_LINK_KEYS))
-            if bad:
-                raise UsageError(f"--config: paths[{number}]: unknown key(s) {', '.join(bad)}; "
-                                 f"valid keys: {', '.join(_LINK_KEYS)}")
-            fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                      for k, v in item.items()}
-            fields.setdefault("name", f"path{number}")
-            specs.append(LinkSpec(**fields))
-        changes["paths"] = tuple(specs)
     try:
+        if "paths" in data:
+            changes["paths"] = _paths(data["paths"])
         return attrs.evolve(config, **changes)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"--config: {exc}") from None
 
 
-def _parse(args: argparse.Namespace) -> SimConfig:
-    sessions = _int_arg("sessions", args.sessions, 1)
-    duration_ms = parse_duration_ms(args.duration)
-    seed = _int_arg("seed", args.seed, 0)
+def _paths(paths: Any) -> tuple[LinkSpec, ...]:
+    if not isinstance(paths, list) or not paths:
+        raise UsageError("--config: paths must be a non-empty list of link objects")
+    specs = []
+    for number, item in enumerate(paths):
+        if not isinstance(item, dict):
+            raise UsageError(f"--config: paths[{number}] must be an object")
+        bad = sorted(set(item) - set(_LINK_KEYS))
+        if bad:
+            raise UsageError(f"--config: paths[{number}]: unknown key(s) {', '.join(bad)}; "
+                             f"valid keys: {', '.join(_LINK_KEYS)}")
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in item.items()}
+        fields.setdefault("name", f"path{number}")
+        try:
+            specs.append(LinkSpec(**fields))
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--config: paths[{number}]: {exc}") from None
+    return tuple(specs)
+
+
+def _read_config(path: Path) -> Any:
     try:
-        config = build_scenario(args.scenario, sessions, duration_ms, seed)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    if args.config is not None:
-        config = _apply_config(config, args.config)
-    return config
+        return jsonsafe.loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"--config {str(path)!r} cannot be read: {exc.strerror}") from None
+    except JsonDecodeError as exc:
+        raise UsageError(f"--config {str(path)!r} is not JSON: {exc}") from None
 
 
 def _write_csv(path: Path, rows: list[SessionOutcome]) -> None:
@@ -158,92 +148,214 @@ def _write_csv(path: Path, rows: list[SessionOutcome]) -> None:
             writer.writerow(attrs.astuple(row))
 
 
-def run(args: argparse.Namespace) -> int:
-    """Handler of `jumpvpn simulate`."""
-    try:
-        config = _parse(args)
-    except UsageError as exc:
-        print(f"jumpvpn simulate: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-        if not args.no_plots:
-            import matplotlib
-            matplotlib.use("Agg")
-    except ImportError as exc:
-        print(f"jumpvpn simulate: error: {exc.name} is not installed; run: {_INSTALL_HINT}",
-              file=sys.stderr)
-        return 2
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    trace_path = out / "trace.jsonl"
-    err = Console(stderr=True)
-    with trace_path.open("w", encoding="utf-8", newline="\n") as trace:
-        world = World(config, on_record=_trace_writer(trace))
-        long_run = config.sessions * config.duration_ms // 1_000 >= _PROGRESS_THRESHOLD
-        started = time.perf_counter()
-        if long_run and err.is_terminal:
-            with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                          TextColumn("{task.completed:,.0f}/{task.total:,.0f} s virtual"),
-                          TimeRemainingColumn(), console=err, transient=True) as bar:
-                task = bar.add_task(f"simulate {args.scenario}", total=config.duration_ms / 1e3)
-                world.run(progress=lambda now: bar.update(task, completed=now / 1e3))
-        else:
-            world.run()
-        elapsed = time.perf_counter() - started
-    _write_csv(out / "sessions.csv", world.outcomes())
-    written = [trace_path, out / "sessions.csv"]
-    if not args.no_plots:
-        from jumpvpn_core.sim.plots import plot_recovery_cdf, plot_timeline
-
-        plot_timeline(world.stats, config.duration_ms, out / "timeline.png")
-        plot_recovery_cdf(world.stats, out / "recovery-cdf.png")
-        written += [out / "timeline.png", out / "recovery-cdf.png"]
-    Console().print(_summary(args.scenario, world, elapsed))
-    for path in written:
-        print(f"wrote {path}")
-    return 0
-
-
-def _trace_writer(trace: IO[str]) -> Any:
+def _recorder(trace: IO[str], tally: SimTally) -> Callable[[dict[str, Any]], None]:
+    """Stream each audit record to the trace and into the tally."""
     dumps = json.dumps
     write = trace.write
+    feed = tally.record
 
     def on_record(record: dict[str, Any]) -> None:
         write(dumps(record, sort_keys=True) + "\n")
+        feed(record)
 
     return on_record
 
 
-def _summary(scenario: str, world: World, elapsed: float) -> Any:
+def summary_data(scenario: str, world: World, tally: SimTally, elapsed_s: float, *,
+                 interrupted: bool = False) -> dict[str, Any]:
+    """The run's figures as one JSON-ready dict (written to `summary.json`)."""
+    stats = world.stats
+    config = world.config
+    recovered = sum(stats.recovery_histogram)
+    percentiles = {label: stats.recovery_percentile(fraction)
+                   for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+    data: dict[str, Any] = {
+        "scenario": scenario,
+        "seed": config.seed,
+        "sessions": config.sessions,
+        "duration_ms": config.duration_ms,
+        "reached_ms": min(world.now_ms, config.duration_ms),
+        "interrupted": interrupted,
+        "surviving": world.surviving(),
+        "terminated": dict(sorted(stats.end_reasons.items())),
+        "recovery_ms": percentiles,
+        "recovery_bound_ms": config.policy.max_recovery_window_ms,
+        "recoveries_completed": recovered,
+        "recovery_episodes": tally.to_data(),
+        "switches": stats.switches,
+        "rejected": dict(sorted(stats.rejections.items())),
+        "security_events": stats.security_events,
+        "attack_attempts": stats.attacks_sent,
+        "events": stats.events,
+        "wall_s": round(elapsed_s, 3),
+        "events_per_wall_s": round(stats.events / max(elapsed_s, 1e-9)),
+    }
+    if config.cluster is not None:
+        data["cluster"] = {name: stats.cluster[name]
+                           for name in sorted({*_CLUSTER_ROWS, *stats.cluster})}
+    return data
+
+
+def _summary_table(data: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    stats: WorldStats = world.stats
-    config = world.config
-    table = Table(title=f"simulate {scenario}: {config.sessions:,} sessions, "
-                  f"{config.duration_ms / 1000:g} s virtual, seed {config.seed}")
+    title = (f"simulate {data['scenario']}: {data['sessions']:,} sessions, "
+             f"{data['duration_ms'] / 1000:g} s virtual, seed {data['seed']}")
+    if data["interrupted"]:
+        title += f" (interrupted at {data['reached_ms'] / 1000:g} s)"
+    table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("sessions surviving", f"{world.surviving():,}")
-    for reason, count in sorted(stats.end_reasons.items()):
+    table.add_row("sessions surviving", f"{data['surviving']:,}")
+    for reason, count in data["terminated"].items():
         table.add_row(f"  terminated: {reason}", f"{count:,}")
-    for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        value = stats.recovery_percentile(fraction)
+    for label, value in data["recovery_ms"].items():
         table.add_row(f"recovery time {label}", "-" if value is None else f"{value:,} ms")
-    table.add_row("recoveries completed", f"{sum(stats.recovery_histogram):,}")
-    table.add_row("switches", f"{stats.switches:,}")
-    for reason, count in sorted(stats.rejections.items()):
+    table.add_row("recoveries completed", f"{data['recoveries_completed']:,}")
+    episodes = data["recovery_episodes"]
+    table.add_row("recovery episodes (any exit)", f"{episodes['episodes']:,}")
+    table.add_row("  ended ATTACHED again", f"{episodes['recovered']:,}")
+    for reason, count in episodes["failed"].items():
+        table.add_row(f"  ended TERMINATED: {reason}", f"{count:,}")
+    if episodes["still_recovering"]:
+        table.add_row("  still open at the end", f"{episodes['still_recovering']:,}")
+    table.add_row("switches", f"{data['switches']:,}")
+    for reason, count in data["rejected"].items():
         table.add_row(f"  rejected: {reason}", f"{count:,}")
-    table.add_row("security events", f"{stats.security_events:,}")
-    if stats.attacks_sent:
-        table.add_row("attack attempts", f"{stats.attacks_sent:,}")
-    if config.cluster is not None:
-        names = sorted({*_CLUSTER_ROWS, *stats.cluster})
-        for name in names:
-            table.add_row(f"cluster: {name}", f"{stats.cluster[name]:,}")
-    table.add_row("events", f"{stats.events:,}")
-    table.add_row("events/s (wall)", f"{stats.events / max(elapsed, 1e-9):,.0f}")
-    table.add_row("wall time", f"{elapsed:.1f} s")
+    table.add_row("security events", f"{data['security_events']:,}")
+    if data["attack_attempts"]:
+        table.add_row("attack attempts", f"{data['attack_attempts']:,}")
+    for name, count in data.get("cluster", {}).items():
+        table.add_row(f"cluster: {name}", f"{count:,}")
+    table.add_row("events", f"{data['events']:,}")
+    table.add_row("events/s (wall)", f"{data['events_per_wall_s']:,}")
+    table.add_row("wall time", f"{data['wall_s']:.1f} s")
     return table
+
+
+@contextlib.contextmanager
+def _held_sigint() -> Iterator[list[int]]:
+    """Hold SIGINT for the block; the yielded list is non-empty if one arrived."""
+    held: list[int] = []
+
+    def hold(signum: int, _frame: Any) -> None:
+        held.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main thread: nothing to hold
+        yield held
+        return
+    try:
+        yield held
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -> None:
+    """Run to the end, with a bar on a terminal and plain lines elsewhere."""
+    config = world.config
+    long_run = config.sessions * config.duration_ms // 1_000 >= _PROGRESS_THRESHOLD
+    total_s = config.duration_ms / 1e3
+
+    def lines(now: int) -> None:
+        progress.update(f"{now / 1e3:,.0f}/{total_s:,.0f} s virtual "
+                        f"({100 * now // config.duration_ms}%), {world.stats.events:,} events")
+
+    if long_run and err.is_terminal:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                      TextColumn("{task.completed:,.0f}/{task.total:,.0f} s virtual"),
+                      TimeRemainingColumn(), console=err, transient=True) as bar:
+            task = bar.add_task(f"simulate {scenario}", total=total_s)
+            world.run(progress=lambda now: bar.update(task, completed=now / 1e3))
+    else:
+        world.run(progress=lines)
+
+
+@verb("simulate", "Run a named scenario with many sessions in virtual time.\n\n"
+      "Runs many client/server session pairs through the real core in a deterministic "
+      "virtual-time world, prints a summary and writes trace.jsonl, sessions.csv, "
+      "summary.json and two plots to --out. Scenarios: " + ", ".join(sorted(SCENARIOS)) + ".")
+@click.option("--scenario", required=True, metavar="NAME", help="the scenario to run")
+@click.option("--sessions", default="1000", show_default=True, help="session pairs")
+@click.option("--duration", default="600s", show_default=True,
+              help="virtual time: 600s, 10m, 5000ms or plain seconds")
+@click.option("--seed", default="1", show_default=True, help="non-negative PRNG seed")
+@click.option("--out", type=click.Path(path_type=Path), default=Path(DEFAULT_OUT),
+              show_default=True, help="output directory")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="JSON file overriding scenario parameters: "
+                   f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects with keys "
+                   f"{', '.join(_LINK_KEYS)})")
+@click.option("--no-plots", is_flag=True, help="skip the two PNG plots")
+@json_option
+def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
+            config_path: Path | None, no_plots: bool, as_json: bool) -> int:
+    """Handler of `jumpvpn simulate`."""
+    count = _int_arg("sessions", sessions, 1)
+    duration_ms = parse_duration_ms(duration)
+    seed_value = _int_arg("seed", seed, 0)
+    try:
+        config = build_scenario(scenario, count, duration_ms, seed_value)
+    except ScenarioError as exc:
+        raise UsageError(str(exc)) from None
+    if config_path is not None:
+        config = apply_config(config, _read_config(config_path))
+    try:
+        from rich.console import Console
+
+        if not no_plots:
+            import matplotlib
+
+            matplotlib.use("Agg")
+    except ImportError as exc:
+        raise UsageError(f"{exc.name} is not installed; run: {_INSTALL_HINT}") from None
+    check_output_dir(out, "--out")
+
+    trace_path = out / "trace.jsonl"
+    err = Console(stderr=True)
+    progress = ProgressLines("jumpvpn simulate")
+    interrupted = False
+    tally = SimTally(config.sessions, config.duration_ms)
+    started = time.perf_counter()
+    with trace_path.open("w", encoding="utf-8", newline="\n") as trace:
+        # Ctrl-C while the sessions are being built is held until the world exists, so
+        # that there is always a world whose sessions the CSV and summary can describe.
+        with _held_sigint() as held:
+            world = World(config, on_record=_recorder(trace, tally))
+        try:
+            if held:
+                raise KeyboardInterrupt
+            _run_world(world, scenario, err, progress)
+        except KeyboardInterrupt:
+            interrupted = True
+    elapsed = time.perf_counter() - started
+    tally.finish(min(world.now_ms, config.duration_ms))
+    # Written also when interrupted: the trace is closed above; the CSV and the summary
+    # describe the sessions as they were when the run stopped.
+    _write_csv(out / "sessions.csv", world.outcomes())
+    data = summary_data(scenario, world, tally, elapsed, interrupted=interrupted)
+    written = [trace_path, out / "sessions.csv", out / "summary.json"]
+    if not no_plots and not interrupted:
+        from jumpvpn_core.sim.plots import plot_recovery_cdf, plot_timeline
+
+        title = f"{scenario}, seed {config.seed}, {config.sessions:,} sessions"
+        plot_timeline(world.stats, config.duration_ms, out / "timeline.png", title=title,
+                      tally=tally)
+        plot_recovery_cdf(tally, out / "recovery-cdf.png", title=title,
+                          bound_ms=config.policy.max_recovery_window_ms)
+        written += [out / "timeline.png", out / "recovery-cdf.png"]
+    data["outputs"] = [str(path) for path in written]
+    (out / "summary.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")
+    if interrupted:
+        raise KeyboardInterrupt
+    if as_json:
+        emit_json(data)
+    else:
+        Console(file=sys.stdout).print(_summary_table(data))
+        for path in written:
+            click.echo(f"wrote {path}")
+    return 0

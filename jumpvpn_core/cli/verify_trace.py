@@ -2,47 +2,47 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from pathlib import Path
-from typing import Any
 
-from jumpvpn_core.audit.trace import verify_trace_file
+import click
+
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.cli._common import CliError, emit_json, json_option, verb
 from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.policy import Policy
 
-__all__ = ["register"]
+__all__ = ["command"]
 
 
-def register(subparsers: Any) -> None:
-    """Add `verify-trace`."""
-    parser = subparsers.add_parser(
-        "verify-trace", help="check a JSONL audit trace against the transition table and bounds")
-    parser.add_argument("file", type=Path, help="the trace (one audit record per line)")
-    parser.add_argument("--policy", type=Path, default=None,
-                        help="JSON policy the traced sessions ran under (default: Policy())")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="accept streams that start mid-session instead of at BIRTH")
-    parser.set_defaults(handler=_handle)
+@verb("verify-trace", "Check a JSONL audit trace against the transition table and bounds.")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), default=None,
+              help="JSON policy the traced sessions ran under (default: Policy())")
+@click.option("--allow-partial", is_flag=True,
+              help="accept streams that start mid-session instead of at BIRTH")
+@json_option
+def command(file: Path, policy_path: Path | None, allow_partial: bool, as_json: bool) -> int:
+    """Handler of `jumpvpn verify-trace`."""
+    from jumpvpn_core.audit.trace import verify_trace_file
 
-
-def _handle(args: argparse.Namespace) -> int:
     policy = Policy()
-    if args.policy is not None:
+    if policy_path is not None:
         try:
-            policy = Policy.from_data(json.loads(args.policy.read_text(encoding="utf-8")))
+            policy = Policy.from_data(jsonsafe.loads(policy_path.read_bytes()), partial=True)
+        except PolicyError as exc:
+            raise CliError(f"bad policy {policy_path}: {exc}") from None
         except (OSError, ValueError) as exc:
-            reason = exc if isinstance(exc, PolicyError) else f"cannot read: {exc}"
-            print(f"jumpvpn verify-trace: bad policy {args.policy}: {reason}", file=sys.stderr)
-            return 2
+            raise CliError(f"bad policy {policy_path}: cannot read: {exc}") from None
     try:
-        report = verify_trace_file(args.file, policy, allow_partial=args.allow_partial)
-    except OSError as exc:
-        print(f"jumpvpn verify-trace: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
-    if report.violation is not None:
-        print(f"{args.file}:{report.violation}")
-        return 1
-    print(f"{args.file}: OK ({report.records} records, {report.streams} streams)")
-    return 0
+        report = verify_trace_file(file, policy, allow_partial=allow_partial)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if as_json:
+        emit_json({"file": str(file), "ok": report.violation is None,
+                   "violation": None if report.violation is None else str(report.violation),
+                   "records": report.records, "streams": report.streams})
+    elif report.violation is not None:
+        click.echo(f"{file}:{report.violation}")
+    else:
+        click.echo(f"{file}: OK ({report.records} records, {report.streams} streams)")
+    return 1 if report.violation is not None else 0

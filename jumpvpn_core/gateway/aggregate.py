@@ -54,6 +54,19 @@ class RejectAggregator:
         self.totals[reason] = self.totals.get(reason, 0) + 1
         return closed
 
+    def close(self) -> list[dict[str, Any]]:
+        """Close the open window now, whatever the time; return its summary (or nothing).
+
+        Used when a node stops: the last window's counts are reported, not lost. The record
+        keeps the window's nominal bounds.
+        """
+        if self._start is None:
+            return []
+        record = self._summary()
+        self._start = None
+        self._counts = {}
+        return [record]
+
     def pending(self) -> dict[ReasonCode, int]:
         """Counts of the still-open window."""
         return dict(self._counts)

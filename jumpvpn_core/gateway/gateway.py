@@ -60,16 +60,14 @@ sort_keys=True)`: the store is trusted with the session's control key.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.effects import Effect, Rejected, StateChanged
-from jumpvpn_core.errors import JumpVpnError, PolicyError
+from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.events import (
     Attach,
     Event,
@@ -80,17 +78,26 @@ from jumpvpn_core.events import (
     Tick,
 )
 from jumpvpn_core.gateway.aggregate import RejectAggregator
+from jumpvpn_core.gateway.clock import measure_clock
+from jumpvpn_core.gateway.entry import Entry
 from jumpvpn_core.gateway.limits import SourceLimiter, TokenBucket
 from jumpvpn_core.gateway.ownership import owner_of
 from jumpvpn_core.gateway.policy import GatewayPolicy, OwnershipMode
-from jumpvpn_core.invariants import check_state
+from jumpvpn_core.gateway.records import (
+    FIRST_VERSION,
+    RecordInvalidError,
+    decode_record,
+    encode_state,
+)
+from jumpvpn_core.gateway.resume import ResumeReport, resume_sessions
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import SessionState, new_session
-from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailableError
-from jumpvpn_core.telemetry.sinks import NullSink, TelemetrySink
+from jumpvpn_core.stores.base import SessionStore, StoreError
+from jumpvpn_core.telemetry.fanout import Fanout
+from jumpvpn_core.telemetry.sinks import TelemetrySink
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
@@ -102,36 +109,8 @@ __all__ = [
     "encode_state",
 ]
 
-#: Store version of a session's first commit (its creation).
-FIRST_VERSION = 1
 # Bound on re-reads when terminating a session whose record keeps changing under us.
 _FAIL_CLOSED_ATTEMPTS = 3
-
-
-class RecordInvalidError(JumpVpnError, ValueError):
-    """A store record failed to decode or to pass `check_state`. Never carries secrets."""
-
-
-def encode_state(state: SessionState) -> bytes:
-    """Store record content of `state` (includes the control key: the store is trusted)."""
-    return json.dumps(state_to_data(state, include_secrets=True), sort_keys=True).encode()
-
-
-def decode_record(record: StoredSession) -> SessionState:
-    """The server state in `record`, or `RecordInvalidError` saying what was wrong."""
-    try:
-        data = json.loads(record.data.decode("utf-8"))
-        state = state_from_data(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, JumpVpnError) as exc:
-        raise RecordInvalidError(f"record does not decode: {type(exc).__name__}") from None
-    if state.role is not Role.SERVER:
-        raise RecordInvalidError("record holds a client state")
-    if state.session_id != record.session_id:
-        raise RecordInvalidError("record holds another session's state")
-    violations = check_state(state)
-    if violations:
-        raise RecordInvalidError("record fails check_state: " + "; ".join(map(str, violations)))
-    return state
 
 
 @attrs.frozen
@@ -154,24 +133,19 @@ class GatewayResult:
     phase: Phase | None = None
 
 
-@attrs.define
-class _Entry:
-    """A session as this node knows it. In shared mode only a cache, never trusted."""
-
-    state: SessionState
-    version: int
-    # Sticky mode: a commit whose outcome is unknown (the store timed out).
-    in_doubt: tuple[int, bytes, SessionState] | None = None
-    # Sticky mode: ownership found ambiguous but the session could not be terminated yet.
-    ambiguous: bool = False
-
-
 class Gateway:
     """A gateway node. Synchronous and thread-safe (one lock serialises its inputs).
 
     `store` is any `SessionStore`; `policy` the node's bounds and cluster shape; `node_id`
     this node's name (one of `policy.node_ids`); `session_policy` the core `Policy` of
-    sessions this node opens; `telemetry` receives audit and summary records.
+    sessions this node opens; `telemetry` is one sink or a sequence of sinks receiving
+    audit and summary records.
+
+    Telemetry never holds the gateway up (§6.1): records go to a `Fanout` that calls only
+    non-blocking sinks inline and gives every other sink a bounded queue and a worker
+    thread of its own (full queue: the record is dropped and counted). The `telemetry`
+    attribute is that fanout; a harness may replace it with a sink of its own, which is
+    then called inline and must not block.
     """
 
     def __init__(
@@ -181,7 +155,7 @@ class Gateway:
         *,
         node_id: str | None = None,
         session_policy: Policy | None = None,
-        telemetry: TelemetrySink | None = None,
+        telemetry: TelemetrySink | Sequence[TelemetrySink] | None = None,
     ) -> None:
         self.policy = policy if policy is not None else GatewayPolicy()
         self.node_id = node_id if node_id is not None else self.policy.node_ids[0]
@@ -189,9 +163,17 @@ class Gateway:
             raise PolicyError([f"node_id {self.node_id!r} is not one of policy.node_ids"])
         self.store = store
         self.session_policy = session_policy if session_policy is not None else Policy()
-        self.telemetry: TelemetrySink = telemetry if telemetry is not None else NullSink()
+        sinks: Sequence[TelemetrySink]
+        if telemetry is None:
+            sinks = ()
+        elif isinstance(telemetry, Sequence):
+            sinks = tuple(telemetry)
+        else:
+            sinks = (telemetry,)
+        self._fanout = Fanout(sinks)
+        self.telemetry: TelemetrySink = self._fanout
         self._sticky = self.policy.ownership is OwnershipMode.STICKY
-        self._table: dict[bytes, _Entry] = {}
+        self._table: dict[bytes, Entry] = {}
         self._global: TokenBucket | None = None
         self._sources = SourceLimiter(
             self.policy.source_flood_limit,
@@ -200,8 +182,15 @@ class Gateway:
         )
         self._aggregator = RejectAggregator(self.policy.aggregation_interval_ms)
         self._lock = threading.RLock()
-        #: Records the sink raised on (a well-behaved sink never raises; counted anyway).
-        self.telemetry_errors = 0
+        self._emit_errors = 0
+        self._quarantined = 0
+        #: REPLAY_DETECTED refusals that re-sent the stored accept (honest retransmissions).
+        self.retransmissions = 0
+        self._clock_fault = False
+        #: Offset (node minus store, ms) measured by the last `check_clock`, or None.
+        self.clock_offset_ms: int | None = None
+        #: What the last `resume()` did (None before the first).
+        self.last_resume: ResumeReport | None = None
 
     # --- views ------------------------------------------------------------------------
 
@@ -224,6 +213,22 @@ class Gateway:
         """The store's committed `(version, state)` of a session, or None."""
         record = self.store.get(session_id)
         return None if record is None else (record.version, decode_record(record))
+
+    @property
+    def quarantined(self) -> int:
+        """Store records this node left untouched because they do not decode (all resumes)."""
+        return self._quarantined
+
+    @property
+    def telemetry_errors(self) -> int:
+        """Records a sink raised on (a well-behaved sink never raises; counted anyway)."""
+        return self._emit_errors + (self._fanout.errors if self.telemetry is self._fanout else 0)
+
+    @property
+    def telemetry_dropped(self) -> int:
+        """Records dropped on the way to a slow or failing sink (its worker's queue was full
+        or the sink raised on its worker)."""
+        return self._fanout.dropped
 
     @property
     def rejection_totals(self) -> dict[ReasonCode, int]:
@@ -254,6 +259,8 @@ class Gateway:
         """
         with self._lock:
             self._flush_summaries(now_ms)
+            if self._clock_fault:
+                return self._reject(session_id, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
             if not self.owns(session_id):
                 return self._reject(session_id, ReasonCode.NOT_OWNER, now_ms)
             if session_id in self._table:
@@ -267,11 +274,11 @@ class Gateway:
             state, effects = step(born, Attach(now_ms, transport))
             try:
                 created = self.store.create(session_id, FIRST_VERSION, encode_state(state))
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(session_id, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if not created:
                 return self._reject(session_id, ReasonCode.COMMIT_CONFLICT, now_ms)
-            self._table[session_id] = _Entry(state, FIRST_VERSION)
+            self._table[session_id] = Entry(state, FIRST_VERSION)
             self._audit(effects)
             return GatewayResult(session_id, True, None, effects, FIRST_VERSION, state.phase)
 
@@ -308,7 +315,9 @@ class Gateway:
         """
         with self._lock:
             self._flush_summaries(now_ms)
-            results = []
+            results: list[GatewayResult] = []
+            if self._clock_fault:
+                return results  # no deadline fires on a time base we cannot trust
             for sid, entry in list(self._table.items()):
                 deadline = next_deadline(entry.state)
                 if self._idle(entry.state, now_ms) or (
@@ -318,57 +327,67 @@ class Gateway:
             return results
 
     def resume(self, now_ms: int) -> int:
-        """Load every session of this node from the store (after a restart).
+        """Load this node's sessions from the store (after a restart); how many were loaded.
 
-        Sessions come back with their ids, versions and replay windows. Records of
-        TERMINATED sessions are deleted. Records that do not decode are left untouched and
-        reported (`store_record_invalid` telemetry record). Sessions beyond the table's
-        capacity are evicted explicitly (TERMINATED, SESSION_EVICTED). Each resumed session
-        is reported with a `session_resumed` record. Returns how many were resumed.
-        Raises `StoreUnavailableError` if the store cannot be scanned.
+        Sticky: the sessions this node owns (TERMINATED records purged, sessions beyond
+        capacity ended explicitly). Shared: at most `max_sessions` sessions warm the cache;
+        nothing is evicted, terminated or deleted. A record that does not decode is
+        quarantined: left in the store, reported (`store_record_invalid`) and counted
+        (`quarantined`), and the rest resumes. `last_resume` has the full report. Raises
+        `StoreUnavailableError` if the store cannot be scanned. See `gateway.resume`.
         """
-        resumed = 0
         with self._lock:
-            for record in self.store.scan():
-                sid = record.session_id
-                if not self.owns(sid) or sid in self._table:
-                    continue
-                try:
-                    state = decode_record(record)
-                except RecordInvalidError as exc:
-                    self._emit({"v": 1, "type": "store_record_invalid",
-                                "session_id": sid.hex(), "detail": str(exc), "ts_ms": now_ms})
-                    continue
-                if state.phase is Phase.TERMINATED:
-                    self._try_delete(sid, record.version)
-                    continue
-                entry = _Entry(state, record.version)
-                if len(self._table) >= self.policy.max_sessions:
-                    self._step_entry(sid, entry, Evict(max(now_ms, state.link.clock_ms)), now_ms)
-                    continue
-                self._table[sid] = entry
-                resumed += 1
-                self._emit({"v": 1, "type": "session_resumed", "session_id": sid.hex(),
-                            "phase": state.phase.value, "state_version": state.state_version,
-                            "store_version": record.version, "node": self.node_id,
-                            "ts_ms": now_ms})
-        return resumed
+            report = resume_sessions(self, now_ms)
+            self.last_resume = report
+        return report.resumed
 
-    def close(self) -> None:
-        """Forget the table (the store keeps every committed state). Idempotent."""
+    def check_clock(self, now_ms: int) -> int | None:
+        """Check this node's clock against the store's; the offset (node minus store, ms).
+
+        The clock contract of a cluster (docs/operations.md): every node passes `now_ms` on
+        one time base, Unix epoch milliseconds from a synchronised clock, and two nodes are
+        never more than `max_clock_skew_ms` apart. A store that keeps time (`time_ms()`:
+        Redis, PostgreSQL, etcd) is the cluster's reference: when this node is off it by
+        more than the bound, the node refuses every input (TIME_WENT_BACKWARDS, nothing
+        stepped, committed or deleted, `tick` fires nothing) until a later check finds it
+        back within the bound; each change is reported (`clock_out_of_contract` /
+        `clock_within_contract`). Call it at start-up and periodically, with `now_ms` read
+        just before the call (the store's round trip is part of the tolerance). Returns
+        None, and changes nothing, when the store keeps no time or does not answer.
+        """
+        return measure_clock(self, now_ms)
+
+    @property
+    def clock_fault(self) -> bool:
+        """True while the last `check_clock` found this node outside the clock contract."""
+        return self._clock_fault
+
+    def close(self, timeout_s: float = 2.0) -> None:
+        """Report the open rejection window, stop the telemetry workers, forget the table.
+
+        The store keeps every committed state and is not closed (whoever opened it does).
+        Returns within `timeout_s` whatever the sinks do: records a hung sink has not taken
+        by then are lost and were counted as dropped. Idempotent.
+        """
         with self._lock:
+            for record in self._aggregator.close():
+                self._emit(record)
             self._table.clear()
+        self._fanout.close(timeout_s)
 
     # --- internals ----------------------------------------------------------------------
 
     def _idle(self, state: SessionState, now_ms: int) -> bool:
-        return now_ms - state.link.clock_ms >= self.policy.session_idle_ttl_ms
+        # Shared mode: the record may come from a node whose clock is behind ours by up to
+        # the skew bound, so a session is idle only past the TTL plus that bound.
+        margin = 0 if self._sticky else self.policy.max_clock_skew_ms
+        return now_ms - state.link.clock_ms >= self.policy.session_idle_ttl_ms + margin
 
     def _emit(self, record: dict[str, Any]) -> None:
         try:
             self.telemetry.emit(record)
         except Exception:  # a sink must never change a decision (§6.1); count and go on
-            self.telemetry_errors += 1
+            self._emit_errors += 1
 
     def _audit(self, effects: tuple[Effect, ...]) -> None:
         for effect in effects:
@@ -391,10 +410,10 @@ class Gateway:
 
     def _try_delete(self, sid: bytes, version: int) -> None:
         # Best effort: a TERMINATED record left behind is purged by the next resume().
-        with contextlib.suppress(StoreUnavailableError):
+        with contextlib.suppress(StoreError):
             self.store.delete(sid, version)
 
-    def _load(self, sid: bytes, now_ms: int) -> _Entry | GatewayResult:
+    def _load(self, sid: bytes, now_ms: int) -> Entry | GatewayResult:
         """Step 3 of admission: the session as it may be stepped, or a rejection."""
         if self._sticky:
             if not self.owns(sid):
@@ -409,7 +428,7 @@ class Gateway:
             return entry
         try:
             record = self.store.get(sid)
-        except StoreUnavailableError:
+        except StoreError:
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
         cached = self._table.get(sid)
         if record is None:
@@ -421,24 +440,28 @@ class Gateway:
             if cached is None:
                 return self._reject(sid, ReasonCode.STORE_RECORD_INVALID, now_ms)
             # Fail closed with the last state this node saw; never repair the record.
-            broken = _Entry(cached.state, record.version)
+            broken = Entry(cached.state, record.version)
             event = StoreRecordInvalid(max(now_ms, cached.state.link.clock_ms))
             result = self._step_entry(sid, broken, event, now_ms)
             return self._as_rejection(result, ReasonCode.STORE_RECORD_INVALID)
         if cached is not None:
+            if record.version < cached.version:
+                # The store went backwards (restart without persistence, failover to a
+                # lagging replica): serving its older record could re-accept a nonce.
+                return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             cached.state, cached.version = state, record.version
             return cached
-        entry = _Entry(state, record.version)
+        entry = Entry(state, record.version)
         if len(self._table) < self.policy.max_sessions:
             self._table[sid] = entry
         return entry
 
-    def _resolve_in_doubt(self, sid: bytes, entry: _Entry, now_ms: int) -> _Entry | GatewayResult:
+    def _resolve_in_doubt(self, sid: bytes, entry: Entry, now_ms: int) -> Entry | GatewayResult:
         assert entry.in_doubt is not None
         version, data, state = entry.in_doubt
         try:
             record = self.store.get(sid)
-        except StoreUnavailableError:
+        except StoreError:
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
         if record is not None and record.version == entry.version:
             entry.in_doubt = None  # our write never landed
@@ -460,10 +483,21 @@ class Gateway:
                              result.store_version, result.phase)
 
     def _handle_locked(self, sid: bytes, event: Event, now_ms: int) -> GatewayResult:
+        if self._clock_fault:
+            return self._reject(sid, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
         loaded = self._load(sid, now_ms)
         if isinstance(loaded, GatewayResult):
             return loaded
         entry = loaded
+        ahead = entry.state.link.clock_ms - now_ms
+        if ahead > 0:
+            # Clock contract: the record was written by a node whose clock is ahead of ours.
+            # Within the bound, the session's own clock is the later one: step at it. Beyond
+            # it, refuse; never terminate or delete on a time base we cannot trust.
+            if ahead > self.policy.max_clock_skew_ms:
+                return self._reject(sid, ReasonCode.TIME_WENT_BACKWARDS, now_ms)
+            now_ms = entry.state.link.clock_ms
+            event = attrs.evolve(event, now_ms=now_ms)
         if entry.state.phase is not Phase.TERMINATED and self._idle(entry.state, now_ms):
             # §5.3: an idle session is ended explicitly, with its audit record.
             evicted = self._step_entry(sid, entry, Evict(now_ms), now_ms)
@@ -475,7 +509,7 @@ class Gateway:
                                 evicted.store_version, evicted.phase)
         return self._step_entry(sid, entry, event, now_ms)
 
-    def _step_entry(self, sid: bytes, entry: _Entry, event: Event, now_ms: int) -> GatewayResult:
+    def _step_entry(self, sid: bytes, entry: Entry, event: Event, now_ms: int) -> GatewayResult:
         """Steps 4-5 (inside `step`), then commit, then (only then) audit and effects."""
         old = entry.state
         new, effects = step(old, event)
@@ -489,12 +523,15 @@ class Gateway:
             # re-sends what a committed state holds (the stored accept of an exact
             # retransmission) and is passed on.
             resent = tuple(e for e in effects if not isinstance(e, Rejected))
+            # An exact retransmission of the accepted request: a replay by the rules
+            # (§3.2), answered with the stored accept; counted apart for alerting.
+            self.retransmissions += bool(resent) and reason is ReasonCode.REPLAY_DETECTED
             return self._reject(sid, reason, now_ms, resent, phase=old.phase)
         new_version = entry.version + 1
         data = encode_state(new)
         try:
             committed = self.store.compare_and_set(sid, entry.version, new_version, data)
-        except StoreUnavailableError:
+        except StoreError:
             if self._sticky:
                 entry.in_doubt = (new_version, data, new)
             return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
@@ -513,13 +550,13 @@ class Gateway:
             self._try_delete(sid, new_version)
         return GatewayResult(sid, reason is None, reason, effects, new_version, new.phase)
 
-    def _fail_closed(self, sid: bytes, entry: _Entry, now_ms: int) -> GatewayResult:
+    def _fail_closed(self, sid: bytes, entry: Entry, now_ms: int) -> GatewayResult:
         """Terminate a session whose ownership is ambiguous, on the store's own record."""
         entry.ambiguous = True
         for _ in range(_FAIL_CLOSED_ATTEMPTS):
             try:
                 record = self.store.get(sid)
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if record is None:
                 self._table.pop(sid, None)
@@ -541,7 +578,7 @@ class Gateway:
             try:
                 done = self.store.compare_and_set(sid, record.version, record.version + 1,
                                                   encode_state(new))
-            except StoreUnavailableError:
+            except StoreError:
                 return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             if done:
                 self._table.pop(sid, None)

@@ -55,6 +55,12 @@ GATEWAY_POLICY_FIELD_DOCS: dict[str, tuple[str, int, int, str]] = {
         "ms", 1, 86_400_000,
         "rejections are counted per reason and reported once per interval",
     ),
+    "max_clock_skew_ms": (
+        "ms", 0, 3_600_000,
+        "clock contract of a cluster: how far apart the `now_ms` of two nodes may be; a "
+        "stored record ahead of this node's clock by more is refused, never stepped or "
+        "deleted (docs/operations.md)",
+    ),
 }
 
 
@@ -79,6 +85,7 @@ class GatewayPolicy:
     source_flood_limit: int = 20
     max_tracked_sources: int = 100_000
     aggregation_interval_ms: int = 10_000
+    max_clock_skew_ms: int = 1_000
     ownership: OwnershipMode = OwnershipMode.STICKY
     node_ids: tuple[str, ...] = attrs.field(default=("node-0",), converter=_node_ids)
 

@@ -113,7 +113,7 @@ class ClientRole:
     async def connect(self, req: dict[str, Any]) -> dict[str, Any]:
         """Handshake with the gateway service address through uplink `uplink`."""
         server = TransportDescriptor.udp(str(req["server"]), int(req["port"]))
-        policy = Policy.from_data(req.get("policy", {}))
+        policy = Policy.from_data(req.get("policy", {}), partial=True)
         config = ClientConfig(**req.get("config", {}))
         self.auto_switch = bool(req.get("auto_switch", False))
         route = req.get("tunnel_route")

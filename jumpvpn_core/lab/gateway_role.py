@@ -135,7 +135,7 @@ class GatewayRole:
     async def start(self, req: dict[str, Any]) -> dict[str, Any]:
         """Open the shared store, build the gateway node and bind the UDP server."""
         self.node = str(req["node"])
-        policy = Policy.from_data(req.get("policy", {}))
+        policy = Policy.from_data(req.get("policy", {}), partial=True)
         gw_policy = GatewayPolicy(ownership=OwnershipMode.SHARED,
                                   node_ids=tuple(req["nodes"]),
                                   **req.get("gateway_policy", {}))

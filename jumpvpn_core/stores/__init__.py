@@ -10,14 +10,16 @@ from jumpvpn_core.stores.base import (
     StoreConfigError,
     StoredSession,
     StoreError,
+    StoreRolledBackError,
     StoreUnavailableError,
-    open_store,
 )
+from jumpvpn_core.stores.factory import open_store
 
 __all__ = [
     "SessionStore",
     "StoreConfigError",
     "StoreError",
+    "StoreRolledBackError",
     "StoreUnavailableError",
     "StoredSession",
     "open_store",

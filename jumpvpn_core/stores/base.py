@@ -1,4 +1,4 @@
-"""The store contract every adapter implements, and `open_store(url)`.
+"""The store contract every adapter implements (`open_store(url)` is in `stores.factory`).
 
 Ownership rule (seed §4.1): a session's record changes only by compare-and-set on its
 version. `compare_and_set(sid, expected, new_version, data)` succeeds iff the stored
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Protocol, runtime_checkable
-from urllib.parse import urlsplit
 
 import attrs
 
@@ -22,9 +21,9 @@ __all__ = [
     "SessionStore",
     "StoreConfigError",
     "StoreError",
+    "StoreRolledBackError",
     "StoreUnavailableError",
     "StoredSession",
-    "open_store",
 ]
 
 
@@ -38,6 +37,13 @@ class StoreUnavailableError(StoreError):
 
 class StoreConfigError(StoreError, ValueError):
     """The store URL or options are wrong. Raised at start-up, never a hang."""
+
+
+class StoreRolledBackError(StoreUnavailableError):
+    """The store answered with data older than this client has already seen: it went
+    backwards (restarted without persistence, restored from an old snapshot, failed over
+    to a replica that had not caught up). The store object refuses every call from then on:
+    serving from a rolled-back store could re-accept old nonces or re-issue versions."""
 
 
 @attrs.frozen
@@ -78,48 +84,3 @@ class SessionStore(Protocol):
     def close(self) -> None:
         """Release connections. Idempotent."""
         ...
-
-
-def open_store(url: str, *, timeout_s: float = 2.0) -> SessionStore:
-    """Open a store by URL; connects at once, so an unreachable server fails here.
-
-    * `memory://`                      in-process (simulators, tests)
-    * `sqlite:///path/to/file.db`      embedded, durable; the text after `sqlite:///` is the
-      path as written (`sqlite:///rel.db` relative, `sqlite:////abs/file.db` absolute);
-      `sqlite://:memory:` for tests
-    * `redis://[user[:pw]@]host:port/db[?prefix=jumpvpn:]`
-                                       shared; CAS by a Lua script; keys `<prefix><sid hex>`
-    * `postgresql://user@host:port/db[?table=jumpvpn_sessions]` (or `postgres://`)
-                                       shared; CAS by `UPDATE ... WHERE version = expected`
-
-    `timeout_s` bounds connecting and every call (busy timeout, socket timeouts,
-    `connect_timeout` / `statement_timeout`). Raises `StoreConfigError` for a malformed URL
-    (unknown scheme or query key, missing path or host, bad port, invalid table name) and
-    `StoreUnavailableError` when the server cannot be reached in time.
-    """
-    if not isinstance(url, str) or "://" not in url:
-        raise StoreConfigError(f"store URL must look like scheme://..., got {url!r}")
-    scheme = urlsplit(url).scheme
-    if scheme == "memory":
-        from jumpvpn_core.stores.memory import MemoryStore
-
-        return MemoryStore()
-    if scheme == "sqlite":
-        from jumpvpn_core.stores.sqlite import SqliteStore, parse_sqlite_url
-
-        return SqliteStore(parse_sqlite_url(url), timeout_s=timeout_s)
-    if scheme == "redis":
-        try:
-            from jumpvpn_core.stores.redis import open_redis_store
-        except ImportError as exc:  # the optional dependency is missing
-            raise StoreConfigError("redis store needs the 'redis' extra installed") from exc
-        return open_redis_store(url, timeout_s=timeout_s)
-    if scheme in ("postgresql", "postgres"):
-        try:
-            from jumpvpn_core.stores.postgres import open_postgres_store
-        except ImportError as exc:  # the optional dependency is missing
-            raise StoreConfigError("postgres store needs the 'postgres' extra installed") from exc
-        return open_postgres_store(url, timeout_s=timeout_s)
-    raise StoreConfigError(
-        f"unknown store scheme {scheme!r}: use memory, sqlite, redis or postgresql"
-    )

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "DROP_RECORD_TYPE",
@@ -59,6 +59,9 @@ class TelemetrySink(Protocol):
 class NullSink:
     """Discards everything. The default when a gateway is given no sink."""
 
+    #: `emit` returns at once and never raises: a gateway may call it inline.
+    nonblocking: ClassVar[bool] = True
+
     def emit(self, record: Record) -> None:
         return None
 
@@ -68,6 +71,9 @@ class NullSink:
 
 class ListSink:
     """Keeps records in a list, synchronously. For tests and simulators (never blocks)."""
+
+    #: `emit` only appends under a lock held for no longer: a gateway may call it inline.
+    nonblocking: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
@@ -87,6 +93,9 @@ class QueueSink:
     `backend(record)` is called only on the drain thread. `capacity` bounds memory: at most
     that many records wait; more are dropped and counted.
     """
+
+    #: `emit` is a `put_nowait`: a gateway may call it inline.
+    nonblocking: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -108,6 +117,7 @@ class QueueSink:
         self._reported = 0
         self._delivered = 0
         self._closed = False
+        self._deadline: float | None = None
         self._thread = threading.Thread(target=self._drain, name=name, daemon=True)
         self._thread.start()
 
@@ -146,6 +156,10 @@ class QueueSink:
             self._delivered += 1
         return True
 
+    def _abandoned(self) -> bool:
+        deadline = self._deadline
+        return deadline is not None and time.monotonic() >= deadline
+
     def _report_drops(self) -> None:
         with self._lock:
             dropped = self._dropped
@@ -167,8 +181,13 @@ class QueueSink:
                     break
             else:
                 if record is None:  # close() sentinel
-                    self._report_drops()
+                    if not self._abandoned():
+                        self._report_drops()
                     break
+                if self._abandoned():
+                    # close() has returned: what is left is lost, counted, not delivered late.
+                    self._count_drop()
+                    continue
                 if not self._deliver(record):
                     self._count_drop()
             now = time.monotonic()
@@ -179,15 +198,25 @@ class QueueSink:
     def close(self, timeout_s: float = 2.0) -> None:
         """Stop accepting records, drain what is queued within `timeout_s`, then return.
 
-        A hung backend cannot hold `close()` beyond `timeout_s` (the thread is a daemon).
+        Returns within `timeout_s` (one deadline covers handing over the stop marker and
+        waiting for the drain thread), whatever the backend does: a hung backend's thread
+        is a daemon and is abandoned. What was still queued then is lost (and counted if
+        the thread ever gets to it).
         """
         if self._closed:
             return
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        self._deadline = deadline
         self._closed = True
         # If the backend is stuck the queue stays full; the daemon thread is abandoned.
         with contextlib.suppress(queue.Full):
-            self._queue.put(None, timeout=timeout_s)
-        self._thread.join(timeout_s)
+            self._queue.put(None, timeout=max(0.0, deadline - time.monotonic()))
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def finished(self) -> bool:
+        """True once the drain thread has stopped (after `close`)."""
+        return not self._thread.is_alive()
 
 
 class JsonlFileSink(QueueSink):

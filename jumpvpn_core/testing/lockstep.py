@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -158,17 +159,20 @@ def create_request(role: Role, session_id: bytes, secret: bytes, now_ms: int,
     }
 
 
+_ROLES = {role.value: role for role in Role}
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+
+
 def create_params(request: JsonObject) -> tuple[Role, bytes, bytes, int, Policy]:
     """Inverse of `create_request`; raises `WireError` on anything malformed."""
-    try:
-        role = Role(str(request.get("role")))
-    except ValueError:
-        raise WireError(f"create: unknown role {request.get('role')!r}") from None
-    try:
-        session_id = bytes.fromhex(str(request.get("session_id")))
-        secret = bytes.fromhex(str(request.get("secret")))
-    except ValueError:
-        raise WireError("create: session_id and secret must be hex") from None
+    role_text = request.get("role")
+    if not isinstance(role_text, str) or role_text not in _ROLES:
+        raise WireError(f"create: role must be one of {sorted(_ROLES)}")
+    role = _ROLES[role_text]
+    hex_texts = (request.get("session_id"), request.get("secret"))
+    if not all(isinstance(text, str) and _HEX.fullmatch(text) for text in hex_texts):
+        raise WireError("create: session_id and secret must be lower-case hex")
+    session_id, secret = (bytes.fromhex(str(text)) for text in hex_texts)
     now_ms = request.get("now_ms")
     if type(now_ms) is not int or now_ms < 0:
         raise WireError("create: now_ms must be a non-negative integer")

@@ -29,26 +29,13 @@ from hypothesis.stateful import (
     rule,
 )
 
+from jumpvpn_core import events as ev
 from jumpvpn_core.effects import SendPathChallenge, SendReattachRequest
-from jumpvpn_core.events import (
-    AllTransportsFailed,
-    Attach,
-    CandidateDiscovered,
-    CandidateLost,
-    DeliveryTimeout,
-    InboundTraffic,
-    PacketLoss,
-    ReattachAccepted,
-    ReattachRequest,
-    Tick,
-    TransportFailed,
-)
 from jumpvpn_core.machine import next_deadline
 from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import Phase as CorePhase
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
 from jumpvpn_core.state import ClientSide, ServerSide
 from jumpvpn_core.testing.implementation import Implementation
 from jumpvpn_core.testing.lockstep import ConformanceFailure, FailureKind, FailureReport, Lockstep
@@ -134,8 +121,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.lock = Lockstep(impl)
         self.role = Role.CLIENT
         self.now = 0
-        self.session_id = b""
-        self.key = b""
+        self.peer = Peer(b"", b"")
         self.nonce = 1
         self.held: Any = None
         self.captured: list[Any] = []
@@ -195,27 +181,20 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _request(self, source: TransportDescriptor, version: int, *, candidate:
                  TransportDescriptor | None = None, challenge: bytes = b"", size: int = 0,
                  session_id: bytes | None = None, nonce: int | None = None,
-                 forged: bytes | None = None) -> ReattachRequest:
+                 forged: bytes | None = None) -> ev.ReattachRequest:
         if nonce is None:
             nonce, self.nonce = self.nonce, self.nonce + 1
-        candidate = source if candidate is None else candidate
-        sid = self.session_id if session_id is None else session_id
-        proof = forged if forged is not None else compute_proof(
-            self.key, MessageType.REATTACH_REQUEST, sid, nonce, version, self.now, candidate,
-            challenge)
-        return ReattachRequest(self.now, source, sid, nonce, version, self.now, candidate,
-                               proof, challenge, size)
+        return self.peer.request(self.now, source, nonce=nonce, state_version=version,
+                                 candidate=candidate, challenge=challenge, size=size,
+                                 session_id=session_id, forged_proof=forged)
 
     def _accept(self, request: SendReattachRequest, version: int, *,
                 session_id: bytes | None = None, nonce: int | None = None,
-                forged: bytes | None = None) -> ReattachAccepted:
-        sid = self.session_id if session_id is None else session_id
-        nonce = request.nonce if nonce is None else nonce
-        proof = forged if forged is not None else compute_proof(
-            self.key, MessageType.REATTACH_ACCEPT, sid, nonce, version, self.now,
-            request.candidate)
-        return ReattachAccepted(self.now, request.via, sid, nonce, version, self.now,
-                                request.candidate, proof)
+                forged: bytes | None = None) -> ev.ReattachAccepted:
+        return self.peer.accept(self.now, request.via,
+                                nonce=request.nonce if nonce is None else nonce,
+                                state_version=version, bound=request.candidate,
+                                session_id=session_id, forged_proof=forged)
 
     # --- the driver ------------------------------------------------------------------------
 
@@ -228,12 +207,12 @@ class ConformanceMachine(RuleBasedStateMachine):
         recorder = type(self).recorder
         if recorder is not None:
             recorder.example_started()
-        self.role, self.now, self.session_id = role, start, session_id
-        self.key = derive_control_key(secret, session_id)
+        self.role, self.now = role, start
+        self.peer = Peer.from_secret(secret, session_id)
         self._run(self.lock.create, role, session_id, secret, start, policy)
         self.created = True
         if attach is not None:
-            self._apply(Attach(self.now, attach))
+            self._apply(ev.Attach(self.now, attach))
 
     @rule(delta=clock_jumps())
     def jump_clock(self, delta: int) -> None:
@@ -246,7 +225,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         deadline = next_deadline(self.lock.state)
         if at_deadline and deadline is not None:
             self.now = max(self.now, deadline)
-        self._apply(Tick(self.now))
+        self._apply(ev.Tick(self.now))
 
     @precondition(lambda self: self._live())
     @rule(data=st.data())
@@ -258,7 +237,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(transport=transports())
     def attach(self, transport: TransportDescriptor) -> None:
         """The handshake completes (again)."""
-        self._apply(Attach(self.now, transport))
+        self._apply(ev.Attach(self.now, transport))
 
     @precondition(lambda self: self._live())
     @rule(size=st.integers(min_value=0, max_value=1500))
@@ -266,7 +245,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         """Authenticated traffic on the bound path."""
         active = self.lock.state.link.active
         if active is not None:
-            self._apply(InboundTraffic(self.now, active, size))
+            self._apply(ev.InboundTraffic(self.now, active, size))
 
     # --- client: loss, failures, candidates, the honest server --------------------------
 
@@ -274,13 +253,13 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(count=loss_bursts())
     def loss_burst(self, count: int) -> None:
         """A burst of consecutive losses."""
-        self._apply(PacketLoss(self.now, count))
+        self._apply(ev.PacketLoss(self.now, count))
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
     @rule()
     def delivery_timeout(self) -> None:
         """Nothing was acknowledged in time."""
-        self._apply(DeliveryTimeout(self.now))
+        self._apply(ev.DeliveryTimeout(self.now))
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
     @rule(everything=st.booleans())
@@ -288,15 +267,15 @@ class ConformanceMachine(RuleBasedStateMachine):
         """The active transport fails, or every transport at once."""
         active = self.lock.state.link.active
         if everything or active is None:
-            self._apply(AllTransportsFailed(self.now))
+            self._apply(ev.AllTransportsFailed(self.now))
         else:
-            self._apply(TransportFailed(self.now, active))
+            self._apply(ev.TransportFailed(self.now, active))
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
     @rule(transport=transports())
     def discover_candidate(self, transport: TransportDescriptor) -> None:
         """A new local transport appears."""
-        self._apply(CandidateDiscovered(self.now, transport))
+        self._apply(ev.CandidateDiscovered(self.now, transport))
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
     @rule(index=st.integers(min_value=0, max_value=7))
@@ -304,7 +283,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         """A stored candidate goes away."""
         candidates = self.lock.state.roaming.candidates
         if candidates:
-            self._apply(CandidateLost(self.now, candidates[index % len(candidates)]))
+            self._apply(ev.CandidateLost(self.now, candidates[index % len(candidates)]))
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live()
                   and bool(self.requests_seen))
@@ -317,9 +296,9 @@ class ConformanceMachine(RuleBasedStateMachine):
         request = self.requests_seen[-1]
         event: Any
         if challenge_first and not request.challenge:
-            event = Peer(self.session_id, self.key).challenge(
-                self.now, request.via, challenge=challenge, observed=observed,
-                nonce=request.nonce, state_version=request.state_version)
+            event = self.peer.challenge(self.now, request.via, challenge=challenge,
+                                        observed=observed, nonce=request.nonce,
+                                        state_version=request.state_version)
         else:
             event = self._accept(request, request.state_version + bump)
         self._send_honest(event, fault)
@@ -334,7 +313,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         """Any number of spoofed path challenges, all at once (§3.1): each is refused
         (`CHALLENGE_INVALID`) and leaves the state the very same object, so a recovery
         under way goes on as if none had arrived."""
-        self._apply(Tick(self.now))  # deadlines due now fire first, spoofs or not
+        self._apply(ev.Tick(self.now))  # deadlines due now fire first, spoofs or not
         state = self.lock.state
         if not self._live():
             return
@@ -343,7 +322,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         if via is None:
             return
         nonce = side.pending.nonce if bound and side.pending is not None else 0
-        peer = Peer(self.session_id, self.key)
+        peer = self.peer
         for index in range(count):
             self._apply(peer.challenge(self.now, via, challenge=challenge, observed=observed,
                                        nonce=nonce, state_version=side.known_version,
@@ -377,7 +356,7 @@ class ConformanceMachine(RuleBasedStateMachine):
     @rule(source=rebinding_sources(), size=st.integers(min_value=0, max_value=1500))
     def nat_rebinding(self, source: TransportDescriptor, size: int) -> None:
         """Traffic arrives from a new address (NAT churn, or a spoofer)."""
-        self._apply(InboundTraffic(self.now, source, size))
+        self._apply(ev.InboundTraffic(self.now, source, size))
 
     # --- the attacker ------------------------------------------------------------------------
 
@@ -411,7 +390,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         """More distinct candidates at once than the policy allows (§5.2)."""
         bound = self.lock.state.ident.policy.max_candidates
         for offset in range(bound + 2):
-            self._apply(CandidateDiscovered(
+            self._apply(ev.CandidateDiscovered(
                 self.now, TransportDescriptor.udp("192.0.2.200", first_port + offset)))
 
     @precondition(lambda self: self._live() and bool(self.captured))

@@ -23,24 +23,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from jumpvpn_core.events import (
-    AllTransportsFailed,
-    Attach,
-    CandidateDiscovered,
-    CandidateLost,
-    Close,
-    DeliveryTimeout,
-    Evict,
-    InboundTraffic,
-    OwnershipAmbiguous,
-    PacketLoss,
-    PathChallengeReceived,
-    ReattachAccepted,
-    ReattachRequest,
-    StoreRecordInvalid,
-    Tick,
-    TransportFailed,
-)
+from jumpvpn_core import events as ev
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
@@ -184,11 +167,11 @@ def _proofs() -> st.SearchStrategy[bytes]:
 def _common(now: int) -> st.SearchStrategy[Any]:
     t = st.just(now)
     return st.one_of(
-        st.builds(Tick, t),
-        st.builds(Attach, t, transports()),
-        st.builds(InboundTraffic, t, transports(), st.integers(min_value=0, max_value=1500)),
+        st.builds(ev.Tick, t),
+        st.builds(ev.Attach, t, transports()),
+        st.builds(ev.InboundTraffic, t, transports(), st.integers(min_value=0, max_value=1500)),
         # The four ways to end a session share one branch, so runs do not end too soon.
-        st.sampled_from((Close, OwnershipAmbiguous, Evict, StoreRecordInvalid)).map(
+        st.sampled_from((ev.Close, ev.OwnershipAmbiguous, ev.Evict, ev.StoreRecordInvalid)).map(
             lambda cls: cls(now)),
     )
 
@@ -198,17 +181,17 @@ def client_events(now: int) -> st.SearchStrategy[Any]:
     t = st.just(now)
     return st.one_of(
         _common(now),
-        st.builds(PacketLoss, t, loss_bursts()),
-        st.builds(DeliveryTimeout, t),
-        st.builds(TransportFailed, t, transports()),
-        st.builds(AllTransportsFailed, t),
-        st.builds(CandidateDiscovered, t, transports()),
-        st.builds(CandidateLost, t, transports()),
-        st.builds(PathChallengeReceived, t, transports(),
+        st.builds(ev.PacketLoss, t, loss_bursts()),
+        st.builds(ev.DeliveryTimeout, t),
+        st.builds(ev.TransportFailed, t, transports()),
+        st.builds(ev.AllTransportsFailed, t),
+        st.builds(ev.CandidateDiscovered, t, transports()),
+        st.builds(ev.CandidateLost, t, transports()),
+        st.builds(ev.PathChallengeReceived, t, transports(),
                   st.binary(min_size=1, max_size=32), transports(),
                   st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=20),
                   _times(now), _proofs()),
-        st.builds(ReattachAccepted, t, transports(), session_ids(),
+        st.builds(ev.ReattachAccepted, t, transports(), session_ids(),
                   st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=20),
                   _times(now), transports(), _proofs()),
     )
@@ -219,7 +202,7 @@ def server_events(now: int) -> st.SearchStrategy[Any]:
     t = st.just(now)
     return st.one_of(
         _common(now),
-        st.builds(ReattachRequest, t, transports(), session_ids(),
+        st.builds(ev.ReattachRequest, t, transports(), session_ids(),
                   st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=20),
                   _times(now), transports(), _proofs(), st.binary(max_size=16),
                   st.integers(min_value=0, max_value=1500)),

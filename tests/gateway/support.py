@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from jumpvpn_core.events import ReattachRequest
 from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
-from jumpvpn_core.proof import MessageType, compute_proof, derive_control_key
+from jumpvpn_core.peer import FORGED_PROOF, Peer
 from jumpvpn_core.stores.base import SessionStore
 from jumpvpn_core.telemetry import TelemetrySink
 from jumpvpn_core.transport import TransportDescriptor
@@ -40,15 +41,10 @@ def reattach(
     forge: bool = False,
 ) -> ReattachRequest:
     """A reattach request signed with the session's key (or a forged proof)."""
-    cand = candidate if candidate is not None else source
-    ts = now if timestamp is None else timestamp
-    key = derive_control_key(secret_for(session_id), session_id)
-    proof = compute_proof(key, MessageType.REATTACH_REQUEST, session_id, nonce, version, ts,
-                          cand, challenge)
-    if forge:
-        proof = bytes(32)
-    return ReattachRequest(now, source, session_id, nonce, version, ts, cand, proof,
-                           challenge, size)
+    peer = Peer.from_secret(secret_for(session_id), session_id)
+    return peer.request(now, source, nonce=nonce, state_version=version, timestamp_ms=timestamp,
+                        candidate=candidate, challenge=challenge, size=size,
+                        forged_proof=FORGED_PROOF if forge else None)
 
 
 def make_gateway(
@@ -57,7 +53,7 @@ def make_gateway(
     mode: OwnershipMode = OwnershipMode.SHARED,
     node: str = "n0",
     nodes: tuple[str, ...] = ("n0",),
-    telemetry: TelemetrySink | None = None,
+    telemetry: TelemetrySink | Sequence[TelemetrySink] | None = None,
     **limits: int,
 ) -> Gateway:
     """A gateway with roomy flood limits unless the test asks for tighter ones."""

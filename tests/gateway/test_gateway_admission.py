@@ -263,6 +263,12 @@ def test_exact_retransmission_gets_the_stored_accept_without_a_commit(
     assert again.store_version is None
     resent = [e for e in again.effects if isinstance(e, SendReattachAccept)]
     assert resent == [e for e in first.effects if isinstance(e, SendReattachAccept)]
+    # Counted apart from real replays (docs/operations.md): one retransmission so far.
+    assert gw.retransmissions == 1
+    replayed = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1_020,
+                                           timestamp=T0 + 10, source=ROAMED))
+    assert replayed.reason is ReasonCode.REPLAY_DETECTED
+    assert gw.retransmissions == 1 + bool(replayed.effects)
     record = store.get(sid(1))
     assert record is not None
     assert record.version == 2

@@ -204,8 +204,10 @@ def test_new_session_beyond_capacity_is_refused_with_session_table_full() -> Non
 def test_idle_sessions_are_evicted_explicitly_with_an_audit_record(mode: OwnershipMode) -> None:
     store = MemoryStore()
     sink = ListSink()
+    # No clock skew allowed here: shared mode otherwise waits the skew bound past the TTL
+    # (tests/gateway/test_clock_contract.py).
     gw = make_gateway(store, mode=mode, max_sessions=2, session_idle_ttl_ms=5_000,
-                      telemetry=sink)
+                      max_clock_skew_ms=0, telemetry=sink)
     gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     gw.open_session(sid(2), secret_for(sid(2)), CLIENT, T0 + 3_000)
     # At capacity; sid(1) has been idle for 5 s: it is evicted, explicitly, to make room.

@@ -86,7 +86,7 @@ def test_bad_input_exits_2_with_a_message(args: list[str], message: str, tmp_pat
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        ({"collapse_probability": 1.2}, "collapse probability must be in [0, 1]"),
+        ({"collapse_probability": 1.2}, "collapse_probability must be in [0, 1]"),
         ({"paths": [{"loss_bad": -0.5}]}, "loss_bad must be in [0, 1]"),
         ({"paths": [{"return_loss": 7}]}, "return_loss must be in [0, 1]"),
         ({"paths": [{"lossy": 1}]}, "unknown key(s) lossy; valid keys:"),

@@ -80,16 +80,26 @@ def test_every_scenario_runs_with_step_invariants_checked(name: str) -> None:
     assert len(world.outcomes()) == 10
 
 
-def test_check_mode_raises_on_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
-    import jumpvpn_core.sim.world as world_module
+def _plant_a_violation(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jumpvpn_core import invariants
     from jumpvpn_core.invariants import Violation
 
-    def broken(before: Any, event: Any, after: Any, effects: Any) -> list[Violation]:
+    def planted(before: Any, event: Any, after: Any, effects: Any) -> list[Violation]:
         return [Violation("planted", "a violation the checker must surface")]
 
-    monkeypatch.setattr(world_module, "check_step", broken)
+    monkeypatch.setattr(invariants, "STEP_CHECKERS", (*invariants.STEP_CHECKERS, planted))
+
+
+@pytest.mark.parametrize("name", ["steady", "partial-cluster"])
+def test_check_mode_raises_on_a_violation(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    _plant_a_violation(monkeypatch)
     with pytest.raises(SimInvariantError, match="planted"):
-        World(build_scenario("steady", 2, 5_000, 1), check=True).run()
+        World(build_scenario(name, 2, 5_000, 1), check=True).run()
+
+
+def test_without_check_mode_the_checkers_do_not_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    _plant_a_violation(monkeypatch)
+    assert World(build_scenario("steady", 2, 5_000, 1)).run().events > 0
 
 
 @pytest.mark.requirement("RM-4.1")
@@ -135,7 +145,7 @@ def test_replayed_requests_are_rejected_as_security_events() -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"collapse_probability": 1.5}, "collapse probability"),
+        ({"collapse_probability": 1.5}, "collapse_probability"),
         ({"paths": (LinkSpec("x", loss_good=-0.1),)}, "loss_good"),
         ({"paths": (LinkSpec("x", blackout_probability=2.0),)}, "blackout_probability"),
         ({"sessions": 0}, "sessions"),

@@ -6,6 +6,7 @@ table that is dropped afterwards. The shared servers are never flushed or restar
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,12 +19,14 @@ from psycopg import sql
 
 from jumpvpn_core.stores import SessionStore, open_store
 from tests.services import postgres_url_or_skip, redis_url_or_skip
+from tests.stores.etcd_server import ETCD_ENV, EtcdCluster
 
 STORE_KINDS = [
     pytest.param("memory", id="memory"),
     pytest.param("sqlite", id="sqlite"),
     pytest.param("redis", id="redis", marks=pytest.mark.services),
     pytest.param("postgres", id="postgres", marks=pytest.mark.services),
+    pytest.param("etcd", id="etcd", marks=pytest.mark.services),
 ]
 #: Timeout given to stores under test: generous for a loaded machine, still bounded.
 TIMEOUT_S = 5.0
@@ -56,7 +59,8 @@ def redis_store_url() -> Iterator[str]:
     """A Redis store URL with a unique prefix; its keys are deleted afterwards."""
     base = redis_url_or_skip()
     prefix = f"jumpvpn-test:{uuid.uuid4().hex}:"
-    yield with_query(base, prefix=prefix)
+    # The shared test server keeps no log (no persistence): say so, or the store refuses.
+    yield with_query(base, prefix=prefix, durability="none")
     delete_redis_prefix(base, prefix)
 
 
@@ -67,6 +71,28 @@ def postgres_store_url() -> Iterator[str]:
     table = f"jumpvpn_test_{uuid.uuid4().hex}"
     yield with_query(base, table=table)
     drop_postgres_table(base, table)
+
+
+@pytest.fixture(scope="session")
+def etcd_endpoints(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`host:port,...` of an etcd for the contract suite: `JUMPVPN_ETCD_URL`'s, or one
+    private member started for the session (skips, or fails if required, without etcd)."""
+    external = os.environ.get(ETCD_ENV)
+    if external:
+        yield urlsplit(external).netloc
+        return
+    cluster = EtcdCluster(tmp_path_factory.mktemp("etcd"), size=1)
+    cluster.start()
+    try:
+        yield ",".join(cluster.endpoints)
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def etcd_store_url(etcd_endpoints: str) -> str:
+    """An etcd store URL with a unique key prefix (the member is private to the run)."""
+    return f"etcd://{etcd_endpoints}/?prefix=/jumpvpn-test/{uuid.uuid4().hex}/"
 
 
 @pytest.fixture
@@ -83,6 +109,7 @@ def store_url(request: pytest.FixtureRequest) -> str:
         "sqlite": "sqlite_store_url",
         "redis": "redis_store_url",
         "postgres": "postgres_store_url",
+        "etcd": "etcd_store_url",
     }[request.param]
     if fixture is None:
         return "memory://"

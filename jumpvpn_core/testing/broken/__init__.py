@@ -143,6 +143,9 @@ class SkipsProofCheck(ReferenceImplementation):
     def alter(self, before: SessionState, event: Any, after: SessionState,
               effects: tuple[Effect, ...]) -> _Step:
         if type(event) is ReattachRequest and _rejected_with(effects, ReasonCode.PROOF_INVALID):
+            # The server cannot sign a request (only a client does), so the request it
+            # pretends to have verified is the one the honest peer would have signed with
+            # the same fields: the peer's proof, not the core's.
             proof = Peer.of(before).request_proof(event.nonce, event.state_version,
                                                   event.timestamp_ms, event.candidate,
                                                   event.challenge)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import importlib
 import re
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -194,7 +195,7 @@ def render(report: Report) -> str:
         "# Traceability: requirement -> code -> tests",
         "",
         "Generated from `specs/requirements.md`, the code table `REQUIREMENT_CODE` in",
-        "`jumpvpn_core/audit/traceability.py` and an AST scan of `tests/` for",
+        "`tools/traceability.py` and an AST scan of `tests/` for",
         "`@pytest.mark.requirement(...)`. Do not edit; regenerate after merging with:",
         "",
         "    jumpvpn traceability --write docs/traceability.md",
@@ -216,3 +217,15 @@ def render(report: Report) -> str:
                          ("Code references that do not resolve", report.missing_code)):
         lines.append(f"- {title}: {', '.join(items) if items else 'none'}")
     return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.traceability [--write FILE]`: the same as `jumpvpn traceability`."""
+    from jumpvpn_core.cli import main as cli_main
+
+    return cli_main(["traceability", "--root", str(Path(__file__).resolve().parent.parent),
+                     *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,9 +1,10 @@
 """Read the normative tables in `specs/` and draw the state diagram from them.
 
-A tool module (the core never imports it). Tests use it to check that `specs/` and the
-code state the same contracts; `python -m jumpvpn_core.spec_tables --write` regenerates
-`specs/state-diagram.md` from `specs/transition-table.md` through an independent
-`transitions.Machine`, so the picture can never drift from the spec table.
+A checkout-only tool (not in the wheel). Tests use it to check that `specs/` and the code
+state the same contracts (and replay the core's transitions through an independent
+`transitions.Machine` built from the spec rows); `python -m tools.spec_tables --write`
+regenerates `specs/state-diagram.md` from `specs/transition-table.md` with
+`jumpvpn_core.audit.diagram`, so the picture can never drift from the spec table.
 """
 
 from __future__ import annotations
@@ -103,28 +104,15 @@ def build_oracle_machine(rows: Sequence[TransitionRow]) -> SpecOracle:
 
 
 def render_state_diagram(rows: Sequence[TransitionRow]) -> str:
-    """`specs/state-diagram.md`'s text: a mermaid diagram drawn by `transitions`."""
-    from transitions.extensions import GraphMachine
+    """`specs/state-diagram.md`'s text for the spec rows (`jumpvpn_core.audit.diagram`)."""
+    from jumpvpn_core.audit.diagram import state_diagram_markdown
 
-    class _Model:
-        pass
-
-    model: Any = _Model()  # GraphMachine adds get_graph() to the model at run time
-    GraphMachine(model=model, graph_engine="mermaid", title="Session phases",
-                 **_machine_spec(rows))
-    mermaid = str(model.get_graph().draw(None))
-    return (
-        "# State diagram (generated)\n\n"
-        "Drawn by `transitions` from `specs/transition-table.md`; regenerate with\n"
-        "`python -m jumpvpn_core.spec_tables --write`. A test fails if this file is stale.\n"
-        "Edge labels are reason codes.\n\n"
-        "```mermaid\n" + mermaid.rstrip("\n") + "\n```\n"
-    )
+    return state_diagram_markdown(rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Check (default) or rewrite (`--write`) `specs/state-diagram.md`."""
-    parser = argparse.ArgumentParser(prog="python -m jumpvpn_core.spec_tables")
+    parser = argparse.ArgumentParser(prog="python -m tools.spec_tables")
     parser.add_argument("--specs", type=Path, default=Path("specs"))
     parser.add_argument("--write", action="store_true", help="rewrite the diagram file")
     args = parser.parse_args(argv)

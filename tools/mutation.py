@@ -2,7 +2,7 @@
 
 One command (from the project root, with the `test` extra installed):
 
-    python -m jumpvpn_core.audit.mutation --modules replay phases machine
+    python -m tools.mutation --modules replay phases machine
 
 It runs `mutmut run` on the chosen core modules (configuration: `[tool.mutmut]` in
 `pyproject.toml`, with a fast test selection), reads `mutmut results --all true`, and
@@ -106,7 +106,7 @@ def _mutmut(*args: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run mutmut on the chosen modules and print the score; see the module docstring."""
-    parser = argparse.ArgumentParser(prog="python -m jumpvpn_core.audit.mutation")
+    parser = argparse.ArgumentParser(prog="python -m tools.mutation")
     parser.add_argument("--modules", nargs="+", default=list(DEFAULT_MODULES),
                         help="core modules to mutate (default: replay phases machine)")
     parser.add_argument("--max-children", type=int, default=2, help="parallel workers")
