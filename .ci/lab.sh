@@ -15,9 +15,7 @@ fi
 
 # Cases that fail for a known, filed reason. The run fails if any other case fails, and also
 # if one of these passes (then remove it from the list).
-#   replay: replayed data packets from another address open a path validation that blocks
-#           the client's own signed reattach (issue 10, fixed in the transport).
-KNOWN_FAILING="replay"
+KNOWN_FAILING=""
 
 .venv/bin/jumpvpn lab --cleanup
 set +e

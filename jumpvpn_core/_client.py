@@ -46,6 +46,7 @@ from jumpvpn_core.events import (
 )
 from jumpvpn_core.proof import (
     compute_proof,
+    verify_challenge_mac,
     verify_proof,
 )
 from jumpvpn_core.reasons import ReasonCode
@@ -248,13 +249,33 @@ def client_challenge(state: SessionState, event: PathChallengeReceived) -> Out:
     assert isinstance(side, ClientSide)
     ident = state.ident
     now = event.now_ms
+    # Only our server holds the control key: anything else is refused before it can touch
+    # the pending request (a spoofed challenge must never stall a recovery).
+    if not verify_challenge_mac(ident.control_key, event.mac, ident.session_id, event.nonce,
+                                event.state_version, event.timestamp_ms, event.observed,
+                                event.challenge):
+        return reject(state, event, RC.CHALLENGE_INVALID)
+    pending = side.pending
+    policy = ident.policy
+    if event.nonce:
+        # It answers one of our requests: only the one in flight may be replaced by it.
+        if pending is None or event.nonce != pending.nonce:
+            return reject(state, event, RC.CHALLENGE_STALE)
+    elif pending is not None:
+        # The server opened this validation on traffic alone; our own proof-backed request
+        # in flight takes precedence (the server's validation for it will follow).
+        return reject(state, event, RC.CHALLENGE_STALE)
+    if (event.state_version < side.known_version
+            or event.timestamp_ms + policy.proof_max_age_ms < now
+            or event.timestamp_ms > now + policy.max_clock_skew_ms):
+        return reject(state, event, RC.CHALLENGE_STALE)
     nonce = side.next_nonce
     proof = compute_proof(ident.control_key, REQUEST, ident.session_id,
                           nonce, side.known_version, now, event.observed, event.challenge)
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now,
                                   event.observed, event.challenge, proof)
-    pending = PendingReattach(request, now + ident.policy.reattach_timeout_ms, 1)
-    new_side = ClientSide(side.known_version, nonce + 1, pending, side.attempt)
+    answer = PendingReattach(request, now + policy.reattach_timeout_ms, 1)
+    new_side = ClientSide(side.known_version, nonce + 1, answer, side.attempt)
     return same_phase(state, now, side=new_side), [request]
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from hmac import compare_digest
 
+from cryptography.hazmat.primitives.hmac import HMAC
+
 from jumpvpn_core._kernel import (
     ACCEPT,
     NO_EFFECTS,
@@ -41,6 +43,7 @@ from jumpvpn_core.events import (
     ReattachRequest,
 )
 from jumpvpn_core.proof import (
+    challenge_mac,
     compute_proof,
     derive_challenge,
     keyed_mac,
@@ -87,12 +90,14 @@ def server_inbound(state: SessionState, event: InboundTraffic) -> Out:
             received,
             pending.bytes_sent + (policy.path_challenge_size_bytes if send else 0),
             pending.challenge_sent or send,
+            pending.request_nonce,
         )
         new_side = ServerSide(side.binding_version, side.replay_top, side.replay_bits,
                               side.verified_times, new_pending, side.challenge_counter,
                               side.last_accept)
         sends: list[Effect] = (
-            [SendPathChallenge(source, state.ident.session_id, pending.challenge)] if send else []
+            [path_challenge(state, source, pending.challenge, pending.request_nonce,
+                            side.binding_version, now)] if send else []
         )
         return same_phase(state, now, side=new_side), sends
     new_side, sends = open_validation(state, side, source, event.size, 0, now)
@@ -103,15 +108,31 @@ def server_inbound(state: SessionState, event: InboundTraffic) -> Out:
     return same_phase(state, now, side=new_side), sends
 
 
+def path_challenge(state: SessionState, to: TransportDescriptor, challenge: bytes,
+                   request_nonce: int, binding_version: int, now: int,
+                   keyed: HMAC | None = None) -> SendPathChallenge:
+    """The challenge for `to`, with the MAC that lets the client authenticate it."""
+    ident = state.ident
+    mac = challenge_mac(ident.control_key, ident.session_id, request_nonce, binding_version,
+                        now, to, challenge, keyed)
+    return SendPathChallenge(to, ident.session_id, challenge, request_nonce, binding_version,
+                             now, mac)
+
+
 def open_validation(state: SessionState, side: ServerSide, address: TransportDescriptor,
                             received: int, already_sent: int, now: int,
                             replay: tuple[int, int] | None = None,
                             verified_times: tuple[int, ...] | None = None,
+                            request_nonce: int = 0, keyed: HMAC | None = None,
                             ) -> tuple[ServerSide, list[Effect]]:
+    """Start validating `address`. `request_nonce` is the verified request that asks for
+    it (0: unproven traffic); `received` and `already_sent` are that address's bytes."""
     ident = state.ident
     policy = ident.policy
     counter = side.challenge_counter + 1
-    challenge = derive_challenge(ident.control_key, ident.session_id, counter)
+    if keyed is None:
+        keyed = keyed_mac(ident.control_key)
+    challenge = derive_challenge(ident.control_key, ident.session_id, counter, keyed)
     send = already_sent + policy.path_challenge_size_bytes <= (
         policy.amplification_factor * received
     )
@@ -122,6 +143,7 @@ def open_validation(state: SessionState, side: ServerSide, address: TransportDes
         received,
         already_sent + (policy.path_challenge_size_bytes if send else 0),
         send,
+        request_nonce,
     )
     top, bits = replay if replay is not None else (side.replay_top, side.replay_bits)
     new_side = ServerSide(
@@ -133,7 +155,10 @@ def open_validation(state: SessionState, side: ServerSide, address: TransportDes
         counter,
         side.last_accept,
     )
-    sends: list[Effect] = [SendPathChallenge(address, ident.session_id, challenge)] if send else []
+    sends: list[Effect] = [
+        path_challenge(state, address, challenge, request_nonce, side.binding_version, now,
+                       keyed)
+    ] if send else []
     return new_side, sends
 
 
@@ -202,8 +227,13 @@ def server_request(state: SessionState, event: ReattachRequest) -> Out:
         target = active
     else:
         if pending is not None and pending.address != event.source:
-            return reject(state, event, RC.PATH_VALIDATION_IN_PROGRESS)
-        if pending is not None:
+            # One validation at a time, but unproven traffic never blocks a proof-backed
+            # reattach (§2.2, §3.1): a validation that a verified request opened holds;
+            # one that traffic alone opened is pre-empted below, once this request's proof
+            # verifies. The new validation is paid for by this request's bytes alone.
+            if pending.request_nonce:
+                return reject(state, event, RC.PATH_VALIDATION_IN_PROGRESS)
+        elif pending is not None:
             received += pending.bytes_received
             already_sent = pending.bytes_sent
         if already_sent + policy.path_challenge_size_bytes > (
@@ -230,7 +260,8 @@ def server_request(state: SessionState, event: ReattachRequest) -> Out:
     new_times = (*times, now)[-limit:]
     if target is None:
         new_side, sends = open_validation(state, side, event.source, received,
-                                                  already_sent, now, replay, new_times)
+                                          already_sent, now, replay, new_times,
+                                          event.nonce, keyed)
         return same_phase(state, now, side=new_side), sends
     version = state.state_version + 1
     accept_proof = compute_proof(ident.control_key, ACCEPT,

@@ -38,7 +38,11 @@ __all__ = ["COUNTER_MAX", "STATE_FORMAT_VERSION", "state_from_data", "state_to_d
 _V = TypeVar("_V")
 _E = TypeVar("_E", bound=enum.Enum)
 
-STATE_FORMAT_VERSION = 1
+STATE_FORMAT_VERSION = 2
+# Format 1 had no `request_nonce` in a pending path validation; such a record still decodes,
+# the validation read as opened by unproven traffic (0), the reading that lets a
+# proof-backed request pre-empt it (see specs/state-format.md).
+_FORMATS = (1, STATE_FORMAT_VERSION)
 
 
 def _transport_or_none(value: TransportDescriptor | None) -> str | None:
@@ -65,6 +69,7 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
                 "bytes_received": pending_path.bytes_received,
                 "bytes_sent": pending_path.bytes_sent,
                 "challenge_sent": pending_path.challenge_sent,
+                "request_nonce": pending_path.request_nonce,
             },
             "challenge_counter": side.challenge_counter,
             "last_accept": None if side.last_accept is None else {
@@ -242,7 +247,7 @@ def _given_key(control_key: object) -> bytes:
 
 
 def _server_side(side_r: _Reader, policy: Policy, ident: Identity, link: Link,
-                 state_version: int) -> ServerSide:
+                 state_version: int, version: int = STATE_FORMAT_VERSION) -> ServerSide:
     text = side_r.get_str("replay_bits")
     if len(text) > policy.replay_window_bits // 4 or not _HEX_INT.fullmatch(text):
         raise side_r.fail("replay_bits", "must be the bitmap in lower-case hex without "
@@ -259,6 +264,7 @@ def _server_side(side_r: _Reader, policy: Policy, ident: Identity, link: Link,
         pend_r.get_int("bytes_received"),
         pend_r.get_int("bytes_sent"),
         pend_r.get_bool("challenge_sent"),
+        pend_r.get_int("request_nonce") if version > 1 else 0,
     )
     last_r = side_r.get_sub_or_none("last_accept")
     last_accept = None
@@ -316,9 +322,9 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
     """
     root = _Reader(data, "")
     version = root.get_int("format")
-    if version != STATE_FORMAT_VERSION:
+    if version not in _FORMATS:
         raise root.fail("format", f"is {describe(version)}, this decoder reads "
-                                  f"{STATE_FORMAT_VERSION}")
+                                  f"{', '.join(map(str, _FORMATS))}")
     role = root.get_enum("role", Role)
     phase = root.get_enum("phase", Phase)
     end_reason = None if root._get("end_reason") is None else \
@@ -375,7 +381,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
     side_r = root.get_sub("side")
     side: ServerSide | ClientSide
     if role is Role.SERVER:
-        side = _server_side(side_r, policy, ident, link, state_version)
+        side = _server_side(side_r, policy, ident, link, state_version, version)
     else:
         side = _client_side(side_r, ident)
     if phase is Phase.TERMINATED and side.pending is not None:

@@ -137,11 +137,21 @@ class SendReattachRequest:
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class SendPathChallenge:
-    """Server: send `challenge` to the unvalidated address `to` (it is the observed address)."""
+    """Server: send `challenge` to the unvalidated address `to` (it is the observed address).
+
+    `mac` (`proof.challenge_mac` over the session id, `nonce`, `state_version`,
+    `timestamp_ms`, `to` and `challenge`) lets the client tell it from a spoofed one.
+    `nonce` is the nonce of the verified request that opened the validation, 0 when
+    unproven traffic opened it; `state_version` is the server's binding version.
+    """
 
     to: TransportDescriptor
     session_id: bytes
     challenge: bytes
+    nonce: int
+    state_version: int
+    timestamp_ms: int
+    mac: bytes
 
 
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)

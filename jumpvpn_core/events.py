@@ -201,12 +201,22 @@ class CandidateLost:
 
 @attrs.frozen
 class PathChallengeReceived:
-    """The server challenged the path `via`; it sees this client as `observed`."""
+    """A path challenge arrived on `via`; the server says it sees this client as `observed`.
+
+    `mac` authenticates it (see `proof.challenge_mac`): `nonce` names the client's request
+    the challenge answers (0: the server opened the validation on traffic alone),
+    `state_version` is the server's binding version and `timestamp_ms` its clock when it
+    sent the challenge. Only a challenge whose MAC verifies can change anything.
+    """
 
     now_ms: int = attrs.field(validator=_time)
     via: TransportDescriptor = attrs.field(validator=_transport)
     challenge: bytes = attrs.field(validator=_nonempty_challenge)
     observed: TransportDescriptor = attrs.field(validator=_transport)
+    nonce: int = attrs.field(validator=_u64)
+    state_version: int = attrs.field(validator=_u64)
+    timestamp_ms: int = attrs.field(validator=_time)
+    mac: bytes = attrs.field(validator=_proof)
 
 
 @attrs.frozen

@@ -8,7 +8,7 @@ An event or effect is a JSON object `{"type": <class name>, <field>: <value>, ..
 one key per field, in declaration order. A value is written by its declared type:
 
 * integers as JSON numbers, strings as JSON strings;
-* byte strings (`session_id`, `proof`, `challenge`) as lowercase hex (`"00ff..."`);
+* byte strings (`session_id`, `proof`, `challenge`, `mac`) as lowercase hex (`"00ff..."`);
 * transports as their `kind:host:port` text (`"udp:10.0.0.1:4000"`, `"udp:[::1]:4000"`);
 * enums (phases, roles, reason codes and classes) as their string value;
 * an optional field that is absent (`BindTransport.previous`) as `null`.

@@ -12,8 +12,9 @@ answers them:
    the world adds: the time of arrival, where the datagram was seen, its size.
 
 2. **Messages the other side sends.** `Peer` holds a session's id and control key and builds
-   honest requests and accepts, or forged ones (any proof the caller chooses, `FORGED_PROOF`
-   by default). The `next_request`, `answer_challenge` and `accept_pending` helpers build
+   honest requests, path challenges and accepts, or forged ones (any proof or MAC the
+   caller chooses, `FORGED_PROOF` by default). The `next_request`, `answer_challenge`,
+   `challenge_pending` and `accept_pending` helpers build
    "what an honest peer would send next" from the receiving side's own state, as tests,
    the explorer and the vector generator need.
 
@@ -41,6 +42,7 @@ from jumpvpn_core.events import (
 from jumpvpn_core.proof import (
     PROOF_SIZE,
     MessageType,
+    challenge_mac,
     compute_proof,
     derive_control_key,
 )
@@ -53,6 +55,7 @@ __all__ = [
     "accept_pending",
     "accept_received",
     "answer_challenge",
+    "challenge_pending",
     "challenge_received",
     "next_request",
     "received",
@@ -60,7 +63,7 @@ __all__ = [
 ]
 
 FORGED_PROOF = bytes(PROOF_SIZE)
-"""The proof a forger without the key sends by default: 32 zero bytes."""
+"""The proof (or challenge MAC) a forger without the key sends by default: 32 zero bytes."""
 
 
 # --- 1. delivery: the event the peer receives for one of our effects ----------------------------
@@ -82,8 +85,10 @@ def request_received(sent: SendReattachRequest, now_ms: int,
 def challenge_received(sent: SendPathChallenge, now_ms: int,
                        via: TransportDescriptor) -> PathChallengeReceived:
     """The client's view of a server's `SendPathChallenge`, arriving on local transport
-    `via`; the server's target address is what the client learns it is seen as."""
-    return PathChallengeReceived(now_ms, via, sent.challenge, sent.to)
+    `via`; the server's target address is what the client learns it is seen as. The MAC
+    and the fields it covers travel unchanged."""
+    return PathChallengeReceived(now_ms, via, sent.challenge, sent.to, sent.nonce,
+                                 sent.state_version, sent.timestamp_ms, sent.mac)
 
 
 def accept_received(sent: SendReattachAccept, now_ms: int,
@@ -150,6 +155,29 @@ class Peer:
         return compute_proof(self.control_key, MessageType.REATTACH_ACCEPT,
                              self.session_id if session_id is None else session_id,
                              nonce, state_version, timestamp_ms, bound)
+
+    def challenge_mac(self, challenge: bytes, observed: TransportDescriptor, nonce: int,
+                      state_version: int, timestamp_ms: int) -> bytes:
+        """The honest MAC of a path challenge (see `proof.challenge_mac`)."""
+        return challenge_mac(self.control_key, self.session_id, nonce, state_version,
+                             timestamp_ms, observed, challenge)
+
+    def challenge(self, now_ms: int, via: TransportDescriptor, *, challenge: bytes,
+                  observed: TransportDescriptor, nonce: int = 0, state_version: int,
+                  timestamp_ms: int | None = None,
+                  forged_mac: bytes | None = None) -> PathChallengeReceived:
+        """A path challenge as it arrives at the client on local transport `via`.
+
+        Authenticated honestly unless `forged_mac` is given (then that MAC is sent as is:
+        what anyone without the key can send). `nonce` is the client request the challenge
+        answers (0: a validation the server opened on traffic alone); `timestamp_ms`
+        defaults to `now_ms`.
+        """
+        ts = now_ms if timestamp_ms is None else timestamp_ms
+        mac = (self.challenge_mac(challenge, observed, nonce, state_version, ts)
+               if forged_mac is None else forged_mac)
+        return PathChallengeReceived(now_ms, via, challenge, observed, nonce, state_version,
+                                     ts, mac)
 
     def request(self, now_ms: int, source: TransportDescriptor, *, nonce: int,
                 state_version: int, timestamp_ms: int | None = None,
@@ -231,6 +259,33 @@ def answer_challenge(server: SessionState, now_ms: int,
     return next_request(server, now_ms, pending.address if source is None else source,
                         candidate=pending.address, challenge=pending.challenge, size=size,
                         forged_proof=forged_proof)
+
+
+def challenge_pending(client: SessionState, now_ms: int, challenge: bytes, *,
+                      observed: TransportDescriptor, via: TransportDescriptor | None = None,
+                      nonce: int | None = None, state_version: int | None = None,
+                      timestamp_ms: int | None = None,
+                      forged_mac: bytes | None = None) -> PathChallengeReceived:
+    """The path challenge an honest server sends `client` about its pending request: bound
+    to that request's nonce, at the client's known binding version, arriving on the
+    request's `via`. Without a pending request it is a challenge the server opened on
+    traffic alone (nonce 0) arriving on the active transport. Every field can be
+    overridden; `forged_mac` makes it a spoofed one. Raises `ValueError` when no transport
+    can be inferred."""
+    side = _client_side(client)
+    pending = side.pending
+    if pending is not None:
+        default_via, default_nonce = pending.via, pending.nonce
+    else:
+        fallback = client.link.active if via is None else via
+        if fallback is None:
+            raise ValueError("no pending request and no active transport to challenge on")
+        default_via, default_nonce = fallback, 0
+    return Peer.of(client).challenge(
+        now_ms, default_via if via is None else via, challenge=challenge, observed=observed,
+        nonce=default_nonce if nonce is None else nonce,
+        state_version=side.known_version if state_version is None else state_version,
+        timestamp_ms=timestamp_ms, forged_mac=forged_mac)
 
 
 def accept_pending(client: SessionState, now_ms: int, *, via: TransportDescriptor | None = None,

@@ -136,7 +136,7 @@ class Policy:
     max_clock_skew_ms: int = _int_field(1_000)
     path_validation_timeout_ms: int = _int_field(1_000)
     amplification_factor: int = _int_field(3)
-    path_challenge_size_bytes: int = _int_field(64)
+    path_challenge_size_bytes: int = _int_field(144)
     reattach_rate_limit: int = _int_field(4)
     reattach_rate_window_ms: int = _int_field(1_000)
 

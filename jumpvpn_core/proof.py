@@ -34,11 +34,13 @@ __all__ = [
     "SESSION_ID_SIZE",
     "U64_MAX",
     "MessageType",
+    "challenge_mac",
     "compute_proof",
     "derive_challenge",
     "derive_control_key",
     "encode_proof_input",
     "keyed_mac",
+    "verify_challenge_mac",
     "verify_proof",
 ]
 
@@ -65,7 +67,7 @@ class MessageType(enum.IntEnum):
 
     REATTACH_REQUEST = 1
     REATTACH_ACCEPT = 2
-    PATH_CHALLENGE = 3
+    PATH_CHALLENGE = 3  # the challenge derivation and the challenge's MAC
 
 
 def derive_control_key(session_secret: bytes, session_id: bytes) -> bytes:
@@ -182,7 +184,8 @@ def verify_proof(
     return True
 
 
-def derive_challenge(control_key: bytes, session_id: bytes, counter: int) -> bytes:
+def derive_challenge(control_key: bytes, session_id: bytes, counter: int,
+                     keyed: HMAC | None = None) -> bytes:
     """A path challenge: unpredictable without the key, unique per counter, no entropy read.
 
     Using the control key as the source keeps `step()` pure: the randomness behind a
@@ -190,4 +193,27 @@ def derive_challenge(control_key: bytes, session_id: bytes, counter: int) -> byt
     """
     data = _MAGIC + bytes((PROOF_ENCODING_VERSION, int(MessageType.PATH_CHALLENGE)))
     data += session_id + counter.to_bytes(8, "big")
-    return _mac(control_key, data).finalize()[:CHALLENGE_SIZE]
+    return _mac(control_key, data, keyed).finalize()[:CHALLENGE_SIZE]
+
+
+def challenge_mac(control_key: bytes, session_id: bytes, nonce: int, state_version: int,
+                  timestamp_ms: int, observed: TransportDescriptor, challenge: bytes,
+                  keyed: HMAC | None = None) -> bytes:
+    """The MAC that lets a client tell its server's path challenge from any other.
+
+    HMAC-SHA256 under the control key over the canonical encoding with message type
+    `PATH_CHALLENGE`: `nonce` is the nonce of the verified request the validation answers
+    (0 when the server opened it on unproven traffic), `state_version` the server's binding
+    version, `timestamp_ms` the server's clock when it sent the challenge, the transport
+    field the observed address the challenge was sent to, and the challenge itself.
+    """
+    return compute_proof(control_key, MessageType.PATH_CHALLENGE, session_id, nonce,
+                         state_version, timestamp_ms, observed, challenge, keyed)
+
+
+def verify_challenge_mac(control_key: bytes, mac: bytes, session_id: bytes, nonce: int,
+                         state_version: int, timestamp_ms: int,
+                         observed: TransportDescriptor, challenge: bytes) -> bool:
+    """True iff `mac` is `challenge_mac(...)` of these fields. Constant time in `mac`."""
+    return verify_proof(control_key, mac, MessageType.PATH_CHALLENGE, session_id, nonce,
+                        state_version, timestamp_ms, observed, challenge)

@@ -12,7 +12,7 @@ import enum
 __all__ = ["REASON_CODES_VERSION", "ReasonClass", "ReasonCode", "reason_class"]
 
 #: Version of the reason-code vocabulary. Bumped when a code is added.
-REASON_CODES_VERSION = 2
+REASON_CODES_VERSION = 3
 
 
 class ReasonCode(enum.StrEnum):
@@ -53,6 +53,7 @@ class ReasonCode(enum.StrEnum):
     AMBIGUOUS_PATH = "AMBIGUOUS_PATH"
     CHALLENGE_MISMATCH = "CHALLENGE_MISMATCH"
     ACCEPT_INVALID = "ACCEPT_INVALID"
+    CHALLENGE_INVALID = "CHALLENGE_INVALID"
 
     # --- rejections: operational ---------------------------------------------------
     RATE_LIMITED = "RATE_LIMITED"
@@ -67,6 +68,7 @@ class ReasonCode(enum.StrEnum):
     EVENT_NOT_APPLICABLE = "EVENT_NOT_APPLICABLE"
     TIME_WENT_BACKWARDS = "TIME_WENT_BACKWARDS"
     DUPLICATE_ACCEPT = "DUPLICATE_ACCEPT"
+    CHALLENGE_STALE = "CHALLENGE_STALE"
 
     # --- rejections: operational, decided by a gateway before or after step() -------
     FLOOD_LIMITED = "FLOOD_LIMITED"
@@ -99,6 +101,7 @@ _SECURITY: frozenset[ReasonCode] = frozenset(
         ReasonCode.AMBIGUOUS_PATH,
         ReasonCode.CHALLENGE_MISMATCH,
         ReasonCode.ACCEPT_INVALID,
+        ReasonCode.CHALLENGE_INVALID,
     }
 )
 
@@ -116,6 +119,7 @@ _OPERATIONAL_REJECT: frozenset[ReasonCode] = frozenset(
         ReasonCode.EVENT_NOT_APPLICABLE,
         ReasonCode.TIME_WENT_BACKWARDS,
         ReasonCode.DUPLICATE_ACCEPT,
+        ReasonCode.CHALLENGE_STALE,
         ReasonCode.FLOOD_LIMITED,
         ReasonCode.SOURCE_FLOOD_LIMITED,
         ReasonCode.UNKNOWN_SESSION,

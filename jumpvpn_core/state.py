@@ -134,7 +134,14 @@ EMPTY_ROAMING = Roaming((), (), 0)
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class PendingPath:
-    """Server: a path challenge in flight to an unvalidated address (§2.3)."""
+    """Server: a path challenge in flight to an unvalidated address (§2.3).
+
+    `request_nonce` is the nonce of the verified reattach request that opened the
+    validation, or 0 when traffic nobody has proven opened it. A validation opened by
+    unproven traffic never blocks a proof-backed reattach: a verified request from another
+    address pre-empts it (see `specs/events.md`). One opened by a verified request is never
+    pre-empted by unproven traffic.
+    """
 
     address: TransportDescriptor
     challenge: bytes
@@ -142,6 +149,7 @@ class PendingPath:
     bytes_received: int
     bytes_sent: int
     challenge_sent: bool
+    request_nonce: int
 
 
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)

@@ -32,7 +32,6 @@ from jumpvpn_core import (
     Effect,
     Event,
     InboundTraffic,
-    PathChallengeReceived,
     Phase,
     Policy,
     ReasonCode,
@@ -51,6 +50,7 @@ from jumpvpn_core import (
     next_deadline,
     step,
 )
+from jumpvpn_core.peer import challenge_received
 from jumpvpn_core.proof import MessageType, derive_control_key, verify_proof
 
 __all__ = [
@@ -263,8 +263,7 @@ class Simulation:
         if local is None:
             return ()  # the NAT forgot that address: the packet is lost
         if isinstance(message, SendPathChallenge):
-            return self.to_client(PathChallengeReceived(self.now, local, message.challenge,
-                                                        message.to))
+            return self.to_client(challenge_received(message, self.now, local))
         return self.to_client(ReattachAccepted(
             self.now, local, message.session_id, message.nonce, message.state_version,
             message.timestamp_ms, message.to, message.proof,

@@ -349,7 +349,7 @@ def test_deeply_nested_json_is_a_typed_error_or_an_answer_everywhere() -> None:
     from jumpvpn_core.gateway.gateway import RecordInvalidError, decode_record
     from jumpvpn_core.jsonsafe import loads
     from jumpvpn_core.testing.implementation import ReferenceImplementation
-    from jumpvpn_core.testing.lockstep import WireError, parse_counterexample
+    from jumpvpn_core.testing.lockstep import PROTOCOL_VERSION, WireError, parse_counterexample
     from jumpvpn_core.testing.stdio_reference import serve
 
     with pytest.raises(JsonDecodeError, match="nested deeper than 64"):
@@ -360,7 +360,8 @@ def test_deeply_nested_json_is_a_typed_error_or_an_answer_everywhere() -> None:
     assert report.violation is not None
     assert "malformed JSON" in str(report.violation)
     out = io.StringIO()
-    assert serve(ReferenceImplementation(), [_DEEP, '{"v":1,"seq":2,"op":"hello"}'], out) == 0
+    hello = json.dumps({"v": PROTOCOL_VERSION, "seq": 2, "op": "hello"})
+    assert serve(ReferenceImplementation(), [_DEEP, hello], out) == 0
     answers = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [a["ok"] for a in answers] == [False, True]
     with pytest.raises(WireError):

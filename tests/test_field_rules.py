@@ -48,7 +48,7 @@ def _full_states() -> list[SessionState]:
     path = TransportDescriptor.parse("udp:192.0.2.1:4000")
     server = new_session(Role.SERVER, sid, b"s" * 32, 1_000)
     accept = SendReattachAccept(path, sid, 3, 2, 1_000, b"p" * 32)
-    server_side = ServerSide(1, 3, 5, (900,), PendingPath(path, b"c" * 16, 2_000, 10, 0, False),
+    server_side = ServerSide(1, 3, 5, (900,), PendingPath(path, b"c" * 16, 2_000, 10, 0, False, 3),
                              1, AcceptRecord(3, 1, b"q" * 32, accept))
     client = new_session(Role.CLIENT, sid, b"s" * 32, 1_000)
     request = SendReattachRequest(path, sid, 1, 0, 1_000, path, b"", b"r" * 32)

@@ -243,7 +243,7 @@ def test_state_bounds_are_reported() -> None:
     client_side = attrs.evolve(state, side=ClientSide(0, 1, None, 0))
     ended, _ = step(state, Close(T0 + 1))
     pending = attrs.evolve(ended, side=attrs.evolve(side, pending=PendingPath(
-        A2, b"c" * 16, T0, 0, 0, False)))
+        A2, b"c" * 16, T0, 0, 0, False, 0)))
     assert [v.invariant for v in check_state(full)] == []
     assert [v.invariant for v in check_state(edge)] == []
     for bad, name in ((many, "bounded_memory"), (dup, "bounded_memory"),
@@ -266,7 +266,7 @@ def test_amplification_beyond_the_factor_is_reported() -> None:
 
     def pending(sent: int) -> SessionState:
         return attrs.evolve(state, side=attrs.evolve(side, pending=PendingPath(
-            A2, b"c" * 16, T0 + 1_000, 100, sent, True)))
+            A2, b"c" * 16, T0 + 1_000, 100, sent, True, 0)))
 
     assert "amplification_capped" not in _names(state, Tick(T0), pending(factor * 100), ())
     assert "amplification_capped" in _names(state, Tick(T0), pending(factor * 100 + 1), ())
@@ -293,7 +293,7 @@ def test_a_control_key_in_an_effect_is_reported() -> None:
                                 ReasonClass.OPERATIONAL_REJECT),
                         event=before.ident.control_key.hex())
     assert "secrets_never_exposed" in _names(before, Tick(T0), before, [leak])
-    raw = SendPathChallenge(A2, SESSION_ID, before.ident.control_key)
+    raw = SendPathChallenge(A2, SESSION_ID, before.ident.control_key, 0, 1, T0, bytes(32))
     assert "secrets_never_exposed" in _names(before, Tick(T0), before, [raw])
-    harmless = SendPathChallenge(A2, SESSION_ID, b"\x01" * 16)
+    harmless = SendPathChallenge(A2, SESSION_ID, b"\x01" * 16, 0, 1, T0, bytes(32))
     assert "secrets_never_exposed" not in _names(before, Tick(T0), before, [harmless])

@@ -247,12 +247,18 @@ def test_challenge_answer_from_another_source_is_an_ambiguous_path() -> None:
 
 @pytest.mark.requirement("RM-2.3")
 def test_second_new_address_during_validation_is_refused() -> None:
+    """One validation at a time: traffic from a second address, and a signed request from
+    it while a signed request's validation is open, are refused without a change."""
     server = attached(Role.SERVER, Policy())
     server, _ = checked_step(server, InboundTraffic(100, NEW, 500))
     assert server.phase is Phase.RECOVERING
-    for event in (InboundTraffic(110, OTHER, 500), request(server, 120, 1, OTHER)):
-        after, effects = checked_step(server, event)
-        assert after is server
+    after, effects = checked_step(server, InboundTraffic(110, OTHER, 500))
+    assert after is server
+    assert reasons(effects) == [RC.PATH_VALIDATION_IN_PROGRESS]
+    proven, _ = checked_step(server, request(server, 120, 1, NEW))
+    for event in (InboundTraffic(130, OTHER, 500), request(proven, 140, 2, OTHER)):
+        after, effects = checked_step(proven, event)
+        assert after is proven
         assert reasons(effects) == [RC.PATH_VALIDATION_IN_PROGRESS]
 
 

@@ -35,13 +35,18 @@ from jumpvpn_core.events import (
     InboundTraffic,
     OwnershipAmbiguous,
     PacketLoss,
-    PathChallengeReceived,
     StoreRecordInvalid,
     Tick,
     TransportFailed,
 )
 from jumpvpn_core.machine import next_deadline, step
-from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request
+from jumpvpn_core.peer import (
+    FORGED_PROOF,
+    accept_pending,
+    answer_challenge,
+    challenge_pending,
+    next_request,
+)
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role, allowed_reasons, transition_target
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import verify_proof
@@ -305,7 +310,7 @@ def test_a_loss_just_outside_the_window_starts_a_new_streak() -> None:
 def test_a_reattach_answering_a_challenge_while_attached_just_expires() -> None:
     policy = Policy(reattach_retransmits=0)  # no unchanged re-send: the deadline just expires
     state = _attached(Role.CLIENT, policy)
-    state, effects = step(state, PathChallengeReceived(T0 + 10, C1, b"\x07" * 16, OBSERVED))
+    state, effects = step(state, challenge_pending(state, T0 + 10, b"\x07" * 16, observed=OBSERVED))
     assert [type(e) for e in effects] == [SendReattachRequest]
     side = state.side
     assert isinstance(side, ClientSide)
@@ -344,7 +349,7 @@ def test_switch_rate_window_is_exactly_sixty_seconds() -> None:
 def test_total_collapse_forgets_candidates_and_the_pending_reattach() -> None:
     state = _attached(Role.CLIENT)
     state, _ = step(state, CandidateDiscovered(T0 + 1, C2))
-    state, _ = step(state, PathChallengeReceived(T0 + 2, C1, b"\x07" * 16, OBSERVED))
+    state, _ = step(state, challenge_pending(state, T0 + 2, b"\x07" * 16, observed=OBSERVED))
     collapsed, effects = step(state, AllTransportsFailed(T0 + 3))
     assert _reason_names(effects) == ["TRANSPORT_COLLAPSE"]
     assert collapsed.roaming.candidates == ()
@@ -521,13 +526,13 @@ def test_a_pending_deadline_long_after_the_phase_began_only_drops_the_pending() 
     state = _attached(Role.CLIENT, policy)
     late = T0 + policy.max_degraded_ms + 5_000
     state, _ = step(state, InboundTraffic(late - 10, C1, 100))
-    state, _ = step(state, PathChallengeReceived(late, C1, b"\x07" * 16, OBSERVED))
+    state, _ = step(state, challenge_pending(state, late, b"\x07" * 16, observed=OBSERVED))
     expired, effects = step(state, Tick(late + policy.reattach_timeout_ms))
     assert effects == ()
     assert expired.phase is Phase.ATTACHED
     degraded = _degraded_client()
-    degraded, _ = step(degraded, PathChallengeReceived(degraded.link.clock_ms, C1,
-                                                       b"\x07" * 16, OBSERVED))
+    degraded, _ = step(degraded, challenge_pending(degraded, degraded.link.clock_ms,
+                                                   b"\x07" * 16, observed=OBSERVED))
     answered = degraded.side
     assert isinstance(answered, ClientSide)
     assert answered.pending is not None

@@ -180,6 +180,7 @@ _BY_NAME = {
     "size": st.integers(0, 1 << 20),
     "session_id": st.binary(min_size=16, max_size=16),
     "proof": st.binary(min_size=32, max_size=32),
+    "mac": st.binary(min_size=32, max_size=32),
     "challenge": st.binary(max_size=255),
 }
 

@@ -125,18 +125,18 @@ def _samples() -> dict[type, Any]:
         events_module.PacketLoss(1, 2), events_module.DeliveryTimeout(1),
         events_module.TransportFailed(1, HOME), events_module.AllTransportsFailed(1),
         events_module.CandidateDiscovered(1, HOME), events_module.CandidateLost(1, HOME),
-        events_module.PathChallengeReceived(1, HOME, challenge, peer),
+        events_module.PathChallengeReceived(1, HOME, challenge, peer, 0, 1, 1, proof),
         events_module.ReattachAccepted(1, HOME, SESSION_ID, 1, 2, 1, peer, proof),
         events_module.ReattachRequest(1, peer, SESSION_ID, 1, 2, 1, HOME, proof, b"", 9),
-        effects_module.SendPathChallenge(peer, SESSION_ID, challenge),
+        effects_module.SendPathChallenge(peer, SESSION_ID, challenge, 0, 1, 1, proof),
         effects_module.SendReattachAccept(peer, SESSION_ID, 1, 2, 1, proof),
         effects_module.BindTransport(SESSION_ID, HOME, None),
         effects_module.SessionEnded(SESSION_ID, ReasonCode.CLOSED),
         udp_wire.ReattachRequestMessage(SESSION_ID, 1, 2, 3, peer, b"", proof),
-        udp_wire.PathChallengeMessage(SESSION_ID, challenge, peer),
+        udp_wire.PathChallengeMessage(SESSION_ID, 0, 1, 1, challenge, peer, proof),
         udp_wire.ReattachAcceptMessage(SESSION_ID, 1, 2, 3, peer, proof),
-        udp_wire.DataMessage(SESSION_ID, 7, b"p", bytes(udp_wire.TAG_SIZE)),
-        udp_wire.HeartbeatMessage(SESSION_ID, 0, bytes(udp_wire.TAG_SIZE)),
+        udp_wire.DataMessage(SESSION_ID, 1, 7, b"p", bytes(udp_wire.TAG_SIZE)),
+        udp_wire.HeartbeatMessage(SESSION_ID, 2, 0, bytes(udp_wire.TAG_SIZE)),
         udp_wire.HandshakeInit(bytes(32)), udp_wire.HandshakeResponse(bytes(32), SESSION_ID),
     ):
         out.setdefault(type(event), event)
@@ -245,7 +245,7 @@ def test_no_decoder_quotes_a_secret_found_in_any_field_of_its_input() -> None:
     ]
     for event in (events_module.ReattachRequest(1, HOME, SESSION_ID, 1, 2, 1, HOME,
                                                 bytes(32), b"c", 9),
-                  events_module.PathChallengeReceived(1, HOME, b"c", HOME)):
+                  events_module.PathChallengeReceived(1, HOME, b"c", HOME, 0, 1, 1, bytes(32))):
         documents += [("form event", forms.event_to_data(event), forms.event_from_data)]
     for effect in _samples().values():
         if type(effect) in forms.EFFECT_CLASSES.values():

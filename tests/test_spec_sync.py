@@ -10,6 +10,7 @@ from jumpvpn_core.phases import TRANSITION_TABLE
 from jumpvpn_core.policy import POLICY_FIELD_DOCS, Policy
 from jumpvpn_core.proof import (
     MessageType,
+    challenge_mac,
     compute_proof,
     derive_challenge,
     derive_control_key,
@@ -87,7 +88,7 @@ def _vector_blocks() -> tuple[dict[str, str], list[dict[str, str]]]:
 
 def test_proof_test_vectors_in_specs_match_the_code() -> None:
     header, vectors = _vector_blocks()
-    assert len(vectors) == 3
+    assert len(vectors) == 4
     secret = bytes.fromhex(header["session_secret"])
     sid = bytes.fromhex(header["session_id"])
     key = derive_control_key(secret, sid)
@@ -105,4 +106,7 @@ def test_proof_test_vectors_in_specs_match_the_code() -> None:
         )
         assert encode_proof_input(*args).hex() == vector["encoding"], vector["vector"]
         assert compute_proof(key, *args).hex() == vector["proof"], vector["vector"]
+        if args[0] is MessageType.PATH_CHALLENGE:
+            mac = challenge_mac(key, sid, args[2], args[3], args[4], transport, args[6])
+            assert mac.hex() == vector["proof"]
     assert derive_challenge(key, sid, 1).hex() == header["path_challenge_counter_1"]

@@ -20,7 +20,6 @@ from jumpvpn_core import (
     Effect,
     InboundTraffic,
     PacketLoss,
-    PathChallengeReceived,
     Phase,
     Policy,
     ReattachAccepted,
@@ -38,6 +37,7 @@ from jumpvpn_core import (
     next_deadline,
     step,
 )
+from jumpvpn_core.peer import challenge_received
 from jumpvpn_core.state import ClientSide
 from tools.spec_tables import build_oracle_machine, transition_rows
 
@@ -126,7 +126,7 @@ def _random_run(rng: random.Random, oracle: OracleRecorder, steps: int) -> None:
             msg = to_client.pop(0)
             via = client.link.active or PATHS[0]
             if isinstance(msg, SendPathChallenge):
-                feed(Role.CLIENT, PathChallengeReceived(now, via, msg.challenge, msg.to))
+                feed(Role.CLIENT, challenge_received(msg, now, via))
             else:
                 side = client.side
                 if isinstance(side, ClientSide) and side.pending is not None:

@@ -47,7 +47,13 @@ from jumpvpn_core.effects import Rejected
 from jumpvpn_core.forms import event_to_data
 from jumpvpn_core.invariants import check_state, checked_step
 from jumpvpn_core.machine import next_deadline
-from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request
+from jumpvpn_core.peer import (
+    FORGED_PROOF,
+    accept_pending,
+    answer_challenge,
+    challenge_pending,
+    next_request,
+)
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
@@ -153,7 +159,8 @@ def _client_actions(policy: Policy) -> list[tuple[str, _Action]]:
         side = n.state.side
         assert isinstance(side, ClientSide)
         via = side.pending.via if side.pending is not None else C1
-        return ev.PathChallengeReceived(n.now, via, b"\x05" * 16, OBSERVED), n.captured
+        return (challenge_pending(n.state, n.now, b"\x05" * 16, observed=OBSERVED, via=via),
+                n.captured)
 
     def accept(n: _Node, forged: bool = False) -> tuple[Any, Any] | None:
         side = n.state.side

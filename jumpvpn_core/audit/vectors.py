@@ -25,7 +25,14 @@ from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.events import EVENT_TYPES
 from jumpvpn_core.forms import effect_to_data, event_from_data, event_to_data, parse_json
 from jumpvpn_core.machine import next_deadline, step
-from jumpvpn_core.peer import FORGED_PROOF, accept_pending, answer_challenge, next_request
+from jumpvpn_core.peer import (
+    FORGED_PROOF,
+    Peer,
+    accept_pending,
+    answer_challenge,
+    challenge_pending,
+    next_request,
+)
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
@@ -48,7 +55,7 @@ __all__ = [
 ]
 
 #: Version of the vector line format described in `specs/vectors/README.md`.
-VECTOR_FORMAT_VERSION = 1
+VECTOR_FORMAT_VERSION = 2
 
 SESSION_ID = bytes(range(16))
 #: Test-only secret, public on purpose: vectors must carry the control key to be replayable.
@@ -160,7 +167,7 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
          lambda s: ev.DeliveryTimeout(s.link.clock_ms + 30)],
         # Active transport fails; reattach through the candidate after a path challenge.
         [attach, discover(C2), lambda s: ev.TransportFailed(s.link.clock_ms + 10, C1),
-         lambda s: ev.PathChallengeReceived(s.link.clock_ms + 10, C2, b"\x01" * 16, OBSERVED),
+         lambda s: challenge_pending(s, s.link.clock_ms + 10, b"\x01" * 16, observed=OBSERVED),
          lambda s: _accept(s, s.link.clock_ms + 10)],
         # Escalation ladder: RECOVERING -> DEGRADED -> RECOVERING ... rounds exhausted.
         [attach, loss, heard, window_end, discover(C2), heard, window_end,
@@ -289,7 +296,8 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
             ("candidate discovered at a server", ev.CandidateDiscovered(now, A2)),
             ("candidate lost at a server", ev.CandidateLost(now, A2)),
             ("path challenge at a server",
-             ev.PathChallengeReceived(now, A1, b"\x01" * 16, OBSERVED)),
+             Peer.of(state).challenge(now, A1, challenge=b"\x01" * 16, observed=OBSERVED,
+                                      state_version=state.state_version)),
             ("reattach accepted at a server",
              ev.ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, FORGED_PROOF)),
         ]
@@ -319,9 +327,15 @@ def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
         ("candidate lost", ev.CandidateLost(now, candidate)),
         ("unknown candidate lost", ev.CandidateLost(now, C9)),
         ("path challenge on the active transport",
-         ev.PathChallengeReceived(now, active, b"\x02" * 16, OBSERVED)),
+         challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=active)),
         ("path challenge on an unknown transport",
-         ev.PathChallengeReceived(now, C9, b"\x02" * 16, OBSERVED)),
+         challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=C9)),
+        ("spoofed path challenge",
+         challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=active,
+                           forged_mac=FORGED_PROOF)),
+        ("path challenge for another request",
+         challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=active,
+                           nonce=1_000_000)),
         ("valid accept", _accept(state, now)),
         ("accept with a forged proof", _accept(state, now, forged_proof=FORGED_PROOF)),
         ("accept for another nonce", _accept(state, now, nonce_delta=1)),

@@ -143,14 +143,14 @@ def parse_event(text: str, *, session_id: bytes | None = None) -> Event:
 
 
 def _compact_value(name: str, value: object) -> str:
-    if name == "proof" and isinstance(value, bytes):
+    if name in ("proof", "mac") and isinstance(value, bytes):
         return f"{_HEX}{value[:_PROOF_SHOWN_BYTES].hex()}.."
     return format_value(value)
 
 
 def format_compact(obj: object, *, session_id: bytes | None = None) -> str:
     """Display form of an event or action: like the canonical form, but without the
-    `session_id` field when it equals `session_id`, and with proofs shortened."""
+    `session_id` field when it equals `session_id`, and with proofs and MACs shortened."""
     cls: Any = type(obj)
     parts = [cls.__name__]
     for f in attrs.fields(cls):

@@ -296,10 +296,38 @@ class ConformanceMachine(RuleBasedStateMachine):
         request = self.requests_seen[-1]
         event: Any
         if challenge_first and not request.challenge:
-            event = ev.PathChallengeReceived(self.now, request.via, challenge, observed)
+            event = self.peer.challenge(self.now, request.via, challenge=challenge,
+                                        observed=observed, nonce=request.nonce,
+                                        state_version=request.state_version)
         else:
             event = self._accept(request, request.state_version + bump)
         self._send_honest(event, fault)
+
+    @precondition(lambda self: self.role is Role.CLIENT and self._live())
+    @rule(count=st.integers(min_value=1, max_value=40),
+          macs=st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=4),
+          observed=st.one_of(rebinding_sources(), transports()),
+          challenge=st.binary(min_size=1, max_size=32), bound=st.booleans())
+    def spoofed_challenges(self, count: int, macs: list[bytes],
+                           observed: TransportDescriptor, challenge: bytes, bound: bool) -> None:
+        """Any number of spoofed path challenges, all at once (§3.1): each is refused
+        (`CHALLENGE_INVALID`) and leaves the state the very same object, so a recovery
+        under way goes on as if none had arrived."""
+        self._apply(ev.Tick(self.now))  # deadlines due now fire first, spoofs or not
+        state = self.lock.state
+        if not self._live():
+            return
+        side = self._client()
+        via = side.pending.via if side.pending is not None else state.link.active
+        if via is None:
+            return
+        nonce = side.pending.nonce if bound and side.pending is not None else 0
+        peer = self.peer
+        for index in range(count):
+            self._apply(peer.challenge(self.now, via, challenge=challenge, observed=observed,
+                                       nonce=nonce, state_version=side.known_version,
+                                       forged_mac=macs[index % len(macs)]))
+            assert self.lock.state is state, "a spoofed path challenge changed the state"
 
     # --- server: the honest client -------------------------------------------------------
 

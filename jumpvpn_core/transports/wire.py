@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 #: Version byte of every datagram. Bumped on any layout change.
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 KEY_SHARE_SIZE = 32
 TAG_SIZE = 16
 MAX_CHALLENGE_SIZE = 255
@@ -188,11 +188,18 @@ class ReattachRequestMessage(_Signed):
 
 @attrs.frozen
 class PathChallengeMessage:
-    """Server -> client: carries a `SendPathChallenge`; `observed` is where it was sent."""
+    """Server -> client: carries a `SendPathChallenge`; `observed` is where it was sent.
+
+    `mac` authenticates the challenge under the control key (see `proof.challenge_mac`);
+    the client's core refuses a challenge whose MAC does not verify."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    nonce: int = attrs.field(validator=_u64)
+    state_version: int = attrs.field(validator=_u64)
+    timestamp_ms: int = attrs.field(validator=_u64)
     challenge: bytes = attrs.field(validator=_nonempty_challenge)
     observed: TransportDescriptor = attrs.field(validator=_transport)
+    mac: bytes = attrs.field(validator=_fixed(PROOF_SIZE))
 
 
 @attrs.frozen
@@ -205,9 +212,13 @@ class ReattachAcceptMessage(_Signed):
 
 @attrs.frozen
 class DataMessage:
-    """Client -> server: payload number `seq`, authenticated by `tag` (see `tag_input`)."""
+    """Client -> server: payload number `seq`, authenticated by `tag` (see `tag_input`).
+
+    `counter` is the sender's data-plane counter (1, 2, ... over every DATA and HEARTBEAT
+    it seals for the session); the receiver's replay window drops a repeated one."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    counter: int = attrs.field(validator=_nonce)
     seq: int = attrs.field(validator=_u64)
     payload: bytes = attrs.field(validator=_payload)
     tag: bytes = attrs.field(validator=_fixed(TAG_SIZE))
@@ -219,9 +230,11 @@ class DataMessage:
 
 @attrs.frozen
 class HeartbeatMessage:
-    """Either direction: keepalive (`seq` 0) or acknowledgement of payload `seq`."""
+    """Either direction: keepalive (`seq` 0) or acknowledgement of payload `seq`; `counter`
+    as for `DataMessage`."""
 
     session_id: bytes = attrs.field(validator=_fixed(SESSION_ID_SIZE))
+    counter: int = attrs.field(validator=_nonce)
     seq: int = attrs.field(validator=_u64)
     tag: bytes = attrs.field(validator=_fixed(TAG_SIZE))
 
@@ -272,8 +285,9 @@ def encode(message: Message) -> bytes:
         ))
     if isinstance(m, PathChallengeMessage):
         return b"".join((
-            _header(MessageKind.PATH_CHALLENGE), m.session_id, bytes((len(m.challenge),)),
-            m.challenge, _enc_transport(m.observed),
+            _header(MessageKind.PATH_CHALLENGE), m.session_id, _U64.pack(m.nonce),
+            _U64.pack(m.state_version), _U64.pack(m.timestamp_ms), bytes((len(m.challenge),)),
+            m.challenge, _enc_transport(m.observed), m.mac,
         ))
     if isinstance(m, ReattachAcceptMessage):
         return b"".join((
@@ -281,11 +295,12 @@ def encode(message: Message) -> bytes:
         ))
     if isinstance(m, DataMessage):
         return b"".join((
-            _header(MessageKind.DATA), m.session_id, _U64.pack(m.seq),
+            _header(MessageKind.DATA), m.session_id, _U64.pack(m.counter), _U64.pack(m.seq),
             _U16.pack(len(m.payload)), m.payload, m.tag,
         ))
     if isinstance(m, HeartbeatMessage):
-        return _header(MessageKind.HEARTBEAT) + m.session_id + _U64.pack(m.seq) + m.tag
+        return (_header(MessageKind.HEARTBEAT) + m.session_id + _U64.pack(m.counter)
+                + _U64.pack(m.seq) + m.tag)
     raise _bad(f"not a wire message: {type(message).__name__}")
 
 
@@ -360,22 +375,28 @@ def _decode_body(kind: MessageKind, r: _Reader) -> Message:
         return ReattachRequestMessage(*head, candidate, challenge, r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.PATH_CHALLENGE:
         session_id = r.take(sid, "session id")
+        nonce, version, ts = r.u64("nonce"), r.u64("state version"), r.u64("timestamp")
         challenge = r.take(r.u8("challenge length"), "challenge")
-        return PathChallengeMessage(session_id, challenge, r.transport("observed"))
+        observed = r.transport("observed")
+        return PathChallengeMessage(session_id, nonce, version, ts, challenge, observed,
+                                    r.take(PROOF_SIZE, "challenge mac"))
     if kind is MessageKind.REATTACH_ACCEPT:
         head = r.signed_head()
         return ReattachAcceptMessage(*head, r.transport("bound"), r.take(PROOF_SIZE, "proof"))
     if kind is MessageKind.DATA:
         session_id = r.take(sid, "session id")
+        counter = r.u64("counter")
         seq = r.u64("sequence number")
         size = r.u16("payload length")
         if size > MAX_PAYLOAD_SIZE:
             raise _bad(f"payload length {size} exceeds {MAX_PAYLOAD_SIZE}")
         payload = r.take(size, "payload")
-        return DataMessage(session_id, seq, payload, r.take(TAG_SIZE, "tag"))
+        return DataMessage(session_id, counter, seq, payload, r.take(TAG_SIZE, "tag"))
     # HEARTBEAT: the only kind left (MessageKind is closed).
     session_id = r.take(sid, "session id")
-    return HeartbeatMessage(session_id, r.u64("sequence number"), r.take(TAG_SIZE, "tag"))
+    counter = r.u64("counter")
+    return HeartbeatMessage(session_id, counter, r.u64("sequence number"),
+                            r.take(TAG_SIZE, "tag"))
 
 
 def decode(datagram: bytes) -> Message:
@@ -414,7 +435,8 @@ def message_for(effect: CarriedEffect) -> ControlMessage:
         return ReattachRequestMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
                                       e.candidate, e.challenge, e.proof)
     if isinstance(e, SendPathChallenge):
-        return PathChallengeMessage(e.session_id, e.challenge, e.to)
+        return PathChallengeMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
+                                    e.challenge, e.to, e.mac)
     return ReattachAcceptMessage(e.session_id, e.nonce, e.state_version, e.timestamp_ms,
                                  e.to, e.proof)
 
@@ -444,6 +466,7 @@ def carried_effect(message: ControlMessage, sender: TransportDescriptor) -> Carr
         return SendReattachRequest(sender, m.session_id, m.nonce, m.state_version,
                                    m.timestamp_ms, m.candidate, m.challenge, m.proof)
     if isinstance(m, PathChallengeMessage):
-        return SendPathChallenge(m.observed, m.session_id, m.challenge)
+        return SendPathChallenge(m.observed, m.session_id, m.challenge, m.nonce, m.state_version,
+                                 m.timestamp_ms, m.mac)
     return SendReattachAccept(m.bound, m.session_id, m.nonce, m.state_version, m.timestamp_ms,
                               m.proof)

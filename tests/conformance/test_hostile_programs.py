@@ -61,7 +61,7 @@ def test_response_missing_a_field_is_named(capsys: pytest.CaptureFixture[str],
         "import json, sys\n"
         "for line in sys.stdin:\n"
         "    r = json.loads(line)\n"
-        "    out = {'v': 1, 'seq': r['seq'], 'ok': True, 'protocol': 1, 'phase': 'BIRTH'}\n"
+        "    out = {'v': 2, 'seq': r['seq'], 'ok': True, 'protocol': 2, 'phase': 'BIRTH'}\n"
         "    print(json.dumps(out), flush=True)\n"
     )
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
@@ -78,7 +78,7 @@ def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str]
         "for line in sys.stdin:\n"
         "    r = json.loads(line)\n"
         "    ok = r['op'] == 'hello'\n"
-        "    print(json.dumps({'v': 1, 'seq': r['seq'], 'ok': ok, 'protocol': 1,\n"
+        "    print(json.dumps({'v': 2, 'seq': r['seq'], 'ok': ok, 'protocol': 2,\n"
         "                      'error': 'not implemented'}), flush=True)\n"
     )
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,

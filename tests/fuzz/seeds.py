@@ -122,10 +122,10 @@ def _seeds() -> Iterator[tuple[str, bytes]]:
         udp_wire.HandshakeInit(bytes(range(32))),
         udp_wire.HandshakeResponse(bytes(32), SESSION_ID),
         udp_wire.ReattachRequestMessage(SESSION_ID, 1, 2, 3, peer, b"", bytes(32)),
-        udp_wire.PathChallengeMessage(SESSION_ID, b"\x01" * 16, peer),
+        udp_wire.PathChallengeMessage(SESSION_ID, 0, 1, 3, b"\x01" * 16, peer, bytes(32)),
         udp_wire.ReattachAcceptMessage(SESSION_ID, 1, 2, 3, peer, bytes(32)),
-        udp_wire.DataMessage(SESSION_ID, 7, b"payload", bytes(udp_wire.TAG_SIZE)),
-        udp_wire.HeartbeatMessage(SESSION_ID, 0, bytes(udp_wire.TAG_SIZE)),
+        udp_wire.DataMessage(SESSION_ID, 1, 7, b"payload", bytes(udp_wire.TAG_SIZE)),
+        udp_wire.HeartbeatMessage(SESSION_ID, 2, 0, bytes(udp_wire.TAG_SIZE)),
     ):
         yield "udp_datagram", udp_wire.encode(message)
 

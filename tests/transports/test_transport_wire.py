@@ -45,12 +45,13 @@ messages: st.SearchStrategy[Message] = st.one_of(
     st.builds(HandshakeResponse, st.binary(min_size=32, max_size=32), sids),
     st.builds(ReattachRequestMessage, sids, nonces, u64, u64, transports,
               st.binary(max_size=255), st.binary(min_size=32, max_size=32)),
-    st.builds(PathChallengeMessage, sids, st.binary(min_size=1, max_size=255), transports),
+    st.builds(PathChallengeMessage, sids, u64, u64, u64, st.binary(min_size=1, max_size=255),
+              transports, st.binary(min_size=32, max_size=32)),
     st.builds(ReattachAcceptMessage, sids, nonces, u64, u64, transports,
               st.binary(min_size=32, max_size=32)),
-    st.builds(DataMessage, sids, u64, st.binary(max_size=1200),
+    st.builds(DataMessage, sids, nonces, u64, st.binary(max_size=1200),
               st.binary(min_size=16, max_size=16)),
-    st.builds(HeartbeatMessage, sids, u64, st.binary(min_size=16, max_size=16)),
+    st.builds(HeartbeatMessage, sids, nonces, u64, st.binary(min_size=16, max_size=16)),
 )
 
 
@@ -125,7 +126,8 @@ def test_values_the_core_would_refuse_are_refused_on_the_wire() -> None:
         ReattachRequestMessage(sid, 0, 0, 0, TransportDescriptor.udp("127.0.0.1", 1), b"",
                                bytes(32))
     with pytest.raises(WireError):
-        PathChallengeMessage(sid, b"", TransportDescriptor.udp("127.0.0.1", 1))
+        PathChallengeMessage(sid, 0, 0, 0, b"", TransportDescriptor.udp("127.0.0.1", 1),
+                             bytes(32))
     # A zero nonce on the wire is a typed error, not an event-construction crash.
     raw = bytearray(encode(ReattachRequestMessage(
         sid, 1, 0, 0, TransportDescriptor.udp("127.0.0.1", 1), b"", bytes(32))))
@@ -136,8 +138,9 @@ def test_values_the_core_would_refuse_are_refused_on_the_wire() -> None:
 
 
 def test_malformed_transport_host_is_bad_transport() -> None:
-    raw = bytearray(encode(PathChallengeMessage(bytes(16), b"c",
-                                                TransportDescriptor.udp("10.0.0.1", 9))))
+    raw = bytearray(encode(PathChallengeMessage(bytes(16), 0, 1, 0, b"c",
+                                                TransportDescriptor.udp("10.0.0.1", 9),
+                                                bytes(32))))
     host_at = raw.index(b"10.0.0.1")
     raw[host_at] = ord("!")
     with pytest.raises(WireError) as info:

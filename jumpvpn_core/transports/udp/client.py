@@ -38,6 +38,7 @@ from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
+from jumpvpn_core.transports.counter_window import CounterWindow
 from jumpvpn_core.transports.errors import HandshakeError, HandshakeTimeoutError, TransportError
 from jumpvpn_core.transports.handshake import (
     HandshakeKeys,
@@ -116,6 +117,7 @@ class UdpClient(Driver):
         self._sockets: dict[TransportDescriptor, Endpoint] = {}
         self._state: SessionState | None = None
         self._data_key = b""
+        self._window = CounterWindow()
         self._active: TransportDescriptor | None = None
         self._handshake: tuple[Initiator, asyncio.Future[HandshakeKeys]] | None = None
         self._closed = False
@@ -155,6 +157,7 @@ class UdpClient(Driver):
         now = self._clock.now_ms()
         self._state = new_session(Role.CLIENT, keys.session_id, keys.secret, now, policy)
         self._data_key = derive_data_key(self._state.ident.control_key, keys.session_id)
+        self._window = CounterWindow()
         self._last_tx_ms = self._next_send_ms = now
         self._loss.heard(now)
         self._apply(Attach(now, first.descriptor))
@@ -352,6 +355,9 @@ class UdpClient(Driver):
             if not authentic(self._data_key, message):
                 self.drops["bad_tag"] += 1
                 return
+            if not self._window.accept(message.counter):
+                self.drops["replayed"] += 1  # before it counts as traffic at all
+                return
             lost = self._loss.acked(message.seq, now)
             if lost:  # reported before the traffic that revealed it
                 self._apply(PacketLoss(now, lost))
@@ -421,8 +427,8 @@ class UdpClient(Driver):
                 self._next_send_ms += config.data_interval_ms
                 sent += 1
         elif now - self._last_tx_ms >= config.keepalive_ms:
-            self._send(endpoint, seal(self._data_key,
-                                      HeartbeatMessage(self.state.session_id, 0, _ZERO_TAG)))
+            self._send(endpoint, seal(self._data_key, HeartbeatMessage(
+                self.state.session_id, self._window.next_counter(), 0, _ZERO_TAG)))
             self._last_tx_ms = now
 
     def _send_payload(self, endpoint: Endpoint, now: int) -> None:
@@ -430,7 +436,8 @@ class UdpClient(Driver):
         self.next_seq += 1
         body = seq.to_bytes(8, "big")
         payload = (body * (self.config.payload_size // 8 + 1))[:self.config.payload_size]
-        datagram = seal(self._data_key, DataMessage(self.state.session_id, seq, payload,
+        datagram = seal(self._data_key, DataMessage(self.state.session_id,
+                                                    self._window.next_counter(), seq, payload,
                                                     _ZERO_TAG))
         self._loss.sent(seq, now)
         if self._drop_next:

@@ -37,6 +37,7 @@ from jumpvpn_core.proof import derive_control_key
 from jumpvpn_core.state import SessionState
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 from jumpvpn_core.transports import wire
+from jumpvpn_core.transports.counter_window import CounterWindow
 from jumpvpn_core.transports.errors import HandshakeError, TransportError
 from jumpvpn_core.transports.handshake import authentic, derive_data_key, respond, seal
 from jumpvpn_core.transports.udp.endpoint import (
@@ -85,6 +86,8 @@ class UdpServer(Driver):
         self._routes: dict[bytes, TransportDescriptor] = {}
         self._validated: collections.Counter[TransportDescriptor] = collections.Counter()
         self._data_keys: dict[bytes, bytes] = {}
+        #: Per session: the data-plane replay window and send counter.
+        self._windows: dict[bytes, CounterWindow] = {}
         # client key share -> (response datagram, the address it was answered at)
         self._handshakes: collections.OrderedDict[bytes, tuple[bytes, TransportDescriptor]] = (
             collections.OrderedDict())
@@ -138,6 +141,7 @@ class UdpServer(Driver):
             return
         if sid not in self._data_keys:
             self._data_keys[sid] = derive_data_key(state.ident.control_key, sid)
+            self._windows[sid] = CounterWindow()
         if sid not in self._routes:
             self._routes[sid] = state.link.active
             self._validated[state.link.active] += 1
@@ -206,6 +210,7 @@ class UdpServer(Driver):
             if old is not None:
                 self._release(old)
             self._data_keys.pop(effect.session_id, None)
+            self._windows.pop(effect.session_id, None)
             self._notify(effect, now)
         else:
             self.drops["effect_not_for_server"] += 1
@@ -249,6 +254,13 @@ class UdpServer(Driver):
         if not authentic(key, message):
             self.drops["bad_tag"] += 1
             return
+        window = self._windows[sid]
+        if not window.accept(message.counter):
+            # A replayed datagram (captured anywhere, sent from anywhere) is dropped before
+            # it counts as traffic from any address: it cannot open a path validation or
+            # refresh liveness (specs/wire-format.md).
+            self.drops["replayed"] += 1
+            return
         seq = 0
         if isinstance(message, wire.DataMessage):
             seq = message.seq
@@ -257,7 +269,8 @@ class UdpServer(Driver):
             return
         route = self._routes.get(sid)
         if route is not None:  # acknowledgements go to the validated binding only
-            self._send(route, seal(key, wire.HeartbeatMessage(sid, seq, _ZERO_TAG)))
+            self._send(route, seal(key, wire.HeartbeatMessage(sid, window.next_counter(), seq,
+                                                              _ZERO_TAG)))
 
     def _on_handshake(self, message: wire.HandshakeInit, source: TransportDescriptor,
                       now: int) -> None:
@@ -283,6 +296,7 @@ class UdpServer(Driver):
             return
         self._data_keys[keys.session_id] = derive_data_key(
             derive_control_key(keys.secret, keys.session_id), keys.session_id)
+        self._windows[keys.session_id] = CounterWindow()
         self._execute_all(effects, now)
         response = wire.encode(wire.HandshakeResponse(server_public, keys.session_id))
         self._handshakes[message.client_public] = (response, source)

@@ -1,0 +1,28 @@
+"""The data-plane counter window: each counter accepted once, bounded memory (§3.2, §5.1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from jumpvpn_core.transports.counter_window import DATA_REPLAY_WINDOW_BITS, CounterWindow
+
+
+@pytest.mark.requirement("RM-3.2")
+def test_each_counter_is_accepted_once_in_any_order_within_the_window() -> None:
+    window = CounterWindow()
+    order = [5, 1, 3, 2, 4, 100, 99, 5, 1, 100]
+    assert [window.accept(c) for c in order] == [True] * 7 + [False] * 3
+
+
+@pytest.mark.requirement("RM-5.1")
+def test_counters_older_than_the_window_and_zero_are_refused() -> None:
+    window = CounterWindow()
+    assert window.accept(DATA_REPLAY_WINDOW_BITS + 10)
+    assert not window.accept(10)  # exactly the window behind the top: too old
+    assert window.accept(11)
+    assert not window.accept(0)
+
+
+def test_send_counters_start_at_one_and_grow_by_one() -> None:
+    window = CounterWindow()
+    assert [window.next_counter() for _ in range(3)] == [1, 2, 3]
