@@ -344,7 +344,10 @@ class World:
             deadline = next_deadline(session.server)
             if deadline is not None and deadline <= now:
                 self._server(session, ev.Tick(now))
-            self._schedule_tick(session, Role.SERVER, session.server)
+            # A tick the store refused has queued its own retry (`_server`); queueing the
+            # still-due deadline again would step the same instant forever.
+            if session.scheduled_server_tick is None:
+                self._schedule_tick(session, Role.SERVER, session.server)
         elif kind == _NAT_REBIND:
             path = session.paths[payload]
             path.public = TransportDescriptor.udp(path.public.host,
