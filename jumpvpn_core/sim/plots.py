@@ -99,20 +99,16 @@ class SimTally:
     def percentile_ms(self, fraction: float) -> int | None:
         """Recovery time at `fraction` of *all* episodes; None when that many never
         recovered (the failures count as never)."""
-        total = self.episodes
-        if total == 0:
-            return None
-        rank = max(1, int(fraction * total + 0.999999))
-        seen = 0
-        for millis in sorted(self.recovered):
-            seen += self.recovered[millis]
-            if seen >= rank:
-                return millis
-        return None
+        return self._rank_ms(fraction, self.episodes, None)
 
     def recovered_percentile_ms(self, fraction: float) -> int | None:
         """Recovery time at `fraction` of the *recovered* episodes (None: none recovered)."""
         total = sum(self.recovered.values())
+        return self._rank_ms(fraction, total, max(self.recovered) if total else None)
+
+    def _rank_ms(self, fraction: float, total: int, beyond: int | None) -> int | None:
+        """The recovery time at rank ceil(`fraction` x `total`) among the recovered
+        episodes, counted upwards; `beyond` when the recovered ones do not reach it."""
         if total == 0:
             return None
         rank = max(1, int(fraction * total + 0.999999))
@@ -121,7 +117,7 @@ class SimTally:
             seen += self.recovered[millis]
             if seen >= rank:
                 return millis
-        return max(self.recovered)
+        return beyond
 
     def to_data(self) -> dict[str, Any]:
         """The episode figures as JSON-ready data (part of `summary.json`)."""
