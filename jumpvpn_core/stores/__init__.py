@@ -11,6 +11,7 @@ from jumpvpn_core.stores.base import (
     StoredSession,
     StoreError,
     StoreRolledBackError,
+    StoreSchemaError,
     StoreUnavailableError,
 )
 from jumpvpn_core.stores.factory import open_store
@@ -20,6 +21,7 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreRolledBackError",
+    "StoreSchemaError",
     "StoreUnavailableError",
     "StoredSession",
     "open_store",

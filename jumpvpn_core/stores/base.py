@@ -22,6 +22,7 @@ __all__ = [
     "StoreConfigError",
     "StoreError",
     "StoreRolledBackError",
+    "StoreSchemaError",
     "StoreUnavailableError",
     "StoredSession",
 ]
@@ -37,6 +38,11 @@ class StoreUnavailableError(StoreError):
 
 class StoreConfigError(StoreError, ValueError):
     """The store URL or options are wrong. Raised at start-up, never a hang."""
+
+
+class StoreSchemaError(StoreConfigError):
+    """The store's layout is one this code cannot use: newer than it knows (written by a
+    later release) or not a layout at all. Raised at open; the store is never used as is."""
 
 
 class StoreRolledBackError(StoreUnavailableError):

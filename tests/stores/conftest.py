@@ -49,9 +49,11 @@ def delete_redis_prefix(base_url: str, prefix: str) -> None:
 
 
 def drop_postgres_table(base_url: str, table: str) -> None:
-    """Drop `table` if it exists."""
+    """Drop `table` if it exists, and its row in the store's schema-version table."""
     with psycopg.connect(base_url, connect_timeout=2, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        if conn.execute("SELECT to_regclass('jumpvpn_schema')").fetchone() != (None,):
+            conn.execute("DELETE FROM jumpvpn_schema WHERE store_table = %s", (table,))
 
 
 @pytest.fixture
