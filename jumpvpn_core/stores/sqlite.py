@@ -8,6 +8,11 @@ processes sharing the file. Within a process, one connection is shared behind a 
 other processes wait for the file lock up to the busy timeout (`timeout_s`) and then get
 `StoreUnavailableError`.
 
+Schema: the file's `PRAGMA user_version` is its layout version (`SCHEMA_VERSION`). 0 is
+the layout before versioning (layout 1), or a new file; opening it migrates it in one
+`BEGIN IMMEDIATE` transaction (so processes opening it at once migrate it once); a file
+of a newer layout raises `StoreSchemaError` and is never used as is.
+
 URLs (the path after `sqlite:///` is taken as written, like SQLAlchemy does):
 
 * `sqlite:////abs/path.db` (or `f"sqlite:///{absolute_path}"`): an absolute path;
@@ -17,6 +22,8 @@ URLs (the path after `sqlite:///` is taken as written, like SQLAlchemy does):
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -24,9 +31,20 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from jumpvpn_core.stores._url import check_timeout, query_options
-from jumpvpn_core.stores.base import StoreConfigError, StoredSession, StoreUnavailableError
+from jumpvpn_core.stores.base import (
+    StoreConfigError,
+    StoredSession,
+    StoreSchemaError,
+    StoreUnavailableError,
+)
 
-__all__ = ["SqliteStore", "parse_sqlite_url"]
+__all__ = ["SCHEMA_VERSION", "SqliteStore", "parse_sqlite_url"]
+
+#: The layout version this code writes and reads (`PRAGMA user_version`). 1: the table
+#: alone (files from before versioning carry user_version 0); 2: adds the `updated_at`
+#: index.
+SCHEMA_VERSION = 2
+_log = logging.getLogger("jumpvpn_core.stores.sqlite")
 
 _MEMORY = ":memory:"
 _SCAN_BATCH = 500
@@ -39,6 +57,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
 ) WITHOUT ROWID
 """
+# 1 -> 2: an index on updated_at (operators find the oldest records without a scan).
+_INDEX = "CREATE INDEX IF NOT EXISTS sessions_updated_at ON sessions (updated_at)"
 _SQL_GET = "SELECT version, data FROM sessions WHERE session_id = ?"
 _SQL_CREATE = "INSERT OR IGNORE INTO sessions (session_id, version, data) VALUES (?, ?, ?)"
 _SQL_CAS = (
@@ -90,6 +110,8 @@ class SqliteStore:
         self._path = path
         self._lock = threading.Lock()
         self._closed = False
+        #: The layout this open migrated the file from (None: nothing to migrate).
+        self.schema_migrated_from: int | None = None
         try:
             conn = sqlite3.connect(
                 path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -103,14 +125,18 @@ class SqliteStore:
                 if str(mode).lower() != "wal":
                     raise StoreUnavailableError(f"sqlite store could not enter WAL mode ({mode})")
             conn.execute("PRAGMA synchronous = FULL")
-            conn.execute(_SCHEMA)
+            self.schema_migrated_from = _migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
+            _log.warning("cannot initialise sqlite store: %s", type(exc).__name__)
             raise StoreUnavailableError(f"cannot initialise sqlite store: {exc}") from exc
-        except StoreUnavailableError:
+        except (StoreUnavailableError, StoreSchemaError):
             conn.close()
             raise
         self._conn = conn
+        if self.schema_migrated_from is not None:
+            _log.warning("sqlite store %s migrated from schema %d to %d", path,
+                         self.schema_migrated_from, SCHEMA_VERSION)
 
     @property
     def path(self) -> str:
@@ -127,6 +153,7 @@ class SqliteStore:
             try:
                 row = self._connection().execute(_SQL_GET, (session_id,)).fetchone()
             except sqlite3.Error as exc:
+                _log.warning("sqlite get failed: %s", type(exc).__name__)
                 raise StoreUnavailableError(f"sqlite get failed: {exc}") from exc
         if row is None:
             return None
@@ -149,6 +176,7 @@ class SqliteStore:
             try:
                 cursor = self._connection().execute(sql, params)
             except sqlite3.Error as exc:
+                _log.warning("sqlite %s failed: %s", what, type(exc).__name__)
                 raise StoreUnavailableError(f"sqlite {what} failed: {exc}") from exc
         if cursor.rowcount not in (0, 1):
             raise StoreUnavailableError(f"sqlite {what} changed {cursor.rowcount} rows")
@@ -162,6 +190,7 @@ class SqliteStore:
                 try:
                     rows = self._connection().execute(_SQL_SCAN, (after, _SCAN_BATCH)).fetchall()
                 except sqlite3.Error as exc:
+                    _log.warning("sqlite scan failed: %s", type(exc).__name__)
                     raise StoreUnavailableError(f"sqlite scan failed: {exc}") from exc
             for sid, version, data in rows:
                 yield StoredSession(bytes(sid), int(version), bytes(data))
@@ -178,3 +207,33 @@ class SqliteStore:
                 self._conn.close()
             except sqlite3.Error as exc:  # closing a broken handle must not hide the close
                 raise StoreUnavailableError(f"sqlite close failed: {exc}") from exc
+
+
+def _migrate(conn: sqlite3.Connection) -> int | None:
+    """Bring the file to `SCHEMA_VERSION`; the layout it was migrated from, or None when
+    nothing changed (already current, or a new file)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise StoreSchemaError(
+                f"sqlite store file has schema {found}, newer than this code's "
+                f"{SCHEMA_VERSION}: upgrade jumpvpn-core before opening it"
+            )
+        if found == SCHEMA_VERSION:
+            conn.execute("COMMIT")
+            return None
+        exists = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+        ).fetchone()[0]
+        if found not in (0, 1):
+            raise StoreSchemaError(f"sqlite store file has an unknown schema {found}")
+        conn.execute(_SCHEMA)
+        conn.execute(_INDEX)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):  # BEGIN itself may have failed
+            conn.execute("ROLLBACK")
+        raise
+    return 1 if exists else None

@@ -1,0 +1,119 @@
+"""SQLite store: the file's layout version (`PRAGMA user_version`), migration of a file
+from before versioning, and refusal of a file from a newer release."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from jumpvpn_core.stores import StoreSchemaError, open_store
+from jumpvpn_core.stores.sqlite import SCHEMA_VERSION, SqliteStore
+
+# The layout every file had before the store kept a version (user_version 0).
+_LAYOUT_1 = """
+CREATE TABLE sessions (
+    session_id BLOB PRIMARY KEY,
+    version INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) WITHOUT ROWID
+"""
+
+
+def _inspect(path: Path) -> tuple[int, bool]:
+    """(user_version, whether the updated_at index exists)."""
+    conn = sqlite3.connect(path)
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        index = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                             " AND name = 'sessions_updated_at'").fetchone()[0]
+    finally:
+        conn.close()
+    return version, index == 1
+
+
+def _layout_1(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(_LAYOUT_1)
+        conn.execute("INSERT INTO sessions (session_id, version, data) VALUES (?, 5, ?)",
+                     (b"\x01" * 16, b"old"))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def test_new_file_is_created_at_the_current_schema(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.db'}")
+    assert isinstance(store, SqliteStore)
+    store.close()
+    assert store.schema_migrated_from is None
+    assert _inspect(tmp_path / "s.db") == (SCHEMA_VERSION, True)
+
+
+def test_memory_database_gets_the_current_schema() -> None:
+    store = open_store("sqlite://:memory:")
+    assert isinstance(store, SqliteStore)
+    assert store.create(b"\x00" * 16, 0, b"x")
+    store.close()
+
+
+def test_file_of_schema_1_is_migrated_with_its_records(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    _layout_1(path)
+    assert _inspect(path) == (0, False)
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SqliteStore)
+    try:
+        assert store.schema_migrated_from == 1
+        record = store.get(b"\x01" * 16)
+        assert record is not None
+        assert (record.version, record.data) == (5, b"old")
+        assert store.compare_and_set(b"\x01" * 16, 5, 6, b"new")
+    finally:
+        store.close()
+    assert _inspect(path) == (SCHEMA_VERSION, True)
+    again = SqliteStore(str(path))
+    again.close()
+    assert again.schema_migrated_from is None
+
+
+@pytest.mark.parametrize("newer", [SCHEMA_VERSION + 1, 1000])
+def test_file_of_a_newer_schema_is_refused_and_left_alone(tmp_path: Path, newer: int) -> None:
+    path = tmp_path / "new.db"
+    open_store(f"sqlite:///{path}").close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {newer}")
+    conn.close()
+    with pytest.raises(StoreSchemaError, match=f"schema {newer}, newer than"):
+        open_store(f"sqlite:///{path}")
+    assert _inspect(path)[0] == newer
+
+
+def test_file_of_an_unknown_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "odd.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = -3")
+    conn.close()
+    with pytest.raises(StoreSchemaError, match="unknown schema -3"):
+        open_store(f"sqlite:///{path}")
+
+
+def _open_and_report(url: str) -> int:
+    store = open_store(url)
+    assert isinstance(store, SqliteStore)
+    store.close()
+    return store.schema_migrated_from or 0
+
+
+def test_processes_opening_one_old_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    _layout_1(path)
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(3) as pool:
+        outcomes = pool.map(_open_and_report, [f"sqlite:///{path}"] * 3)
+    assert sorted(outcomes) == [0, 0, 1]
+    assert _inspect(path) == (SCHEMA_VERSION, True)
