@@ -46,8 +46,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import etcd3gw.exceptions
+import requests
 from etcd3gw.client import Etcd3Client
 
+from jumpvpn_core.stores._outage import OutageLog
 from jumpvpn_core.stores._url import check_timeout, query_options
 from jumpvpn_core.stores.base import (
     StoreConfigError,
@@ -63,7 +65,7 @@ DEFAULT_PREFIX = "/jumpvpn/sessions/"
 _SCAN_BATCH = 500
 #: Mod revisions remembered per session (LRU); a miss costs one extra read, never safety.
 _MOD_CACHE = 100_000
-_log = logging.getLogger("jumpvpn.stores.etcd")
+_log = logging.getLogger("jumpvpn_core.stores.etcd")
 _CONNECTION_ERRORS = (
     etcd3gw.exceptions.ConnectionFailedError,
     etcd3gw.exceptions.ConnectionTimeoutError,
@@ -94,6 +96,19 @@ def _prefix_end(prefix: bytes) -> bytes:
     return b"\x00"
 
 
+def _reason(exc: BaseException) -> str:
+    """The first non-empty message along `exc`'s chain: etcd3gw re-raises requests'
+    errors (a refused certificate, a reset) as exceptions with no text of their own."""
+    current: BaseException | None = exc
+    for _ in range(4):
+        if current is None:
+            break
+        if str(current).strip():
+            return str(current).strip()
+        current = current.__cause__ or current.__context__
+    return ""
+
+
 def _value(version: int, data: bytes) -> bytes:
     return str(int(version)).encode() + b"\n" + data
 
@@ -110,15 +125,19 @@ def _parse(session_id: bytes, raw: bytes) -> StoredSession:
 class EtcdStore:
     """`SessionStore` on an etcd cluster. Thread-safe."""
 
-    def __init__(self, clients: list[Etcd3Client], *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, clients: list[Etcd3Client], *, prefix: str = DEFAULT_PREFIX,
+                 owns_clients: bool = False) -> None:
         """Use `clients` (one per endpoint of the same cluster; existing clients may be
         passed in) and key prefix. Checks that an endpoint answers, so an unreachable
-        cluster fails here with `StoreUnavailableError`."""
+        cluster fails here with `StoreUnavailableError`. `close()` closes the clients'
+        sessions only when `owns_clients` (the store made them)."""
         if not clients:
             raise StoreConfigError("etcd store needs at least one endpoint")
         if not prefix:
             raise StoreConfigError("etcd key prefix must not be empty")
         self._clients = clients
+        self._owns_clients = owns_clients
+        self._outage = OutageLog(_log, "etcd")
         self._prefix = prefix.encode()
         self._current = 0
         self._lock = threading.Lock()
@@ -173,9 +192,12 @@ class EtcdStore:
             if not isinstance(reply, dict):
                 raise StoreError(f"etcd {what} returned an unexpected reply")
             self._observe(floor, reply.get("header"))
+            self._outage.answered()
             return reply
+        assert failure is not None
+        self._outage.failed(what, failure)
         raise StoreUnavailableError(
-            f"etcd {what} failed: {type(failure).__name__}: {str(failure)[:200]}"
+            f"etcd {what} failed: {type(failure).__name__}: {_reason(failure)[:300]}"
         ) from failure
 
     def _observe(self, floor: int, header: Any) -> None:
@@ -322,8 +344,25 @@ class EtcdStore:
             start = _unb64(kvs[-1]["key"]) + b"\x00"
 
     def close(self) -> None:
+        """Close the clients' HTTP sessions if this store made them (`owns_clients`)."""
+        if not self._owns_clients:
+            return
         for client in self._clients:
             client.session.close()
+
+
+def _session(options: dict[str, str]) -> requests.Session:
+    """An HTTP session that takes its TLS settings from the URL only. The environment is
+    not consulted: requests lets `REQUESTS_CA_BUNDLE` / `CURL_CA_BUNDLE` override a
+    session's own CA file, which would silently replace the `ca_cert` the URL names
+    (proxy variables are ignored too: the URL lists the members to talk to)."""
+    session = requests.Session()
+    session.trust_env = False
+    if "ca_cert" in options:
+        session.verify = options["ca_cert"]
+    if "cert_cert" in options and "cert_key" in options:
+        session.cert = (options["cert_cert"], options["cert_key"])
+    return session
 
 
 def open_etcd_store(url: str, *, timeout_s: float = 2.0) -> EtcdStore:
@@ -356,8 +395,13 @@ def open_etcd_store(url: str, *, timeout_s: float = 2.0) -> EtcdStore:
         raise StoreConfigError("etcds: give cert_cert and cert_key together")
     clients = [
         Etcd3Client(host=host, port=port, protocol="https" if tls else "http",
-                    ca_cert=options.get("ca_cert"), cert_cert=options.get("cert_cert"),
-                    cert_key=options.get("cert_key"), timeout=timeout, api_path="/v3/")
+                    timeout=timeout, api_path="/v3/", session=_session(options))
         for host, port in endpoints
     ]
-    return EtcdStore(clients, prefix=options.get("prefix", DEFAULT_PREFIX))
+    try:
+        return EtcdStore(clients, prefix=options.get("prefix", DEFAULT_PREFIX),
+                         owns_clients=True)
+    except BaseException:
+        for client in clients:
+            client.session.close()
+        raise

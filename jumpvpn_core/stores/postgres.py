@@ -52,6 +52,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from jumpvpn_core.stores._outage import OutageLog
 from jumpvpn_core.stores._url import check_timeout, query_options, url_port
 from jumpvpn_core.stores.base import (
     StoreConfigError,
@@ -169,6 +170,7 @@ class PostgresStore:
             "SELECT session_id, version, data FROM {} ORDER BY session_id LIMIT %s"
         ).format(ident)
         self._lock = threading.Lock()
+        self._outage = OutageLog(_log, "postgres")
         self._closed = False
         self._connection = connection
         self._owns_pool = conninfo is not None
@@ -194,6 +196,7 @@ class PostgresStore:
         try:  # one direct attempt first: the pool would only report a timeout, not why
             psycopg.connect(conninfo, **kwargs).close()
         except psycopg.Error as exc:
+            self._outage.failed("connect", exc)
             raise StoreUnavailableError(
                 f"postgres connect: cannot connect: {type(exc).__name__}: {exc}"
             ) from exc
@@ -294,12 +297,14 @@ class PostgresStore:
         `StoreUnavailableError` (outcome unknown for a write)."""
         try:
             with self._borrow() as conn:
-                return work(conn)
+                result = work(conn)
         except psycopg.Error as exc:
-            _log.warning("postgres %s failed: %s", what, type(exc).__name__)
+            self._outage.failed(what, exc)
             raise StoreUnavailableError(
                 f"postgres {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        self._outage.answered()
+        return result
 
     def _execute(self, what: str, query: sql.Composed, params: tuple[object, ...],
                  read: Callable[[Cursor], _T]) -> _T:

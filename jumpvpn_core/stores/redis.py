@@ -51,6 +51,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from jumpvpn_core.stores._outage import OutageLog
 from jumpvpn_core.stores._url import check_timeout, query_options, url_port
 from jumpvpn_core.stores.base import (
     StoreConfigError,
@@ -67,7 +68,7 @@ DEFAULT_PREFIX = "jumpvpn:"
 DURABILITY_MODES = ("fsync", "replicas", "none")
 _REVISION_SUFFIX = "@revision"
 _SCAN_COUNT = 500
-_log = logging.getLogger("jumpvpn.stores.redis")
+_log = logging.getLogger("jumpvpn_core.stores.redis")
 
 # Every script returns {outcome, revision}: outcome 1 (done) or 0 (refused), and the
 # data set's revision counter after the call.
@@ -126,11 +127,11 @@ class RedisStore:
 
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX,
                  durability: str = "fsync", replicas: int = 0,
-                 wait_timeout_s: float = 2.0) -> None:
+                 wait_timeout_s: float = 2.0, owns_client: bool = False) -> None:
         """Use `client` (built with `decode_responses=False`, retries off: an existing
         client may be passed in) and key prefix; checks `durability` (see the module
         docstring) and loads the scripts now, so an unreachable or unsafe server fails
-        here."""
+        here. `close()` closes the client only when `owns_client` (the store opened it)."""
         if not prefix:
             raise StoreConfigError("redis key prefix must not be empty")
         if durability not in DURABILITY_MODES:
@@ -143,6 +144,8 @@ class RedisStore:
         if durability == "replicas" and replicas < 1:
             raise StoreConfigError("redis durability=replicas needs replicas=N (N >= 1)")
         self._client = client
+        self._owns_client = owns_client
+        self._outage = OutageLog(_log, "redis")
         self._prefix = prefix
         self._revision_key = prefix + _REVISION_SUFFIX
         self._durability = durability
@@ -155,7 +158,7 @@ class RedisStore:
         self._seen = 0  # highest revision any reply has shown this store object
         self._seen_lock = threading.Lock()
         self._rolled_back = False
-        with _errors("connect"):
+        with _errors("connect", self._outage):
             self._check_durability()
             for script in (self._create, self._cas, self._delete, self._get):
                 loaded = client.script_load(script.source)
@@ -253,12 +256,12 @@ class RedisStore:
 
     def _write(self, script: _Script, session_id: bytes, what: str, *args: bytes | str) -> bool:
         floor = self._floor()
-        with _errors(what):
+        with _errors(what, self._outage):
             result = script(self._client, self._keys(session_id), *args)
         outcome, revision = _pair(result)
         self._observe(floor, revision)
         if outcome and self._replicas:
-            with _errors("wait"):
+            with _errors("wait", self._outage):
                 acked = int(self._client.wait(self._replicas, self._wait_ms))
             if acked < self._replicas:
                 raise StoreUnavailableError(
@@ -269,7 +272,7 @@ class RedisStore:
 
     def get(self, session_id: bytes) -> StoredSession | None:
         floor = self._floor()
-        with _errors("get"):
+        with _errors("get", self._outage):
             reply = self._get(self._client, self._keys(session_id))
         if not isinstance(reply, list) or len(reply) != 3:
             raise StoreError("redis get script returned an unexpected reply")
@@ -291,7 +294,7 @@ class RedisStore:
 
     def time_ms(self) -> int:
         """The server's clock in Unix epoch milliseconds (the cluster's time reference)."""
-        with _errors("time"):
+        with _errors("time", self._outage):
             seconds, micros = self._client.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
@@ -308,7 +311,7 @@ class RedisStore:
         seen: set[bytes] = set()
         cursor: int = 0
         while True:
-            with _errors("scan"):
+            with _errors("scan", self._outage):
                 cursor, keys = self._client.scan(cursor, match=pattern, count=_SCAN_COUNT)
                 fresh = [k for k in keys
                          if isinstance(k, bytes) and k not in seen and k != revision_key]
@@ -331,17 +334,22 @@ class RedisStore:
                 return
 
     def close(self) -> None:
-        with _errors("close"):
-            self._client.close()
+        """Close the client if this store opened it (`owns_client`); a client passed in
+        is left to its owner."""
+        if self._owns_client:
+            with _errors("close", self._outage):
+                self._client.close()
 
 
 @contextlib.contextmanager
-def _errors(what: str) -> Iterator[None]:
-    """Turn every redis-py or socket failure into `StoreUnavailableError`."""
+def _errors(what: str, outage: OutageLog) -> Iterator[None]:
+    """Turn every redis-py or socket failure into `StoreUnavailableError` (logged)."""
     try:
         yield
     except (redis.exceptions.RedisError, OSError) as exc:
+        outage.failed(what, exc)
         raise StoreUnavailableError(f"redis {what} failed: {type(exc).__name__}: {exc}") from exc
+    outage.answered()
 
 
 def _record(session_id: bytes, version: Any, data: Any) -> StoredSession | None:
@@ -434,7 +442,8 @@ def open_redis_store(url: str, *, timeout_s: float = 2.0) -> RedisStore:
     )
     try:
         return RedisStore(client, prefix=prefix, durability=options.get("durability", "fsync"),
-                          replicas=int(replicas_text), wait_timeout_s=timeout)
+                          replicas=int(replicas_text), wait_timeout_s=timeout,
+                          owns_client=True)
     except BaseException:
         client.close()
         raise

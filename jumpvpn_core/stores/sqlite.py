@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from jumpvpn_core.stores._outage import OutageLog
 from jumpvpn_core.stores._url import check_timeout, query_options
 from jumpvpn_core.stores.base import (
     StoreConfigError,
@@ -112,6 +113,7 @@ class SqliteStore:
         self._closed = False
         #: The layout this open migrated the file from (None: nothing to migrate).
         self.schema_migrated_from: int | None = None
+        self._outage = OutageLog(_log, "sqlite")
         try:
             conn = sqlite3.connect(
                 path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -138,6 +140,10 @@ class SqliteStore:
             _log.warning("sqlite store %s migrated from schema %d to %d", path,
                          self.schema_migrated_from, SCHEMA_VERSION)
 
+    def _failed(self, what: str, exc: sqlite3.Error) -> StoreUnavailableError:
+        self._outage.failed(what, exc)
+        return StoreUnavailableError(f"sqlite {what} failed: {exc}")
+
     @property
     def path(self) -> str:
         """The database file (or `:memory:`)."""
@@ -153,8 +159,8 @@ class SqliteStore:
             try:
                 row = self._connection().execute(_SQL_GET, (session_id,)).fetchone()
             except sqlite3.Error as exc:
-                _log.warning("sqlite get failed: %s", type(exc).__name__)
-                raise StoreUnavailableError(f"sqlite get failed: {exc}") from exc
+                raise self._failed("get", exc) from exc
+        self._outage.answered()
         if row is None:
             return None
         return StoredSession(session_id, int(row[0]), bytes(row[1]))
@@ -176,8 +182,8 @@ class SqliteStore:
             try:
                 cursor = self._connection().execute(sql, params)
             except sqlite3.Error as exc:
-                _log.warning("sqlite %s failed: %s", what, type(exc).__name__)
-                raise StoreUnavailableError(f"sqlite {what} failed: {exc}") from exc
+                raise self._failed(what, exc) from exc
+        self._outage.answered()
         if cursor.rowcount not in (0, 1):
             raise StoreUnavailableError(f"sqlite {what} changed {cursor.rowcount} rows")
         return cursor.rowcount == 1
@@ -190,8 +196,7 @@ class SqliteStore:
                 try:
                     rows = self._connection().execute(_SQL_SCAN, (after, _SCAN_BATCH)).fetchall()
                 except sqlite3.Error as exc:
-                    _log.warning("sqlite scan failed: %s", type(exc).__name__)
-                    raise StoreUnavailableError(f"sqlite scan failed: {exc}") from exc
+                    raise self._failed("scan", exc) from exc
             for sid, version, data in rows:
                 yield StoredSession(bytes(sid), int(version), bytes(data))
             if len(rows) < _SCAN_BATCH:
