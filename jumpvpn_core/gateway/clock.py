@@ -18,6 +18,7 @@ What follows from the bound, and what the gateway does when it is broken:
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from jumpvpn_core.stores.base import StoreError
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # the gateway imports this module; this import is for annotat
     from jumpvpn_core.gateway.gateway import Gateway
 
 __all__ = ["measure_clock"]
+
+_log = logging.getLogger("jumpvpn_core.gateway")
 
 
 def measure_clock(gateway: Gateway, now_ms: int) -> int | None:
@@ -44,6 +47,9 @@ def measure_clock(gateway: Gateway, now_ms: int) -> int | None:
         if fault is not gateway._clock_fault:
             gateway._clock_fault = fault
             kind = "clock_out_of_contract" if fault else "clock_within_contract"
+            _log.log(logging.WARNING if fault else logging.INFO,
+                     "%s: node %s is %d ms off the store's clock (bound %d ms)", kind,
+                     gateway.node_id, offset, gateway.policy.max_clock_skew_ms)
             gateway._emit({"v": 1, "type": kind, "node": gateway.node_id,
                            "offset_ms": offset, "bound_ms": gateway.policy.max_clock_skew_ms,
                            "ts_ms": now_ms})

@@ -60,6 +60,7 @@ sort_keys=True)`: the store is trusted with the session's control key.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -102,6 +103,7 @@ from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
     "FIRST_VERSION",
+    "INPUT_KINDS",
     "Gateway",
     "GatewayResult",
     "RecordInvalidError",
@@ -111,6 +113,10 @@ __all__ = [
 
 # Bound on re-reads when terminating a session whose record keeps changing under us.
 _FAIL_CLOSED_ATTEMPTS = 3
+#: Kinds of input counted in `Gateway.accepted_totals`.
+INPUT_KINDS = ("open_session", "reattach", "event")
+# Nothing is logged per request above DEBUG: refusals are counted and summarised instead.
+_log = logging.getLogger("jumpvpn_core.gateway")
 
 
 @attrs.frozen
@@ -186,6 +192,8 @@ class Gateway:
         self._quarantined = 0
         #: REPLAY_DETECTED refusals that re-sent the stored accept (honest retransmissions).
         self.retransmissions = 0
+        #: Inputs accepted and committed, per kind (`INPUT_KINDS`); `tick` is not counted.
+        self.accepted_totals: dict[str, int] = dict.fromkeys(INPUT_KINDS, 0)
         self._clock_fault = False
         #: Offset (node minus store, ms) measured by the last `check_clock`, or None.
         self.clock_offset_ms: int | None = None
@@ -280,6 +288,7 @@ class Gateway:
                 return self._reject(session_id, ReasonCode.COMMIT_CONFLICT, now_ms)
             self._table[session_id] = Entry(state, FIRST_VERSION)
             self._audit(effects)
+            self.accepted_totals["open_session"] += 1
             return GatewayResult(session_id, True, None, effects, FIRST_VERSION, state.phase)
 
     def handle_reattach(self, request: ReattachRequest) -> GatewayResult:
@@ -295,7 +304,7 @@ class Gateway:
                 return self._reject(sid, ReasonCode.FLOOD_LIMITED, now)
             if not self._sources.try_take(request.source.host, now):
                 return self._reject(sid, ReasonCode.SOURCE_FLOOD_LIMITED, now)
-            return self._handle_locked(sid, request, now)
+            return self._accepted("reattach", self._handle_locked(sid, request, now))
 
     def handle(self, session_id: bytes, event: Event) -> GatewayResult:
         """Deliver any server event to a session (reattach requests go through the limits)."""
@@ -305,7 +314,7 @@ class Gateway:
             return self.handle_reattach(event)
         with self._lock:
             self._flush_summaries(event.now_ms)
-            return self._handle_locked(session_id, event, event.now_ms)
+            return self._accepted("event", self._handle_locked(session_id, event, event.now_ms))
 
     def tick(self, now_ms: int) -> list[GatewayResult]:
         """Fire due deadlines, evict idle sessions, close the rejection summary window.
@@ -383,6 +392,10 @@ class Gateway:
         margin = 0 if self._sticky else self.policy.max_clock_skew_ms
         return now_ms - state.link.clock_ms >= self.policy.session_idle_ttl_ms + margin
 
+    def _accepted(self, kind: str, result: GatewayResult) -> GatewayResult:
+        self.accepted_totals[kind] += result.accepted
+        return result
+
     def _emit(self, record: dict[str, Any]) -> None:
         try:
             self.telemetry.emit(record)
@@ -406,6 +419,8 @@ class Gateway:
                 effects: tuple[Effect, ...] = (), version: int | None = None,
                 phase: Phase | None = None) -> GatewayResult:
         self._count(reason, now_ms)
+        if _log.isEnabledFor(logging.DEBUG):
+            _log.debug("session %s refused: %s", sid.hex(), reason.value)
         return GatewayResult(sid, False, reason, effects, version, phase)
 
     def _try_delete(self, sid: bytes, version: int) -> None:
@@ -436,7 +451,10 @@ class Gateway:
             return self._reject(sid, ReasonCode.UNKNOWN_SESSION, now_ms)
         try:
             state = decode_record(record)
-        except RecordInvalidError:
+        except RecordInvalidError as exc:
+            _log.warning("store record of session %s (version %d) does not decode (%s): "
+                         "refused, never repaired", sid.hex(), record.version,
+                         type(exc).__name__)
             if cached is None:
                 return self._reject(sid, ReasonCode.STORE_RECORD_INVALID, now_ms)
             # Fail closed with the last state this node saw; never repair the record.
@@ -448,6 +466,9 @@ class Gateway:
             if record.version < cached.version:
                 # The store went backwards (restart without persistence, failover to a
                 # lagging replica): serving its older record could re-accept a nonce.
+                _log.error("store returned version %d of session %s after this node had "
+                           "seen %d: the store went backwards; refused", record.version,
+                           sid.hex(), cached.version)
                 return self._reject(sid, ReasonCode.STORE_UNAVAILABLE, now_ms)
             cached.state, cached.version = state, record.version
             return cached
@@ -552,6 +573,9 @@ class Gateway:
 
     def _fail_closed(self, sid: bytes, entry: Entry, now_ms: int) -> GatewayResult:
         """Terminate a session whose ownership is ambiguous, on the store's own record."""
+        if not entry.ambiguous:
+            _log.warning("session %s: its record changed behind this node (ownership "
+                         "ambiguous); terminating it", sid.hex())
         entry.ambiguous = True
         for _ in range(_FAIL_CLOSED_ATTEMPTS):
             try:

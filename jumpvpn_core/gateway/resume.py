@@ -21,6 +21,7 @@ alone too (`store_record_ahead`): the node cannot step it without time going bac
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import attrs
@@ -57,6 +58,8 @@ class ResumeReport:
     quarantined_ids: tuple[str, ...] = ()
 
 
+_log = logging.getLogger("jumpvpn_core.gateway")
+
 #: Bound on the ids a report lists (the count is always exact).
 QUARANTINE_LIST_MAX = 100
 
@@ -85,6 +88,9 @@ def resume_sessions(gateway: Gateway, now_ms: int) -> ResumeReport:
         except RecordInvalidError as exc:
             counts["quarantined"] += 1
             gateway._quarantined += 1
+            _log.warning("resume: store record of session %s (version %d) quarantined: "
+                         "%s: %s", sid.hex(), record.version, type(exc).__name__,
+                         str(exc)[:200])
             if len(quarantined) < QUARANTINE_LIST_MAX:
                 quarantined.append(sid.hex())
             gateway._emit({"v": 1, "type": "store_record_invalid", "session_id": sid.hex(),
@@ -93,6 +99,8 @@ def resume_sessions(gateway: Gateway, now_ms: int) -> ResumeReport:
             continue
         if state.link.clock_ms - now_ms > gateway.policy.max_clock_skew_ms:
             counts["skipped"] += 1
+            _log.warning("resume: store record of session %s is ahead of this node's clock "
+                         "beyond the skew bound; left alone", sid.hex())
             gateway._emit({"v": 1, "type": "store_record_ahead", "session_id": sid.hex(),
                           "record_clock_ms": state.link.clock_ms, "node": gateway.node_id,
                           "ts_ms": now_ms})

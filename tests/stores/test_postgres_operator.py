@@ -364,3 +364,29 @@ def test_remote_apply_with_standby_names_passes_replicas_mode(postgres_store_url
             PostgresStore(pool=pool, table=_table(postgres_store_url), durability="replicas")
     finally:
         pool.close()
+
+
+# --- logging ------------------------------------------------------------------------------
+
+
+def test_a_lost_connection_is_logged_once_and_the_recovery_too(
+    postgres_store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(_plus(postgres_store_url, pool_size="1"), timeout_s=TIMEOUT_S)
+    assert isinstance(store, PostgresStore)
+    logger = "jumpvpn_core.stores.postgres"
+    try:
+        assert store.create(b"\x06" * 16, 0, b"s3cret-data")
+        pid = store.backend_pid()
+        with psycopg.connect(_base(postgres_store_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with caplog.at_level(logging.DEBUG, logger=logger):
+            with pytest.raises(StoreUnavailableError):
+                store.compare_and_set(b"\x06" * 16, 0, 1, b"s3cret-data")
+            assert store.compare_and_set(b"\x06" * 16, 0, 1, b"s3cret-data")
+    finally:
+        store.close()
+    mine = [r for r in caplog.records if r.name == logger]
+    assert [r.levelno for r in mine] == [logging.WARNING, logging.INFO]
+    assert "compare_and_set failed" in mine[0].getMessage()
+    assert "s3cret" not in caplog.text

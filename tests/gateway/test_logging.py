@@ -1,0 +1,192 @@
+"""The library's `logging` loggers: what a gateway and a store log, at which level, and
+that no session secret, control key or record content ever reaches a log line.
+
+Loggers: `jumpvpn_core.gateway` and `jumpvpn_core.stores.<kind>` (docs/operations.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from jumpvpn_core.gateway import OwnershipMode
+from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.stores import StoreUnavailableError, open_store
+from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.stores.sqlite import SqliteStore
+
+from .support import CLIENT, T0, make_gateway, reattach, secret_for, sid
+
+GATEWAY = "jumpvpn_core.gateway"
+
+
+def _control_key_hex(store: MemoryStore, session: bytes) -> str:
+    record = store.get(session)
+    assert record is not None
+    key = json.loads(record.data)["control_key"]
+    assert isinstance(key, str)
+    assert len(key) >= 32
+    return key
+
+
+def _assert_secret_free(text: str, store: MemoryStore, session: bytes) -> None:
+    assert secret_for(session).hex() not in text
+    assert _control_key_hex(store, session) not in text
+    assert "control_key" not in text
+
+
+def test_a_refusal_is_logged_at_debug_only_with_its_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    gw = make_gateway(store)
+    assert gw.open_session(sid(1), secret_for(sid(1)), CLIENT, T0).accepted
+    with caplog.at_level(logging.INFO, logger=GATEWAY):
+        forged = gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1,
+                                             forge=True))
+    assert forged.reason is not None
+    assert caplog.records == []  # nothing per request above DEBUG
+    with caplog.at_level(logging.DEBUG, logger=GATEWAY):
+        again = gw.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 2,
+                                            forge=True))
+    assert again.reason is not None
+    lines = [r for r in caplog.records if r.name == GATEWAY]
+    assert [r.levelno for r in lines] == [logging.DEBUG]
+    assert again.reason.value in lines[0].getMessage()
+    assert sid(1).hex() in lines[0].getMessage()
+    _assert_secret_free(caplog.text, store, sid(1))
+
+
+def test_a_quarantined_record_is_a_warning_naming_the_session_not_its_content(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    opener = make_gateway(store)
+    assert opener.open_session(sid(2), secret_for(sid(2)), CLIENT, T0).accepted
+    key = _control_key_hex(store, sid(2))
+    record = store.get(sid(2))
+    assert record is not None
+    data = json.loads(record.data)
+    data["link"]["active"] = "udp:10.0.0.1:" + "9" * 5000  # decodes to nothing valid
+    assert store.compare_and_set(sid(2), record.version, record.version + 1,
+                                 json.dumps(data).encode())
+    node = make_gateway(store)
+    with caplog.at_level(logging.WARNING, logger=GATEWAY):
+        assert node.resume(T0 + 5) == 0
+    assert node.quarantined == 1
+    warnings = [r for r in caplog.records if r.name == GATEWAY]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+    assert "quarantined" in warnings[0].getMessage()
+    assert sid(2).hex() in warnings[0].getMessage()
+    assert key not in caplog.text
+    assert "9999" not in caplog.text
+    assert secret_for(sid(2)).hex() not in caplog.text
+
+
+def test_a_record_that_stops_decoding_is_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    gw = make_gateway(store)
+    assert gw.open_session(sid(3), secret_for(sid(3)), CLIENT, T0).accepted
+    assert store.compare_and_set(sid(3), 1, 2, b'{"format": 1, "secret": "s3cret"}')
+    with caplog.at_level(logging.WARNING, logger=GATEWAY):
+        ended = gw.handle_reattach(reattach(sid(3), nonce=1, version=1, now=T0 + 1))
+    assert ended.reason is ReasonCode.STORE_RECORD_INVALID
+    assert "does not decode" in caplog.text
+    assert "s3cret" not in caplog.text
+
+
+def test_a_store_that_went_backwards_is_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    gw = make_gateway(store)
+    assert gw.open_session(sid(4), secret_for(sid(4)), CLIENT, T0).accepted
+    first = store.get(sid(4))
+    assert first is not None
+    accepted = gw.handle_reattach(reattach(sid(4), nonce=1, version=1, now=T0 + 1,
+                                           source=CLIENT))
+    assert accepted.store_version is not None
+    assert accepted.store_version > first.version
+    # The store loses that commit (restored from a snapshot, say).
+    current = store.get(sid(4))
+    assert current is not None
+    assert store.delete(sid(4), current.version)
+    assert store.create(sid(4), first.version, first.data)
+    with caplog.at_level(logging.ERROR, logger=GATEWAY):
+        refused = gw.handle_reattach(reattach(sid(4), nonce=1, version=1, now=T0 + 2))
+    assert refused.reason is ReasonCode.STORE_UNAVAILABLE
+    assert "went backwards" in caplog.text
+    assert [r.levelno for r in caplog.records if r.name == GATEWAY] == [logging.ERROR]
+
+
+def test_ownership_ambiguity_is_a_warning_once(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    owner = make_gateway(store, mode=OwnershipMode.STICKY)
+    assert owner.open_session(sid(5), secret_for(sid(5)), CLIENT, T0).accepted
+    record = store.get(sid(5))
+    assert record is not None
+    assert store.compare_and_set(sid(5), record.version, record.version + 1, record.data)
+    with caplog.at_level(logging.WARNING, logger=GATEWAY):
+        ended = owner.handle_reattach(reattach(sid(5), nonce=1, version=1, now=T0 + 1))
+    assert ended.reason is ReasonCode.OWNERSHIP_AMBIGUOUS
+    lines = [r for r in caplog.records if r.name == GATEWAY]
+    assert len(lines) == 1
+    assert "ownership ambiguous" in lines[0].getMessage()
+
+
+class _ClockStore(MemoryStore):
+    """A memory store that keeps time, at a clock the test sets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now_ms = T0
+
+    def time_ms(self) -> int:
+        return self.now_ms
+
+
+def test_leaving_and_reentering_the_clock_contract_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = _ClockStore()
+    gw = make_gateway(store)
+    with caplog.at_level(logging.INFO, logger=GATEWAY):
+        gw.check_clock(T0 + 50_000)
+        gw.check_clock(T0 + 60_000)  # still out: no second line
+        gw.check_clock(T0 + 10)
+    lines = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records
+             if r.name == GATEWAY]
+    assert lines == [(logging.WARNING, "clock_out_of_contract"),
+                     (logging.INFO, "clock_within_contract")]
+
+
+def test_a_store_outage_is_one_warning_then_debug_then_info_on_recovery(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "s.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SqliteStore)
+    secret_data = b"control-key-" + secret_for(sid(6))
+    assert store.create(sid(6), 1, secret_data)
+    other = sqlite3.connect(path)
+    other.execute("ALTER TABLE sessions RENAME TO hidden")  # every call now fails
+    other.commit()
+    logger = "jumpvpn_core.stores.sqlite"
+    with caplog.at_level(logging.DEBUG, logger=logger):
+        for _ in range(3):
+            with pytest.raises(StoreUnavailableError):
+                store.compare_and_set(sid(6), 1, 2, secret_data)
+        other.execute("ALTER TABLE hidden RENAME TO sessions")
+        other.commit()
+        assert store.get(sid(6)) is not None
+        assert store.get(sid(6)) is not None
+    other.close()
+    store.close()
+    levels = [r.levelno for r in caplog.records if r.name == logger]
+    assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG, logging.INFO]
+    assert "compare_and_set" in caplog.records[0].getMessage()
+    assert secret_for(sid(6)).hex() not in caplog.text
+    assert "control-key" not in caplog.text
