@@ -19,7 +19,8 @@ def query_options(parts: SplitResult, allowed: Collection[str]) -> dict[str, str
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
     except ValueError as exc:
-        raise StoreConfigError(f"malformed query string {parts.query!r} in store URL") from exc
+        # The query is not echoed: it may carry a credential the operator misplaced.
+        raise StoreConfigError(f"malformed query string in {parts.scheme} store URL") from exc
     options: dict[str, str] = {}
     for key, value in pairs:
         if key not in allowed:

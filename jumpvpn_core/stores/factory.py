@@ -23,19 +23,24 @@ def open_store(url: str, *, timeout_s: float = 2.0) -> SessionStore:
       `sqlite://:memory:` for tests
     * `redis://[user[:pw]@]host:port/db[?prefix=jumpvpn:]`
                                        shared; CAS by a Lua script; keys `<prefix><sid hex>`
-    * `postgresql://user@host:port/db[?table=jumpvpn_sessions]` (or `postgres://`)
-                                       shared; CAS by `UPDATE ... WHERE version = expected`
+    * `postgresql://user@host:port/db[?table=jumpvpn_sessions&pool_size=4&durability=fsync
+      &sslmode=verify-full&sslrootcert=...]` (or `postgres://`)
+                                       shared; CAS by `UPDATE ... WHERE version = expected`;
+                                       a connection pool; `synchronous_commit` checked
     * `etcd://host:port[,host:port...][?prefix=/jumpvpn/sessions/]` (`etcds://` for TLS)
                                        shared, Raft-replicated; CAS by a transaction on the
                                        key's mod revision (recommended for clusters)
 
     `timeout_s` bounds connecting and every call (busy timeout, socket timeouts,
     `connect_timeout` / `statement_timeout`). Raises `StoreConfigError` for a malformed URL
-    (unknown scheme or query key, missing path or host, bad port, invalid table name) and
-    `StoreUnavailableError` when the server cannot be reached in time.
+    (unknown scheme or query key, missing path or host, bad port, invalid table name) or an
+    unsafe server (durability), `StoreSchemaError` for a store written by a newer release,
+    and `StoreUnavailableError` when the server cannot be reached in time. Messages name
+    the offending option, never a value that could be a credential.
     """
     if not isinstance(url, str) or "://" not in url:
-        raise StoreConfigError(f"store URL must look like scheme://..., got {url!r}")
+        # Not echoed: a mistyped URL may still hold a password.
+        raise StoreConfigError("store URL must look like scheme://... (a string)")
     scheme = urlsplit(url).scheme
     if scheme == "memory":
         from jumpvpn_core.stores.memory import MemoryStore

@@ -390,3 +390,17 @@ def test_a_lost_connection_is_logged_once_and_the_recovery_too(
     assert [r.levelno for r in mine] == [logging.WARNING, logging.INFO]
     assert "compare_and_set failed" in mine[0].getMessage()
     assert "s3cret" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:s3cret@127.0.0.1:5432/test?a=1&&=b",
+        "redis://:s3cret@127.0.0.1:6379/0?prefix=a&&=s3cret",
+        "postgresql:postgres:s3cret@127.0.0.1/test",
+    ],
+)
+def test_malformed_urls_never_echo_a_credential(url: str) -> None:
+    with pytest.raises(StoreConfigError) as info:
+        open_store(url, timeout_s=1.0)
+    assert "s3cret" not in str(info.value)
