@@ -23,10 +23,10 @@ def open_store(url: str, *, timeout_s: float = 2.0) -> SessionStore:
       `sqlite://:memory:` for tests
     * `redis://[user[:pw]@]host:port/db[?prefix=jumpvpn:]`
                                        shared; CAS by a Lua script; keys `<prefix><sid hex>`
-    * `postgresql://user@host:port/db[?table=jumpvpn_sessions&pool_size=4&durability=fsync
-      &sslmode=verify-full&sslrootcert=...]` (or `postgres://`)
+    * `postgresql://user@host:port/db[?table=jumpvpn_sessions]` (or `postgres://`)
                                        shared; CAS by `UPDATE ... WHERE version = expected`;
-                                       a connection pool; `synchronous_commit` checked
+                                       also `pool_size`, `durability`, `sslmode`,
+                                       `sslrootcert`, `sslcert`, `sslkey`
     * `etcd://host:port[,host:port...][?prefix=/jumpvpn/sessions/]` (`etcds://` for TLS)
                                        shared, Raft-replicated; CAS by a transaction on the
                                        key's mod revision (recommended for clusters)

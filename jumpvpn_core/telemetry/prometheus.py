@@ -13,19 +13,17 @@ that one on purpose. Three ways in, none of which can hold a gateway up:
 * `GatewayMetrics.instrument(store)`: a `SessionStore` wrapper timing every call
   (histogram) and counting the calls that raised, per call and error type.
 
-Metric names (all under the `jumpvpn_` prefix; labels in brackets):
+Metrics (name: type, labels):
 
-| metric | type | labels |
-|---|---|---|
-| `jumpvpn_gateway_admissions_total` | counter | node, input (open_session, reattach, event) |
-| `jumpvpn_gateway_rejections_total` | counter | node, reason, class |
-| `jumpvpn_gateway_retransmissions_total` | counter | node |
-| `jumpvpn_gateway_quarantined_records_total` | counter | node |
-| `jumpvpn_gateway_sessions` | gauge | node |
-| `jumpvpn_telemetry_dropped_total` | counter | node |
-| `jumpvpn_gateway_transitions_total` | counter | from_phase, to_phase |
-| `jumpvpn_store_call_seconds` | histogram | store, call |
-| `jumpvpn_store_errors_total` | counter | store, call, error |
+* `jumpvpn_gateway_admissions_total`: counter; node, input (open_session, reattach, event)
+* `jumpvpn_gateway_rejections_total`: counter; node, reason, class
+* `jumpvpn_gateway_retransmissions_total`: counter; node
+* `jumpvpn_gateway_quarantined_records_total`: counter; node
+* `jumpvpn_gateway_sessions`: gauge; node
+* `jumpvpn_telemetry_dropped_total`: counter; node
+* `jumpvpn_gateway_transitions_total`: counter; from_phase, to_phase
+* `jumpvpn_store_call_seconds`: histogram; store, call
+* `jumpvpn_store_errors_total`: counter; store, call, error
 """
 
 from __future__ import annotations
