@@ -258,6 +258,7 @@ def bench_postgres(batch: int, repeats: int) -> list[dict[str, Any]]:
     finally:
         store.close()
         raw.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
+        raw.execute("DELETE FROM jumpvpn_schema WHERE store_table = %s", (table,))
         raw.close()
 
 
