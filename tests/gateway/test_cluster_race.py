@@ -76,7 +76,8 @@ def _open(kind: str, url: str, name: str) -> SessionStore:
         socket_connect_timeout=STORE_TIMEOUT_S, socket_timeout=STORE_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
     )
-    return RedisStore(client, prefix=prefix, durability="none")  # no persistence here
+    return RedisStore(client, prefix=prefix, durability="none",  # no persistence here
+                      owns_client=True)
 
 
 def _node(index: int, kind: str, url: str, name: str, barrier: Any, out: Any,

@@ -404,3 +404,17 @@ def test_malformed_urls_never_echo_a_credential(url: str) -> None:
     with pytest.raises(StoreConfigError) as info:
         open_store(url, timeout_s=1.0)
     assert "s3cret" not in str(info.value)
+
+
+def test_a_passed_pool_closed_by_its_owner_is_unavailable_not_a_driver_error(
+    postgres_store_url: str,
+) -> None:
+    pool: ConnectionPool[Connection] = ConnectionPool(
+        _base(postgres_store_url), min_size=1, max_size=1, open=True,
+        kwargs={"autocommit": True})
+    store = PostgresStore(pool=pool, table=_table(postgres_store_url))
+    pool.close()
+    with pytest.raises(StoreUnavailableError) as info:
+        store.get(b"\x07" * 16)
+    assert isinstance(info.value.__cause__, psycopg.Error)
+    store.close()
