@@ -21,6 +21,8 @@ Metrics (name: type, labels):
 * `jumpvpn_gateway_quarantined_records_total`: counter; node
 * `jumpvpn_gateway_sessions`: gauge; node
 * `jumpvpn_telemetry_dropped_total`: counter; node
+* `jumpvpn_telemetry_errors_total`: counter; node
+* `jumpvpn_telemetry_sink_dropped_total`: counter; sink (sinks named in `watch_sink`)
 * `jumpvpn_gateway_transitions_total`: counter; from_phase, to_phase
 * `jumpvpn_store_call_seconds`: histogram; store, call
 * `jumpvpn_store_errors_total`: counter; store, call, error
@@ -41,6 +43,7 @@ from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreError
 
 __all__ = [
     "STORE_LATENCY_BUCKETS",
+    "CountsDrops",
     "GatewayMetrics",
     "InstrumentedStore",
     "TransitionSink",
@@ -70,7 +73,17 @@ class WatchedGateway(Protocol):
     @property
     def telemetry_dropped(self) -> int: ...
 
+    @property
+    def telemetry_errors(self) -> int: ...
+
     def __len__(self) -> int: ...
+
+
+class CountsDrops(Protocol):
+    """A sink that counts the records it dropped (every `QueueSink`, `SinkWorker`)."""
+
+    @property
+    def dropped(self) -> int: ...
 
 
 class TransitionSink:
@@ -153,7 +166,14 @@ class _GatewayCollector:
 
     def __init__(self) -> None:
         self._gateways: list[WatchedGateway] = []
+        self._sinks: dict[str, CountsDrops] = {}
         self._lock = threading.Lock()
+
+    def add_sink(self, name: str, sink: CountsDrops) -> None:
+        with self._lock:
+            if name in self._sinks:
+                raise ValueError(f"a sink named {name!r} is already watched")
+            self._sinks[name] = sink
 
     def add(self, gateway: WatchedGateway) -> None:
         with self._lock:
@@ -167,9 +187,11 @@ class _GatewayCollector:
     def collect(self) -> Iterable[Metric]:
         with self._lock:
             gateways = list(self._gateways)
-        return self._families(gateways)
+            sinks = dict(self._sinks)
+        return self._families(gateways, sinks)
 
-    def _families(self, gateways: Sequence[WatchedGateway] = ()) -> list[Metric]:
+    def _families(self, gateways: Sequence[WatchedGateway] = (),
+                  sinks: Mapping[str, CountsDrops] | None = None) -> list[Metric]:
         admissions = CounterMetricFamily(
             "jumpvpn_gateway_admissions", "Inputs accepted and committed, per input kind.",
             labels=["node", "input"])
@@ -187,6 +209,14 @@ class _GatewayCollector:
             "jumpvpn_telemetry_dropped",
             "Telemetry records dropped on the way to a slow or failing sink.",
             labels=["node"])
+        errors = CounterMetricFamily(
+            "jumpvpn_telemetry_errors",
+            "Records a sink raised on when called inline (a well-behaved sink never does).",
+            labels=["node"])
+        sink_dropped = CounterMetricFamily(
+            "jumpvpn_telemetry_sink_dropped",
+            "Records a watched sink dropped itself (its queue full, its backend failing).",
+            labels=["sink"])
         sessions = GaugeMetricFamily(
             "jumpvpn_gateway_sessions", "Sessions in the node's table.", labels=["node"])
         for gateway in gateways:
@@ -198,8 +228,12 @@ class _GatewayCollector:
             retransmissions.add_metric([node], gateway.retransmissions)
             quarantined.add_metric([node], gateway.quarantined)
             dropped.add_metric([node], gateway.telemetry_dropped)
+            errors.add_metric([node], gateway.telemetry_errors)
             sessions.add_metric([node], len(gateway))
-        return [admissions, rejections, retransmissions, quarantined, dropped, sessions]
+        for name, sink in sorted((sinks or {}).items()):
+            sink_dropped.add_metric([name], sink.dropped)
+        return [admissions, rejections, retransmissions, quarantined, dropped, errors,
+                sink_dropped, sessions]
 
 
 class GatewayMetrics:
@@ -225,6 +259,13 @@ class GatewayMetrics:
     def watch(self, gateway: WatchedGateway) -> None:
         """Expose `gateway`'s counters (read at scrape time), labelled with its node id."""
         self._collector.add(gateway)
+
+    def watch_sink(self, name: str, sink: CountsDrops) -> None:
+        """Expose `sink.dropped` as `jumpvpn_telemetry_sink_dropped_total{sink=name}`. For
+        sinks the gateway calls inline (`QueueSink`s such as `JsonlFileSink`): their own
+        queue drops are not in the gateway's `telemetry_dropped`, which counts only the
+        workers it made for blocking sinks."""
+        self._collector.add_sink(name, sink)
 
     def instrument(self, store: SessionStore, name: str | None = None) -> InstrumentedStore:
         """`store` wrapped so its calls are timed and its errors counted, labelled `name`

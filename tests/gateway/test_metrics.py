@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,6 +21,7 @@ from jumpvpn_core.gateway import GatewayResult
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.stores import StoreUnavailableError, open_store
 from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.telemetry import QueueSink
 from jumpvpn_core.telemetry.prometheus import GatewayMetrics
 
 from .support import CLIENT, ROAMED, T0, make_gateway, reattach, secret_for, sid
@@ -218,3 +220,29 @@ def test_one_registry_watches_several_nodes_apart() -> None:
         "node": "b", "reason": "COMMIT_CONFLICT",
         "class": reason_class(ReasonCode.COMMIT_CONFLICT).value}) == 1
     assert reason_class(ReasonCode.COMMIT_CONFLICT) is not ReasonClass.SECURITY_EVENT
+
+
+def test_a_watched_sink_reports_its_own_drops() -> None:
+    metrics = GatewayMetrics()
+    hung = threading.Event()
+
+    def backend(record: Any) -> None:
+        hung.wait(30)  # a backend that hangs: the queue fills, records are dropped
+
+    sink = QueueSink(backend, capacity=2)
+    gateway = make_gateway(MemoryStore(), telemetry=[sink])
+    metrics.watch(gateway)
+    metrics.watch_sink("audit-file", sink)
+    with pytest.raises(ValueError, match="already watched"):
+        metrics.watch_sink("audit-file", sink)
+    for i in range(10):
+        assert gateway.open_session(sid(i), secret_for(sid(i)), CLIENT, T0).accepted
+    value = metrics.registry.get_sample_value
+    dropped = value("jumpvpn_telemetry_sink_dropped_total", {"sink": "audit-file"})
+    assert dropped == sink.dropped > 0
+    # Inline sinks' drops are theirs: the gateway's own count covers only its workers.
+    assert value("jumpvpn_telemetry_dropped_total", {"node": gateway.node_id}) == 0
+    assert value("jumpvpn_telemetry_errors_total", {"node": gateway.node_id}) == 0
+    hung.set()
+    gateway.close()
+    sink.close()
