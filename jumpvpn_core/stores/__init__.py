@@ -1,8 +1,8 @@
 """Session stores: where a gateway commits session states, with atomic compare-and-set.
 
-One contract (`SessionStore`), four adapters: `memory` (simulators and tests), `sqlite`
-(the embedded default, durable), `redis` and `postgres` (shared by a cluster). The core
-never imports this package.
+One contract (`SessionStore`), five adapters: `memory` (simulators and tests), `sqlite`
+(the embedded default, durable), `redis`, `postgres` and `etcd` (shared by a cluster;
+etcd recommended for high availability). The core never imports this package.
 """
 
 from jumpvpn_core.stores.base import (

@@ -310,6 +310,18 @@ class PostgresStore:
                  read: Callable[[Cursor], _T]) -> _T:
         return self._run(what, lambda conn: read(conn.execute(query, params)))
 
+    def time_ms(self) -> int:
+        """The server's clock in Unix epoch milliseconds (`clock_timestamp()`): the
+        cluster's time reference for `Gateway.check_clock`."""
+
+        def read(conn: Connection) -> int:
+            row = conn.execute(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
+            assert row is not None
+            return int(str(row[0]))
+
+        return self._run("time", read)
+
     def get(self, session_id: bytes) -> StoredSession | None:
         row = self._execute("get", self._sql_get, (session_id,), lambda c: c.fetchone())
         if row is None:

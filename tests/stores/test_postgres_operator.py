@@ -14,6 +14,7 @@ import pytest
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from jumpvpn_core.gateway import Gateway
 from jumpvpn_core.stores import StoreConfigError, StoreSchemaError, StoreUnavailableError
 from jumpvpn_core.stores.factory import open_store
 from jumpvpn_core.stores.postgres import SCHEMA_TABLE, SCHEMA_VERSION, PostgresStore
@@ -418,3 +419,22 @@ def test_a_passed_pool_closed_by_its_owner_is_unavailable_not_a_driver_error(
         store.get(b"\x07" * 16)
     assert isinstance(info.value.__cause__, psycopg.Error)
     store.close()
+
+
+def test_server_clock_is_the_clusters_time_reference(postgres_store_url: str) -> None:
+    store = open_store(postgres_store_url, timeout_s=TIMEOUT_S)
+    assert isinstance(store, PostgresStore)
+    try:
+        with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+            before = conn.execute(
+                "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
+        server_ms = store.time_ms()
+        assert before is not None
+        assert before[0] <= server_ms  # the server's clock, read after `before`
+        assert server_ms - int(str(before[0])) < 60_000
+        gateway = Gateway(store)
+        offset = gateway.check_clock(server_ms - 10 * gateway.policy.max_clock_skew_ms)
+        assert offset is not None
+        assert gateway.clock_fault  # 10 bounds behind the server's clock: out of contract
+    finally:
+        store.close()
