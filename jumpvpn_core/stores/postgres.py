@@ -386,21 +386,24 @@ def _migrate(conn: Connection, table: str) -> int | None:
     was migrated from, or None when nothing had to change (or the table was new)."""
     ident = sql.Identifier(table)
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-    conn.execute(sql.SQL(
-        "CREATE TABLE IF NOT EXISTS {} (store_table text PRIMARY KEY,"
-        " version integer NOT NULL, changed_at timestamptz NOT NULL DEFAULT now())"
-    ).format(sql.Identifier(SCHEMA_TABLE)))
+
+    def exists(name: str) -> bool:
+        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
+                           (sql.Identifier(name).as_string(conn),)).fetchone()
+        return row is not None and bool(row[0])
+
+    # Existence first: CREATE ... IF NOT EXISTS needs CREATE on the schema even when the
+    # table is there, and a role trusted with its table only must still open a current one.
+    versioned = exists(SCHEMA_TABLE)
     row = conn.execute(
         sql.SQL("SELECT version FROM {} WHERE store_table = %s").format(
-            sql.Identifier(SCHEMA_TABLE)), (table,)).fetchone()
-    exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL",
-                          (sql.Identifier(table).as_string(conn),)).fetchone()
-    assert exists is not None
+            sql.Identifier(SCHEMA_TABLE)), (table,)).fetchone() if versioned else None
+    present = exists(table)
     if row is None:
-        found = 1 if exists[0] else None  # a table without a version row is layout 1
+        found = 1 if present else None  # a table without a version row is layout 1
     else:
         found = int(str(row[0]))
-        if not exists[0]:
+        if not present:
             found = None  # the table was dropped; its row is stale
     if found is not None and found > SCHEMA_VERSION:
         raise StoreSchemaError(
@@ -411,6 +414,11 @@ def _migrate(conn: Connection, table: str) -> int | None:
         raise StoreSchemaError(f"postgres table {table} has an invalid schema version")
     if found == SCHEMA_VERSION:
         return None
+    if not versioned:
+        conn.execute(sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {} (store_table text PRIMARY KEY,"
+            " version integer NOT NULL, changed_at timestamptz NOT NULL DEFAULT now())"
+        ).format(sql.Identifier(SCHEMA_TABLE)))
     # Layout 1 (every deployment before versioning), and the start of a new table.
     conn.execute(sql.SQL(
         "CREATE TABLE IF NOT EXISTS {} ("

@@ -438,3 +438,58 @@ def test_server_clock_is_the_clusters_time_reference(postgres_store_url: str) ->
         assert gateway.clock_fault  # 10 bounds behind the server's clock: out of contract
     finally:
         store.close()
+
+
+def test_a_table_dropped_behind_its_version_row_is_created_afresh(postgres_store_url: str) -> None:
+    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
+    store = open_store(postgres_store_url, timeout_s=TIMEOUT_S)
+    assert isinstance(store, PostgresStore)
+    try:
+        assert store.schema_migrated_from is None
+        assert store.create(b"\x08" * 16, 0, b"x")
+    finally:
+        store.close()
+    assert _schema_row(base, table) == SCHEMA_VERSION
+    assert _has_index(base, table)
+
+
+def test_a_version_row_below_1_is_refused(postgres_store_url: str) -> None:
+    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("UPDATE {} SET version = 0 WHERE store_table = %s").format(
+            sql.Identifier(SCHEMA_TABLE)), (table,))
+    with pytest.raises(StoreSchemaError, match="invalid schema version"):
+        open_store(postgres_store_url, timeout_s=TIMEOUT_S)
+
+
+def test_a_role_trusted_with_its_table_only_opens_a_current_table(
+    postgres_store_url: str,
+) -> None:
+    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    role = f"jumpvpn_test_role_{table[-12:]}"
+    open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()  # migrated by the owner
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        admin.execute(sql.SQL("REVOKE CREATE ON SCHEMA public FROM {}").format(
+            sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+            sql.Identifier(table), sql.Identifier(role)))
+        admin.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
+            sql.Identifier(SCHEMA_TABLE), sql.Identifier(role)))
+    try:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+            created = conn.execute("SELECT has_schema_privilege('public', 'CREATE')").fetchone()
+            assert created == (False,)
+            store = PostgresStore(connection=conn, table=table)
+            assert store.schema_migrated_from is None
+            assert store.create(b"\x09" * 16, 0, b"x")
+            store.close()
+    finally:
+        with psycopg.connect(base, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
