@@ -7,10 +7,19 @@ their real size. One timer is armed at the host's `next_deadline()`.
 
 Amplification has one accountant, the core: it is fed the real size of every datagram
 from an address and charges `path_challenge_size_bytes` per challenge it sends there. This
-driver sends an unvalidated address nothing but those challenges, and refuses one whose
-datagram is larger than that charge. Everything else (handshake responses, accepts,
+driver sends an unvalidated address nothing but those challenges (it refuses one whose
+datagram is larger than that charge) and, under load, cookie replies of exactly the size of
+the initiation they answer. Everything else (handshake responses, accepts,
 acknowledgements) goes to validated bindings only; a handshake's own address is bound by
 its session's `Attach` before the response leaves. See `docs/transports.md`.
+
+Handshake flood (`docs/transports.md`, "Handshake flood"): when more than
+`ServerConfig.handshake_load_per_s` initiations arrived in the last second, or the session
+table refused a session as full since a session last ended, an initiation costs an X25519
+exchange only if it carries a valid cookie for its source address; any other gets a
+`COOKIE_REPLY` (one HMAC). A full table admits a new client that carries a valid cookie by
+ending the oldest half-open session (opened by a handshake here, no authenticated
+traffic since, for at least `half_open_ms`); an established session is never evicted.
 """
 
 from __future__ import annotations
@@ -30,7 +39,7 @@ from jumpvpn_core.effects import (
     SessionEnded,
     StateChanged,
 )
-from jumpvpn_core.events import Event, InboundTraffic
+from jumpvpn_core.events import Close, Event, InboundTraffic
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import derive_control_key
@@ -39,7 +48,15 @@ from jumpvpn_core.transport import TransportDescriptor, TransportKind
 from jumpvpn_core.transports import wire
 from jumpvpn_core.transports.counter_window import CounterWindow
 from jumpvpn_core.transports.errors import HandshakeError, TransportError
-from jumpvpn_core.transports.handshake import authentic, derive_data_key, respond, seal
+from jumpvpn_core.transports.handshake import (
+    CookieJar,
+    HandshakeKeys,
+    HandshakeLoad,
+    authentic,
+    derive_data_key,
+    respond,
+    seal,
+)
 from jumpvpn_core.transports.udp.endpoint import (
     Driver,
     Endpoint,
@@ -55,6 +72,11 @@ __all__ = ["ServerConfig", "UdpServer"]
 _ZERO_TAG = bytes(wire.TAG_SIZE)
 
 
+def _non_negative(_inst: object, attr: attrs.Attribute[int], value: object) -> None:
+    if type(value) is not int or value < 0:  # like `positive`; the value is a config knob
+        raise ValueError(f"{attr.name} must be a non-negative int")
+
+
 @attrs.frozen
 class ServerConfig:
     """Driver limits for the server.
@@ -62,11 +84,20 @@ class ServerConfig:
     `tick_ms` is accepted for compatibility and unused: the timer is armed at the sessions'
     earliest deadline. `max_tracked_addresses` is unused too (the driver keeps no byte
     counters: the core is the amplification accountant).
+
+    Handshake flood knobs: above `handshake_load_per_s` initiations in the last second
+    (0: always) an initiation needs a cookie for its address; cookie secrets rotate every
+    `cookie_rotation_ms`; a session with no authenticated traffic `half_open_ms` after its
+    handshake is half-open, and a full table may end the oldest one for a client that
+    carries a valid cookie.
     """
 
     tick_ms: int = attrs.field(default=10, validator=positive)
     max_tracked_addresses: int = attrs.field(default=4_096, validator=positive)
     handshake_cache: int = attrs.field(default=1_024, validator=positive)
+    handshake_load_per_s: int = attrs.field(default=64, validator=_non_negative)
+    cookie_rotation_ms: int = attrs.field(default=120_000, validator=positive)
+    half_open_ms: int = attrs.field(default=1_000, validator=positive)
 
 
 class UdpServer(Driver):
@@ -91,6 +122,16 @@ class UdpServer(Driver):
         # client key share -> (response datagram, the address it was answered at)
         self._handshakes: collections.OrderedDict[bytes, tuple[bytes, TransportDescriptor]] = (
             collections.OrderedDict())
+        self._cookies = CookieJar(config.cookie_rotation_ms)
+        self._load = HandshakeLoad(config.handshake_load_per_s)
+        #: Sessions opened by a handshake here with no authenticated traffic yet -> opened at.
+        self._half_open: collections.OrderedDict[bytes, int] = collections.OrderedDict()
+        #: The table refused a session as full and no session has ended since.
+        self._table_full = False
+        #: Adopted sessions whose data plane has no counter floor yet (see `adopt`).
+        self._unarmed: set[bytes] = set()
+        #: X25519 exchanges performed for initiations (a test and benchmark aid).
+        self.key_exchanges = 0
         #: Payload sequence numbers delivered, per session (a test aid).
         self.delivered: dict[bytes, set[int]] = {}
 
@@ -130,21 +171,39 @@ class UdpServer(Driver):
         """The validated address a session's traffic goes to, if any."""
         return self._routes.get(session_id)
 
-    def adopt(self, state: SessionState) -> None:
+    def adopt(self, state: SessionState, counter_floor: int = 0) -> None:
         """Serve a session that another node opened and this one took over from a shared
         store: its data key comes from the committed control key, and its route is the
         committed binding (already validated by the node that bound it). A TERMINATED
         session, or one with no binding, is not adopted; a session already served here is
-        left as it is."""
+        left as it is.
+
+        The data-plane replay window does not travel in the store. `counter_floor` is the
+        handing node's `counter_floor(session_id)` when the handover knows it: every
+        counter at or below it is refused here. Without it (0), the window is armed by the
+        first authenticated datagram from the session's route (counters below it are
+        refused from then on); until then a datagram from any other address is dropped
+        (`adopted_unarmed`), so a datagram captured before the takeover and replayed from
+        elsewhere never reaches this node's core."""
         sid = state.ident.session_id
         if state.phase is Phase.TERMINATED or state.link.active is None:
             return
+        if type(counter_floor) is not int or not 0 <= counter_floor <= (1 << 64) - 1:
+            raise TransportError("counter_floor must be an unsigned 64-bit int")
         if sid not in self._data_keys:
             self._data_keys[sid] = derive_data_key(state.ident.control_key, sid)
-            self._windows[sid] = CounterWindow()
+            self._windows[sid] = CounterWindow(floor=counter_floor)
+            if counter_floor == 0:
+                self._unarmed.add(sid)
         if sid not in self._routes:
             self._routes[sid] = state.link.active
             self._validated[state.link.active] += 1
+
+    def counter_floor(self, session_id: bytes) -> int:
+        """The highest data-plane counter this node accepted for a session (0: none): what
+        a node taking the session over passes to `adopt`."""
+        window = self._windows.get(session_id)
+        return window.top if window is not None else 0
 
     async def close(self) -> None:
         """Disarm the timer and close the socket. Sessions are left to their host."""
@@ -211,6 +270,9 @@ class UdpServer(Driver):
                 self._release(old)
             self._data_keys.pop(effect.session_id, None)
             self._windows.pop(effect.session_id, None)
+            self._half_open.pop(effect.session_id, None)
+            self._unarmed.discard(effect.session_id)
+            self._table_full = False
             self._notify(effect, now)
         else:
             self.drops["effect_not_for_server"] += 1
@@ -255,12 +317,19 @@ class UdpServer(Driver):
             self.drops["bad_tag"] += 1
             return
         window = self._windows[sid]
+        if sid in self._unarmed:  # adopted without a floor: armed from the route only
+            if source != self._routes.get(sid):
+                self.drops["adopted_unarmed"] += 1
+                return
+            window.raise_floor(message.counter - 1)
+            self._unarmed.discard(sid)
         if not window.accept(message.counter):
             # A replayed datagram (captured anywhere, sent from anywhere) is dropped before
             # it counts as traffic from any address: it cannot open a path validation or
             # refresh liveness (specs/wire-format.md).
             self.drops["replayed"] += 1
             return
+        self._half_open.pop(sid, None)  # the client holds the keys: established
         seq = 0
         if isinstance(message, wire.DataMessage):
             seq = message.seq
@@ -274,6 +343,19 @@ class UdpServer(Driver):
 
     def _on_handshake(self, message: wire.HandshakeInit, source: TransportDescriptor,
                       now: int) -> None:
+        self._load.note(now)
+        cookie_ok = False
+        if self._table_full or self._load.over(now):
+            cookie_ok = self._cookies.check(source, message.client_public, message.cookie, now)
+            if not cookie_ok:
+                # One HMAC, no state: the initiation is dropped and answered with a cookie
+                # of its own size; only a client that receives at `source` can come back.
+                self.drops["handshake_bad_cookie" if message.cookie != wire.NO_COOKIE
+                           else "handshake_cookie_required"] += 1
+                self._send(source, wire.encode(wire.CookieReply(
+                    message.client_public,
+                    self._cookies.make(source, message.client_public, now))))
+                return
         cached = self._handshakes.get(message.client_public)
         if cached is not None:
             # A retransmitted init: the same answer, no second session, and only to the
@@ -284,22 +366,62 @@ class UdpServer(Driver):
             else:
                 self.drops["handshake_elsewhere"] += 1
             return
+        if self._table_full and not self._evictable(now):
+            self.drops["session_table_full"] += 1  # no exchange for a session with no room
+            return
+        self.key_exchanges += 1
         try:
             server_public, keys = respond(message.client_public)
         except HandshakeError:
             self.drops["handshake_invalid"] += 1
             return
-        try:
-            effects = self.sessions.open(keys.session_id, keys.secret, source, now)
-        except SessionTableError:
-            self.drops["session_table_refused"] += 1
+        effects = self._open(keys, source, now, cookie_ok)
+        if effects is None:
             return
         self._data_keys[keys.session_id] = derive_data_key(
             derive_control_key(keys.secret, keys.session_id), keys.session_id)
         self._windows[keys.session_id] = CounterWindow()
+        self._half_open[keys.session_id] = now
         self._execute_all(effects, now)
         response = wire.encode(wire.HandshakeResponse(server_public, keys.session_id))
         self._handshakes[message.client_public] = (response, source)
         while len(self._handshakes) > self.config.handshake_cache:
             self._handshakes.popitem(last=False)
         self._send_validated(source, response)  # bound by the session's Attach just now
+
+    def _open(self, keys: HandshakeKeys, source: TransportDescriptor, now: int,
+              cookie_ok: bool) -> Sequence[Effect] | None:
+        """Open the session; on a full table, a client that proved its address (`cookie_ok`)
+        takes the place of the oldest half-open session. None when refused."""
+        try:
+            return self.sessions.open(keys.session_id, keys.secret, source, now)
+        except SessionTableError as exc:
+            if not exc.full:
+                self.drops["session_table_refused"] += 1
+                return None
+        self._table_full = True
+        while cookie_ok and self._evictable(now):
+            self._evict_oldest_half_open(now)
+            try:
+                effects = self.sessions.open(keys.session_id, keys.secret, source, now)
+            except SessionTableError as exc:
+                if exc.full:  # that entry had already left the table: try the next one
+                    continue
+                self.drops["session_table_refused"] += 1
+                return None
+            self._table_full = True  # it took the place that was freed
+            return effects
+        self.drops["session_table_full"] += 1
+        return None
+
+    def _evictable(self, now: int) -> bool:
+        for opened in self._half_open.values():  # oldest first
+            return now - opened >= self.config.half_open_ms
+        return False
+
+    def _evict_oldest_half_open(self, now: int) -> None:
+        sid, _opened = self._half_open.popitem(last=False)
+        self.drops["half_open_evicted"] += 1
+        effects = self.sessions.handle(sid, Close(now))
+        if effects is not None:  # SessionEnded forgets its route, keys and window
+            self._execute_all(effects, now)
