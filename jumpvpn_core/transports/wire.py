@@ -47,7 +47,6 @@ __all__ = [
     "carried_effect",
     "decode",
     "encode",
-    "encode_transport",
     "message_for",
 ]
 
@@ -277,11 +276,6 @@ Message = (
 
 
 # --- encoding ------------------------------------------------------------------------------
-
-
-def encode_transport(t: TransportDescriptor) -> bytes:
-    """The wire's `transport` field for `t` (also the address a handshake cookie covers)."""
-    return _enc_transport(t)
 
 
 def _enc_transport(t: TransportDescriptor) -> bytes:

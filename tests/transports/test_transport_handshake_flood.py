@@ -22,7 +22,7 @@ from jumpvpn_core import Phase
 from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports.errors import HandshakeTimeoutError
-from jumpvpn_core.transports.handshake import CookieJar, HandshakeLoad
+from jumpvpn_core.transports.handshake import CookieJar, HandshakeLoad, cookie_address
 from jumpvpn_core.transports.udp import (
     ClientConfig,
     LocalSessionHost,
@@ -36,8 +36,8 @@ T = TypeVar("T")
 LOAD = 20
 CONFIG = ServerConfig(handshake_load_per_s=LOAD, half_open_ms=200)
 CLIENT = ClientConfig(keepalive_ms=50)
-A = TransportDescriptor.udp("127.0.0.1", 4000)
-B = TransportDescriptor.udp("127.0.0.1", 4001)
+A = cookie_address("127.0.0.1", 4000)
+B = cookie_address("127.0.0.1", 4001)
 
 
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = 20.0) -> T:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
@@ -53,6 +54,7 @@ from jumpvpn_core.transports.handshake import (
     HandshakeKeys,
     HandshakeLoad,
     authentic,
+    cookie_address,
     derive_data_key,
     respond,
     seal,
@@ -61,6 +63,7 @@ from jumpvpn_core.transports.udp.endpoint import (
     Driver,
     Endpoint,
     Observer,
+    RawReceive,
     decoding,
     open_endpoint,
     positive,
@@ -70,6 +73,10 @@ from jumpvpn_core.transports.udp.hosts import LocalSessionHost, SessionHost, Ses
 __all__ = ["ServerConfig", "UdpServer"]
 
 _ZERO_TAG = bytes(wire.TAG_SIZE)
+_COOKIE_AT = 2 + wire.KEY_SHARE_SIZE
+_INIT_SIZE = _COOKIE_AT + wire.COOKIE_SIZE
+_INIT_HEAD = bytes((wire.WIRE_VERSION, wire.MessageKind.HANDSHAKE_INIT))
+_REPLY_HEAD = bytes((wire.WIRE_VERSION, wire.MessageKind.COOKIE_REPLY))
 
 
 def _non_negative(_inst: object, attr: attrs.Attribute[int], value: object) -> None:
@@ -128,6 +135,8 @@ class UdpServer(Driver):
         self._half_open: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         #: The table refused a session as full and no session has ended since.
         self._table_full = False
+        #: The key share of the initiation whose cookie `_screen` just verified.
+        self._screened: bytes | None = None
         #: Adopted sessions whose data plane has no counter floor yet (see `adopt`).
         self._unarmed: set[bytes] = set()
         #: X25519 exchanges performed for initiations (a test and benchmark aid).
@@ -151,7 +160,8 @@ class UdpServer(Driver):
         elif policy is not None and policy != sessions.policy:
             raise TransportError("policy differs from the session host's policy")
         self = cls(sessions, config if config is not None else ServerConfig(), observer)
-        self._endpoint = await open_endpoint(host, port, decoding(self._receive, self.drops))
+        self._endpoint = await open_endpoint(host, port,
+                                             self._screen(decoding(self._receive, self.drops)))
         self._arm()
         return self
 
@@ -341,21 +351,45 @@ class UdpServer(Driver):
             self._send(route, seal(key, wire.HeartbeatMessage(sid, window.next_counter(), seq,
                                                               _ZERO_TAG)))
 
+    def _screen(self, inner: RawReceive) -> RawReceive:
+        """The server's receive path: handshake initiations are weighed here, on the raw
+        datagram, before any object is built. Under load one without a valid cookie for its
+        source costs one HMAC and a `COOKIE_REPLY` of its own size, and stops here (no
+        state kept: only a client that receives at that address can come back). Everything
+        else goes on to `inner` (decode, then `_receive`)."""
+        cookies, load, drops = self._cookies, self._load, self.drops
+        clock = self._clock
+
+        def receive(data: bytes, addr: tuple[Any, ...], endpoint: Endpoint) -> None:
+            if len(data) != _INIT_SIZE or data[:2] != _INIT_HEAD:
+                inner(data, addr, endpoint)
+                return
+            now = clock.now_ms()
+            self._screened = None
+            if load.arrive(now) or self._table_full:
+                client_public, cookie = data[2:_COOKIE_AT], data[_COOKIE_AT:]
+                address = cookie_address(str(addr[0]), int(addr[1]))
+                if cookie == wire.NO_COOKIE:
+                    drops["handshake_cookie_required"] += 1
+                elif cookies.check(address, client_public, cookie, now):
+                    self._screened = client_public
+                    inner(data, addr, endpoint)
+                    return
+                else:
+                    drops["handshake_bad_cookie"] += 1
+                if not endpoint.send_unbuffered(
+                        _REPLY_HEAD + client_public + cookies.make(address, client_public, now),
+                        addr):
+                    drops["cookie_reply_unsent"] += 1
+                return
+            inner(data, addr, endpoint)
+
+        return receive
+
     def _on_handshake(self, message: wire.HandshakeInit, source: TransportDescriptor,
                       now: int) -> None:
-        self._load.note(now)
-        cookie_ok = False
-        if self._table_full or self._load.over(now):
-            cookie_ok = self._cookies.check(source, message.client_public, message.cookie, now)
-            if not cookie_ok:
-                # One HMAC, no state: the initiation is dropped and answered with a cookie
-                # of its own size; only a client that receives at `source` can come back.
-                self.drops["handshake_bad_cookie" if message.cookie != wire.NO_COOKIE
-                           else "handshake_cookie_required"] += 1
-                self._send(source, wire.encode(wire.CookieReply(
-                    message.client_public,
-                    self._cookies.make(source, message.client_public, now))))
-                return
+        cookie_ok = self._screened == message.client_public  # proved its address just now
+        self._screened = None
         cached = self._handshakes.get(message.client_public)
         if cached is not None:
             # A retransmitted init: the same answer, no second session, and only to the
