@@ -17,7 +17,7 @@ Handshake flood (`docs/transports.md`, "Handshake flood"): when more than
 `ServerConfig.handshake_load_per_s` initiations arrived in the last second, or the session
 table refused a session as full since a session last ended, an initiation costs an X25519
 exchange only if it carries a valid cookie for its source address; any other gets a
-`COOKIE_REPLY` (one HMAC). A full table admits a new client that carries a valid cookie by
+`COOKIE_REPLY` (one MAC). A full table admits a new client that carries a valid cookie by
 ending the oldest half-open session (opened by a handshake here, no authenticated
 traffic since, for at least `half_open_ms`); an established session is never evicted.
 """
@@ -354,7 +354,7 @@ class UdpServer(Driver):
     def _screen(self, inner: RawReceive) -> RawReceive:
         """The server's receive path: handshake initiations are weighed here, on the raw
         datagram, before any object is built. Under load one without a valid cookie for its
-        source costs one HMAC and a `COOKIE_REPLY` of its own size, and stops here (no
+        source costs one MAC and a `COOKIE_REPLY` of its own size, and stops here (no
         state kept: only a client that receives at that address can come back). Everything
         else goes on to `inner` (decode, then `_receive`)."""
         cookies, load, drops = self._cookies, self._load, self.drops
