@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from jumpvpn_core import Rejected, ReasonCode, step
-from jumpvpn_core import peer
+from jumpvpn_core import ReasonCode, Rejected, peer, step
 from jumpvpn_core.events import (
     Attach,
     CandidateDiscovered,
