@@ -6,7 +6,10 @@ client and one attacker replaying the client's captured DATA/HEARTBEAT datagrams
 another port run in one process; the client jumps ports `--jumps` times during the flood.
 Printed per rate: bind time median and worst (ms, from `rebind()` to the server routing
 the new port and the client ATTACHED), replays sent, replays the server read and dropped
-as `replayed`, bytes the server sent to the attacker (must be 0), final phases.
+as `replayed`, bytes the server sent to the attacker (must be 0), final phases, and the
+server transitions caused by traffic from an unexpected source (must be 0: a replay that
+reached the core would open a path validation toward the attacker and send it a
+challenge).
 
 Past the rate the process keeps up with, replays queue in the socket buffer and the kernel
 drops the excess (`sent - dropped` grows); the numbers say how the bind time degrades.
@@ -32,7 +35,8 @@ async def _measure(rate: int, jumps: int) -> str:
             f" dropped_replayed={result.replayed_drops:>6}"
             f" to_attacker={result.attacker_bytes_received}B"
             f" phases={result.client_phase.value}/{result.server_phase.value}"
-            f" bound_to_client={result.bound_to_client}")
+            f" bound_to_client={result.bound_to_client}"
+            f" unexpected_source_transitions={result.unexpected_source_transitions}")
 
 
 def main() -> None:
