@@ -12,7 +12,9 @@ reached the core would open a path validation toward the attacker and send it a
 challenge).
 
 Past the rate the process keeps up with, replays queue in the socket buffer and the kernel
-drops the excess (`sent - dropped` grows); the numbers say how the bind time degrades.
+drops the excess (`sent - dropped` grows); the numbers say how the bind time degrades. A
+jump that has not bound after 5 s is counted (`unbound_after_5s`) and the run goes on, so
+the final phases say whether the session survived.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from tests.transports.test_transport_replay_flood import flood_run
 
 async def _measure(rate: int, jumps: int) -> str:
     try:
-        result = await flood_run(rate, jumps)
-    except AssertionError:
-        return f"rate={rate:>6}/s a port jump did not bind within 5 s"
-    binds = result.bind_ms
-    return (f"rate={rate:>6}/s jumps={len(binds)} bind_ms median={statistics.median(binds):7.1f}"
+        result = await flood_run(rate, jumps, tolerate_unbound=True)
+    except AssertionError as exc:
+        return f"rate={rate:>6}/s the session was lost: {exc}"
+    binds = result.bind_ms or (float("nan"),)
+    return (f"rate={rate:>6}/s jumps={len(result.bind_ms)}"
+            f" unbound_after_5s={result.unbound_jumps}"
+            f" bind_ms median={statistics.median(binds):7.1f}"
             f" worst={max(binds):7.1f} sent={result.replays_sent:>6}"
             f" dropped_replayed={result.replayed_drops:>6}"
             f" to_attacker={result.attacker_bytes_received}B"

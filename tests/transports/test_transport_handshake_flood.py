@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
 
 from jumpvpn_core import Phase
+from jumpvpn_core.gateway import Gateway, GatewayPolicy
+from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports.errors import HandshakeTimeoutError
 from jumpvpn_core.transports.handshake import CookieJar, HandshakeLoad, cookie_address
 from jumpvpn_core.transports.udp import (
     ClientConfig,
+    GatewaySessionHost,
     LocalSessionHost,
     ServerConfig,
     UdpClient,
@@ -171,9 +174,19 @@ def test_a_legitimate_client_completes_its_handshake_during_a_forged_flood() -> 
     run(scenario())
 
 
-def test_a_full_table_admits_a_client_with_a_cookie_in_place_of_a_half_open_session() -> None:
+def _local(capacity: int) -> LocalSessionHost | GatewaySessionHost:
+    return LocalSessionHost(max_sessions=capacity)
+
+
+def _gateway(capacity: int) -> LocalSessionHost | GatewaySessionHost:
+    return GatewaySessionHost(Gateway(MemoryStore(), GatewayPolicy(max_sessions=capacity)))
+
+
+@pytest.mark.parametrize("make_host", [_local, _gateway], ids=["local", "gateway"])
+def test_a_full_table_admits_a_client_with_a_cookie_in_place_of_a_half_open_session(
+        make_host: Callable[[int], LocalSessionHost | GatewaySessionHost]) -> None:
     async def scenario() -> None:
-        host = LocalSessionHost(max_sessions=4)
+        host = make_host(4)
         server = await UdpServer.bind("127.0.0.1", 0, sessions=host, config=CONFIG)
         old = await _established(server)
         attacker = await RawUdpPeer.open("127.0.0.1", 0)
