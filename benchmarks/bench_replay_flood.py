@@ -40,7 +40,8 @@ async def _measure(rate: int, jumps: int) -> str:
             f" to_attacker={result.attacker_bytes_received}B"
             f" phases={result.client_phase.value}/{result.server_phase.value}"
             f" bound_to_client={result.bound_to_client}"
-            f" unexpected_source_transitions={result.unexpected_source_transitions}")
+            f" unexpected_source_transitions={result.unexpected_source_transitions}"
+            f" client_end_reason={result.client_end_reason}")
 
 
 def main() -> None:

@@ -46,6 +46,13 @@ class CounterWindow:
         """Refuse every counter at or below `floor` from now on (never lowers it)."""
         self._floor = max(self._floor, floor)
 
+    def fresh(self, counter: int) -> bool:
+        """What `accept` would answer, without marking anything: a receiver may drop a
+        counter that is not fresh before spending a MAC on its tag (nothing changes
+        either way)."""
+        return counter > self._floor and check_nonce(
+            self._top, self._bits, self._size, counter) is _FRESH
+
     def accept(self, counter: int) -> bool:
         """Check and mark `counter`: True the first time it is seen inside the window; False
         for a replay, a counter too old for the window, a counter at or below the floor,

@@ -60,6 +60,8 @@ class FloodResult:
     unexpected_source_transitions: int
     #: Port jumps that did not bind within 5 s (only counted with `tolerate_unbound`).
     unbound_jumps: int = 0
+    #: The client's end reason if it ended (only possible with `tolerate_unbound`).
+    client_end_reason: str | None = None
 
 
 async def _until(condition: Any, timeout_s: float) -> None:
@@ -119,9 +121,11 @@ async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
                 await _until(lambda: server.route(sid) == client.local
                              and client.state.phase is Phase.ATTACHED, 5.0)
             except AssertionError:
-                if not tolerate_unbound or client.state.phase is Phase.TERMINATED:
+                if not tolerate_unbound:
                     raise
                 unbound += 1
+                if client.state.phase is Phase.TERMINATED:
+                    break  # reported through the phases and the end reason
                 continue
             binds.append((time.monotonic() - began) * 1000.0)
             await asyncio.sleep(0.3)
@@ -145,7 +149,9 @@ async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
                      and e.reason is ReasonCode.UNEXPECTED_SOURCE_ADDRESS)
     result = FloodResult(tuple(binds), sent, server.drops["replayed"],
                          attacker.bytes_received, client.state.phase, final,
-                         server.route(sid) == client.local, unexpected, unbound)
+                         server.route(sid) == client.local, unexpected, unbound,
+                         None if client.state.end_reason is None
+                         else client.state.end_reason.value)
     await client.close()
     await server.close()
     attacker.close()

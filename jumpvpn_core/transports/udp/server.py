@@ -323,10 +323,15 @@ class UdpServer(Driver):
         if key is None:
             self.drops["unknown_session"] += 1
             return
+        window = self._windows[sid]
+        if not window.fresh(message.counter):
+            # Replayed or too old, whoever sent it: dropped before the tag's MAC is spent
+            # (a forged datagram with such a counter would be dropped anyway).
+            self.drops["replayed"] += 1
+            return
         if not authentic(key, message):
             self.drops["bad_tag"] += 1
             return
-        window = self._windows[sid]
         if sid in self._unarmed:  # adopted without a floor: armed from the route only
             if source != self._routes.get(sid):
                 self.drops["adopted_unarmed"] += 1
