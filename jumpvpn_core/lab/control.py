@@ -59,7 +59,7 @@ def decode_line(line: bytes) -> dict[str, Any]:
     try:
         value = jsonsafe.loads(line)
     except JsonDecodeError as exc:
-        raise ControlLineError(f"control line is not JSON: {exc}") from None
+        raise ControlLineError(f"control line: {exc}") from None
     if not isinstance(value, dict):
         raise ControlLineError("control line is not a JSON object")
     return value
