@@ -114,6 +114,8 @@ def test_the_knobs_are_checked() -> None:
         ServerConfig(handshake_load_per_s=-1)
     with pytest.raises(ValueError, match="half_open_ms"):
         ServerConfig(half_open_ms=0)
+    with pytest.raises(ValueError, match="handshakes_per_host_per_s"):
+        ServerConfig(handshakes_per_host_per_s=0)
 
 
 # --- on loopback -------------------------------------------------------------------------------
@@ -234,6 +236,30 @@ def test_a_table_full_of_established_sessions_evicts_none() -> None:
             state = host.get(client.session_id)
             assert state is not None
             assert state.phase is Phase.ATTACHED
+            await client.close()
+        await server.close()
+
+    run(scenario())
+
+
+def test_under_load_one_host_gets_a_bounded_number_of_exchanges_even_with_cookies() -> None:
+    async def scenario() -> None:
+        config = ServerConfig(handshake_load_per_s=0, handshakes_per_host_per_s=2)
+        server = await UdpServer.bind("127.0.0.1", 0, config=config)
+        once = ClientConfig(handshake_timeout_ms=300, handshake_attempts=1)
+        results = await asyncio.gather(
+            *(UdpClient.connect(server.address, config=once) for _ in range(6)),
+            return_exceptions=True)
+        clients = [r for r in results if isinstance(r, UdpClient)]
+        refused = [r for r in results if isinstance(r, HandshakeTimeoutError)]
+        assert len(clients) + len(refused) == 6
+        # Every initiation carried a valid cookie (each client answered its reply); at most
+        # 2 exchanges per clock second for 127.0.0.1, and 300 ms span at most 2 seconds.
+        assert 2 <= len(clients) <= 4
+        assert server.key_exchanges == len(clients)
+        assert server.drops["handshake_host_limited"] == len(refused)
+        assert server.drops["handshake_cookie_required"] == 6
+        for client in clients:
             await client.close()
         await server.close()
 

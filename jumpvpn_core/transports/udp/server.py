@@ -77,6 +77,7 @@ _COOKIE_AT = 2 + wire.KEY_SHARE_SIZE
 _INIT_SIZE = _COOKIE_AT + wire.COOKIE_SIZE
 _INIT_HEAD = bytes((wire.WIRE_VERSION, wire.MessageKind.HANDSHAKE_INIT))
 _REPLY_HEAD = bytes((wire.WIRE_VERSION, wire.MessageKind.COOKIE_REPLY))
+_MAX_TRACKED_HOSTS = 65_536
 
 
 def _non_negative(_inst: object, attr: attrs.Attribute[int], value: object) -> None:
@@ -96,7 +97,9 @@ class ServerConfig:
     (0: always) an initiation needs a cookie for its address; cookie secrets rotate every
     `cookie_rotation_ms`; a session with no authenticated traffic `half_open_ms` after its
     handshake is half-open, and a full table may end the oldest one for a client that
-    carries a valid cookie.
+    carries a valid cookie. Under load, one source host (whatever its ports) gets at most
+    `handshakes_per_host_per_s` exchanges per clock second even with valid cookies: a
+    cookie proves an address, not good intent.
     """
 
     tick_ms: int = attrs.field(default=10, validator=positive)
@@ -105,6 +108,7 @@ class ServerConfig:
     handshake_load_per_s: int = attrs.field(default=64, validator=_non_negative)
     cookie_rotation_ms: int = attrs.field(default=120_000, validator=positive)
     half_open_ms: int = attrs.field(default=1_000, validator=positive)
+    handshakes_per_host_per_s: int = attrs.field(default=8, validator=positive)
 
 
 class UdpServer(Driver):
@@ -135,6 +139,9 @@ class UdpServer(Driver):
         self._half_open: collections.OrderedDict[bytes, int] = collections.OrderedDict()
         #: The table refused a session as full and no session has ended since.
         self._table_full = False
+        #: Under load: exchanges granted per source host in the current clock second.
+        self._host_second = -1
+        self._host_exchanges: collections.Counter[str] = collections.Counter()
         #: The key share of the initiation whose cookie `_screen` just verified.
         self._screened: bytes | None = None
         #: Adopted sessions whose data plane has no counter floor yet (see `adopt`).
@@ -405,6 +412,9 @@ class UdpServer(Driver):
             else:
                 self.drops["handshake_elsewhere"] += 1
             return
+        if cookie_ok and not self._host_allowed(source.host, now):
+            self.drops["handshake_host_limited"] += 1
+            return
         if self._table_full and not self._evictable(now):
             self.drops["session_table_full"] += 1  # no exchange for a session with no room
             return
@@ -427,6 +437,18 @@ class UdpServer(Driver):
         while len(self._handshakes) > self.config.handshake_cache:
             self._handshakes.popitem(last=False)
         self._send_validated(source, response)  # bound by the session's Attach just now
+
+    def _host_allowed(self, host: str, now: int) -> bool:
+        """Count one exchange for `host` in this clock second; False past the limit. The
+        table holds only hosts that proved their address this second (bounded anyway)."""
+        second = now // 1000
+        if second != self._host_second or len(self._host_exchanges) >= _MAX_TRACKED_HOSTS:
+            self._host_second = second
+            self._host_exchanges.clear()
+        if self._host_exchanges[host] >= self.config.handshakes_per_host_per_s:
+            return False
+        self._host_exchanges[host] += 1
+        return True
 
     def _open(self, keys: HandshakeKeys, source: TransportDescriptor, now: int,
               cookie_ok: bool) -> Sequence[Effect] | None:
