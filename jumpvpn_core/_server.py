@@ -43,6 +43,7 @@ from jumpvpn_core.events import (
     ReattachRequest,
 )
 from jumpvpn_core.proof import (
+    U64_MAX,
     challenge_mac,
     compute_proof,
     derive_challenge,
@@ -264,6 +265,8 @@ def server_request(state: SessionState, event: ReattachRequest) -> Out:
                                           event.nonce, keyed)
         return same_phase(state, now, side=new_side), sends
     version = state.state_version + 1
+    if version > U64_MAX:  # a hand-built state at 2^64-1: no version left to bind under
+        return reject(state, event, RC.EVENT_NOT_APPLICABLE)
     accept_proof = compute_proof(ident.control_key, ACCEPT,
                                  ident.session_id, event.nonce, version, now, target,
                                  keyed=keyed)

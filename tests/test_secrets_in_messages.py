@@ -138,6 +138,7 @@ def _samples() -> dict[type, Any]:
         udp_wire.DataMessage(SESSION_ID, 1, 7, b"p", bytes(udp_wire.TAG_SIZE)),
         udp_wire.HeartbeatMessage(SESSION_ID, 2, 0, bytes(udp_wire.TAG_SIZE)),
         udp_wire.HandshakeInit(bytes(32)), udp_wire.HandshakeResponse(bytes(32), SESSION_ID),
+        udp_wire.CookieReply(bytes(32), bytes(udp_wire.COOKIE_SIZE)),
     ):
         out.setdefault(type(event), event)
     return out

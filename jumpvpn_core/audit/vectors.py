@@ -22,6 +22,13 @@ import attrs
 
 from jumpvpn_core import events as ev
 from jumpvpn_core.codec import state_from_data, state_to_data
+from jumpvpn_core.errors import (
+    FormDecodeError,
+    JumpVpnError,
+    StateDecodeError,
+    describe,
+    field_name,
+)
 from jumpvpn_core.events import EVENT_TYPES
 from jumpvpn_core.forms import effect_to_data, event_from_data, event_to_data, parse_json
 from jumpvpn_core.machine import next_deadline, step
@@ -45,6 +52,7 @@ __all__ = [
     "UNREACHABLE_REASONS",
     "VECTOR_FORMAT_VERSION",
     "Vector",
+    "VectorError",
     "base_states",
     "build_vectors",
     "dumps_vector",
@@ -458,23 +466,53 @@ def load_vectors(path: Path) -> list[dict[str, Any]]:
     return [parse_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
-def replay_vector(data: dict[str, Any]) -> list[str]:
-    """Run one vector through `step()`; return the differences (empty when it matches)."""
-    state = state_from_data(data["state"])
-    event = event_from_data(data["event"])
+class VectorError(JumpVpnError, ValueError):
+    """A golden vector that is not one (missing or mistyped part, undecodable state or
+    event). The message names the part and never quotes a value from the vector."""
+
+
+def _part(data: Any, key: str, kind: type, where: str) -> Any:
+    value = data.get(key, _MISSING)
+    if value is _MISSING:
+        raise VectorError(f"{where} has no {key!r}")
+    if type(value) is not kind:
+        raise VectorError(f"{where}.{key} must be a {kind.__name__}, got {describe(value)}")
+    return value
+
+
+_MISSING = object()
+
+
+def replay_vector(data: Any) -> list[str]:
+    """Run one vector through `step()`; return the differences (empty when it matches).
+
+    Total: a vector that is not one raises `VectorError` (and nothing else)."""
+    if type(data) is not dict:
+        raise VectorError(f"a vector must be an object, got {describe(data)}")
+    expected = _part(data, "expected", dict, "vector")
+    unchanged = _part(expected, "unchanged", bool, "expected")
+    expected_state = _part(expected, "state", dict, "expected")
+    expected_effects = _part(expected, "effects", list, "expected")
+    try:
+        state = state_from_data(_part(data, "state", dict, "vector"))
+    except StateDecodeError as exc:
+        raise VectorError(f"vector state: {exc}") from None
+    try:
+        event = event_from_data(_part(data, "event", dict, "vector"))
+    except FormDecodeError as exc:
+        raise VectorError(f"vector event: {exc}") from None
     new, effects = step(state, event)
-    expected = data["expected"]
     problems = []
-    if (new is state) != expected["unchanged"]:
-        problems.append(f"unchanged is {new is state}, expected {expected['unchanged']}")
+    if (new is state) != unchanged:
+        problems.append(f"unchanged is {new is state}, expected {unchanged}")
     got_state = state_to_data(new, include_secrets=True)
-    if got_state != expected["state"]:
-        keys = sorted(k for k in set(got_state) | set(expected["state"])
-                      if got_state.get(k) != expected["state"].get(k))
+    if got_state != expected_state:
+        keys = sorted(field_name(k) for k in set(got_state) | set(expected_state)
+                      if got_state.get(k) != expected_state.get(k))
         problems.append(f"state differs in {keys}")
     got_effects = [effect_to_data(e) for e in effects]
-    if got_effects != expected["effects"]:
-        problems.append(f"effects differ: got {got_effects}, expected {expected['effects']}")
+    if got_effects != expected_effects:
+        problems.append(f"effects differ: got {got_effects}, expected {expected_effects}")
     return problems
 
 

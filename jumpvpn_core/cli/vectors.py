@@ -75,8 +75,7 @@ def _read(path: Path) -> list[tuple[int, dict[str, Any]]]:
 @json_option
 def check(files: tuple[Path, ...], directory: Path | None, as_json: bool) -> int:
     """Handler of `jumpvpn vectors check`."""
-    from jumpvpn_core.audit.vectors import replay_vector
-    from jumpvpn_core.errors import JumpVpnError
+    from jumpvpn_core.audit.vectors import VectorError, replay_vector
 
     per_file: dict[str, dict[str, Any]] = {}
     mismatches: list[dict[str, Any]] = []
@@ -86,7 +85,7 @@ def check(files: tuple[Path, ...], directory: Path | None, as_json: bool) -> int
         for number, vector in vectors:
             try:
                 problems = replay_vector(vector)
-            except (KeyError, TypeError, ValueError, AttributeError, JumpVpnError) as exc:
+            except VectorError as exc:
                 raise CliError(f"{path}:{number}: not a vector: "
                                f"{type(exc).__name__}: {exc}") from None
             if problems:

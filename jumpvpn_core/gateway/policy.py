@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.errors import PolicyError
+from jumpvpn_core.errors import PolicyError, describe, field_name
 
 __all__ = ["GATEWAY_POLICY_FIELD_DOCS", "GatewayPolicy", "OwnershipMode"]
 
@@ -94,13 +94,13 @@ class GatewayPolicy:
         for name, (unit, low, high, _doc) in GATEWAY_POLICY_FIELD_DOCS.items():
             value = getattr(self, name)
             if type(value) is not int:
-                problems.append(f"{name} must be an int ({unit}), got {type(value).__name__}")
+                problems.append(f"{name} must be an int ({unit}), got {describe(value)}")
             elif not low <= value <= high:
-                problems.append(f"{name} must be in {low}..{high} {unit}, got {value}")
+                problems.append(f"{name} must be in {low}..{high} {unit}, got {describe(value)}")
         if not isinstance(self.ownership, OwnershipMode):
             problems.append(
                 f"ownership must be one of {[m.value for m in OwnershipMode]}, "
-                f"got {self.ownership!r}"
+                f"got {field_name(self.ownership)}"
             )
         ids = self.node_ids
         if not isinstance(ids, tuple) or not ids:
@@ -129,17 +129,17 @@ class GatewayPolicy:
     def from_data(cls, data: Any) -> GatewayPolicy:
         """Inverse of `to_data`. Unknown keys are a `PolicyError`."""
         if not isinstance(data, dict):
-            raise PolicyError([f"gateway policy must be an object, got {type(data).__name__}"])
+            raise PolicyError([f"gateway policy must be an object, got {describe(data)}"])
         known = {*GATEWAY_POLICY_FIELD_DOCS, "ownership", "node_ids"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise PolicyError([f"unknown gateway policy field {name!r}" for name in unknown])
+        unknown = sorted(field_name(key) for key in data if key not in known)
+        if unknown:  # names quoted only when they look like names (never a key's hex)
+            raise PolicyError([f"unknown gateway policy field {name}" for name in unknown])
         values = dict(data)
         if "ownership" in values:
             try:
                 values["ownership"] = OwnershipMode(values["ownership"])
             except ValueError:
                 raise PolicyError(
-                    [f"ownership must be sticky or shared, got {values['ownership']!r}"]
+                    [f"ownership must be sticky or shared, got {field_name(values['ownership'])}"]
                 ) from None
         return cls(**values)

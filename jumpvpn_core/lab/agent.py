@@ -19,6 +19,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from jumpvpn_core.lab.control import ControlLineError, decode_line
+
 __all__ = ["Handler", "main", "serve"]
 
 #: One command handler: the request's fields in, the answer's fields out.
@@ -55,12 +57,9 @@ async def serve(handlers: dict[str, Handler], max_s: float) -> None:
             if not line:
                 return
             try:
-                request = json.loads(line)
-            except json.JSONDecodeError:
-                answer({"id": None, "ok": False, "error": "request is not JSON"})
-                continue
-            if not isinstance(request, dict):
-                answer({"id": None, "ok": False, "error": "request is not an object"})
+                request = decode_line(line)
+            except ControlLineError as exc:
+                answer({"id": None, "ok": False, "error": str(exc)})
                 continue
             if request.get("cmd") == "exit":
                 answer({"id": request.get("id"), "ok": True})

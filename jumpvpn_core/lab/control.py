@@ -25,16 +25,44 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from jumpvpn_core import jsonsafe
+from jumpvpn_core.errors import JsonDecodeError, JumpVpnError
 from jumpvpn_core.lab.net import Topology, cleanup
 
-__all__ = ["Agent", "AgentError", "Lab", "install_exit_guards", "until"]
+__all__ = [
+    "Agent",
+    "AgentError",
+    "ControlLineError",
+    "Lab",
+    "decode_line",
+    "install_exit_guards",
+    "until",
+]
 
 _ACTIVE: set[str] = set()
 _AGENT_MAX_S = 300.0
 
 
-class AgentError(RuntimeError):
+class AgentError(JumpVpnError, RuntimeError):
     """An agent answered a request with an error, or did not answer in time."""
+
+
+class ControlLineError(AgentError):
+    """A control channel line that is not one JSON object. The message says what was
+    wrong (the safe loader's reason), never what the line held."""
+
+
+def decode_line(line: bytes) -> dict[str, Any]:
+    """One line of the control channel (either direction) as a JSON object, read through
+    the package's one JSON loader (`jumpvpn_core.jsonsafe`): bounded depth and integer
+    size, no NaN, no repeated keys. Raises `ControlLineError` and nothing else."""
+    try:
+        value = jsonsafe.loads(line)
+    except JsonDecodeError as exc:
+        raise ControlLineError(f"control line: {exc}") from None
+    if not isinstance(value, dict):
+        raise ControlLineError("control line is not a JSON object")
+    return value
 
 
 def _teardown_active() -> None:
@@ -64,6 +92,8 @@ class Agent:
         self.proc = proc
         self._next = 0
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        #: Lines from the agent that were not one JSON object.
+        self.bad_lines = 0
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
@@ -83,10 +113,12 @@ class Agent:
             if not line:
                 break
             try:
-                answer = json.loads(line)
-            except json.JSONDecodeError:
+                answer = decode_line(line)
+            except ControlLineError:
+                self.bad_lines += 1  # cannot be matched to a request: counted, skipped
                 continue
-            future = self._waiting.pop(answer.get("id"), None)
+            rid = answer.get("id")
+            future = self._waiting.pop(rid, None) if type(rid) is int else None
             if future is not None and not future.done():
                 future.set_result(answer)
         for future in self._waiting.values():

@@ -17,11 +17,28 @@ The data key that authenticates DATA and HEARTBEAT datagrams is derived from the
 control key with its own HKDF label: a different key, yet one that any gateway node holding
 the session's committed record (which carries the control key) can derive, so a node that
 takes a session over from a shared store serves its data plane too (`UdpServer.adopt`).
+
+Under load the server answers an initiation with a stateless cookie instead of a key
+exchange (`CookieJar`, `HandshakeLoad`; WireGuard's cookie reply, QUIC's Retry):
+
+    cookie = BLAKE2s(key=cookie secret, digest_size=16,
+                     "jumpvpn-core/v3 cookie" || address || client_public)
+
+where `address` is the initiation's source as `u8 len | host | u16 port`
+(`cookie_address`). The cookie secret is 32 random bytes, replaced every `rotation_ms`; a
+cookie made under the current or the previous secret is accepted. Keyed BLAKE2s is the MAC
+WireGuard's cookies use; here it is also the cheapest MAC of the standard library. So a
+forged initiation costs the server one short MAC, and only a client that receives datagrams
+at its source address gets a key exchange.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import os
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from cryptography.hazmat.primitives import hashes
@@ -33,7 +50,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jumpvpn_core.proof import SESSION_ID_SIZE
 from jumpvpn_core.transports.errors import HandshakeError
 from jumpvpn_core.transports.wire import (
+    COOKIE_SIZE,
     KEY_SHARE_SIZE,
+    NO_COOKIE,
     TAG_SIZE,
     DataMessage,
     HeartbeatMessage,
@@ -41,11 +60,15 @@ from jumpvpn_core.transports.wire import (
 )
 
 __all__ = [
+    "COOKIE_SECRET_SIZE",
     "DATA_KEY_SIZE",
     "SECRET_SIZE",
+    "CookieJar",
     "HandshakeKeys",
+    "HandshakeLoad",
     "Initiator",
     "authentic",
+    "cookie_address",
     "data_tag",
     "derive_data_key",
     "respond",
@@ -57,6 +80,8 @@ DATA_KEY_SIZE = 32
 _INFO = b"jumpvpn-core/v1 reference handshake"
 _DATA_SALT = b"jumpvpn-core/v1 reference data"
 _DATA_INFO = b"jumpvpn-core/v1 data key"
+_COOKIE_LABEL = b"jumpvpn-core/v3 cookie"
+COOKIE_SECRET_SIZE = 32
 
 
 @attrs.frozen
@@ -135,3 +160,123 @@ def seal(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bytes:
 def authentic(data_key: bytes, message: DataMessage | HeartbeatMessage) -> bool:
     """Whether `message`'s tag is right under `data_key` (constant-time comparison)."""
     return hmac.compare_digest(data_tag(data_key, message.tag_input()), message.tag)
+
+
+def cookie_address(host: str, port: int) -> bytes:
+    """The address a cookie covers: `u8 len | host | u16 port`, `host` the textual address
+    the socket reported (ASCII; anything else is replaced, never raised on)."""
+    raw = host.encode("ascii", "replace")[:255]
+    return bytes((len(raw),)) + raw + (port & 0xFFFF).to_bytes(2, "big")
+
+
+class CookieJar:
+    """Makes and checks handshake cookies under a rotating secret (stateless per client).
+
+    `random(n)` supplies the secrets (default `os.urandom`); `rotation_ms` is how long one
+    secret makes cookies. A cookie verifies under the current secret or the one before it,
+    so a cookie stays good for at least `rotation_ms` and at most twice that. Addresses are
+    `cookie_address(...)` bytes. The MAC is keyed BLAKE2s with a 16-byte output, keyed once
+    per secret (each cookie copies the keyed state): a cookie must cost far less than an
+    exchange.
+    """
+
+    __slots__ = ("_current", "_previous", "_random", "_rotated_at", "rotation_ms")
+
+    def __init__(self, rotation_ms: int,
+                 random: Callable[[int], bytes] = os.urandom) -> None:
+        if type(rotation_ms) is not int or rotation_ms < 1:
+            raise ValueError("rotation_ms must be a positive int")
+        self.rotation_ms = rotation_ms
+        self._random = random
+        self._current = self._keyed()
+        self._previous: Any = None
+        self._rotated_at: int | None = None
+
+    def __repr__(self) -> str:
+        return f"CookieJar(rotation_ms={self.rotation_ms})"
+
+    def _keyed(self) -> Any:
+        return hashlib.blake2s(key=self._random(COOKIE_SECRET_SIZE), digest_size=COOKIE_SIZE)
+
+    def _rotate(self, now_ms: int) -> None:
+        if self._rotated_at is None:
+            self._rotated_at = now_ms
+        elif now_ms - self._rotated_at >= 2 * self.rotation_ms:  # both secrets too old
+            self._previous, self._current = None, self._keyed()
+            self._rotated_at = now_ms
+        elif now_ms - self._rotated_at >= self.rotation_ms:
+            self._previous, self._current = self._current, self._keyed()
+            self._rotated_at = now_ms
+
+    def make(self, address: bytes, client_public: bytes, now_ms: int) -> bytes:
+        """The cookie for an initiation of `client_public` from `address`."""
+        self._rotate(now_ms)
+        return _cookie(self._current, address, client_public)
+
+    def check(self, address: bytes, client_public: bytes, cookie: bytes, now_ms: int) -> bool:
+        """Whether `cookie` was made here for `client_public` at `address` under the current
+        or the previous secret (constant-time comparisons). `NO_COOKIE` never verifies."""
+        self._rotate(now_ms)
+        if cookie == NO_COOKIE:
+            return False
+        if hmac.compare_digest(_cookie(self._current, address, client_public), cookie):
+            return True
+        previous = self._previous
+        return previous is not None and hmac.compare_digest(
+            _cookie(previous, address, client_public), cookie)
+
+
+def _cookie(keyed: Any, address: bytes, client_public: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(_COOKIE_LABEL + address + client_public)
+    digest: bytes = mac.digest()
+    return digest
+
+
+class HandshakeLoad:
+    """How many handshake initiations arrived in the last second (sans-IO: told the time).
+
+    Two one-second buckets; the estimate is the current bucket plus the previous one
+    weighted by the part of it still inside the last second. `over(now_ms)` is whether it
+    exceeds `per_second` (0: always).
+    """
+
+    __slots__ = ("_bucket", "_count", "_previous", "per_second")
+
+    def __init__(self, per_second: int) -> None:
+        if type(per_second) is not int or per_second < 0:
+            raise ValueError("per_second must be a non-negative int")
+        self.per_second = per_second
+        self._bucket = 0
+        self._count = 0
+        self._previous = 0
+
+    def _advance(self, now_ms: int) -> None:
+        bucket = now_ms // 1000
+        if bucket != self._bucket:
+            self._previous = self._count if bucket == self._bucket + 1 else 0
+            self._count = 0
+            self._bucket = bucket
+
+    def note(self, now_ms: int) -> None:
+        """One initiation arrived at `now_ms`."""
+        self._advance(now_ms)
+        self._count += 1
+
+    def arrive(self, now_ms: int) -> bool:
+        """`note(now_ms)`, then `over(now_ms)`: the server's one call per initiation."""
+        if now_ms // 1000 != self._bucket:
+            self._advance(now_ms)
+        self._count += 1
+        if self.per_second == 0 or self._count > self.per_second:
+            return True
+        return self._count + self._previous * (1 - (now_ms % 1000) / 1000) > self.per_second
+
+    def rate(self, now_ms: int) -> float:
+        """Initiations in the last second (estimate)."""
+        self._advance(now_ms)
+        return self._count + self._previous * (1 - (now_ms % 1000) / 1000)
+
+    def over(self, now_ms: int) -> bool:
+        """Whether the server is under load at `now_ms`."""
+        return self.per_second == 0 or self.rate(now_ms) > self.per_second

@@ -1,6 +1,6 @@
 """The reference wire format: strict, versioned, fixed big-endian layout.
 
-Specified byte by byte in `specs/wire-format.md` (wire version 1). Every datagram is
+Specified byte by byte in `specs/wire-format.md` (wire version 3). Every datagram is
 
     u8 version (1) | u8 type | body
 
@@ -24,12 +24,15 @@ from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 
 __all__ = [
+    "COOKIE_SIZE",
     "KEY_SHARE_SIZE",
     "MAX_CHALLENGE_SIZE",
     "MAX_HOST_SIZE",
     "MAX_PAYLOAD_SIZE",
+    "NO_COOKIE",
     "TAG_SIZE",
     "WIRE_VERSION",
+    "CookieReply",
     "DataMessage",
     "HandshakeInit",
     "HandshakeResponse",
@@ -48,8 +51,12 @@ __all__ = [
 ]
 
 #: Version byte of every datagram. Bumped on any layout change.
-WIRE_VERSION = 2
+WIRE_VERSION = 3
 KEY_SHARE_SIZE = 32
+#: Size of a handshake cookie (`specs/wire-format.md`, "Handshake cookies").
+COOKIE_SIZE = 16
+#: The cookie field of an initiation that carries no cookie.
+NO_COOKIE = bytes(COOKIE_SIZE)
 TAG_SIZE = 16
 MAX_CHALLENGE_SIZE = 255
 MAX_HOST_SIZE = 253
@@ -69,6 +76,7 @@ class MessageKind(enum.IntEnum):
     REATTACH_ACCEPT = 0x05
     DATA = 0x06
     HEARTBEAT = 0x07
+    COOKIE_REPLY = 0x08
 
 
 class WireErrorReason(enum.StrEnum):
@@ -154,9 +162,21 @@ def _transport(_inst: object, attr: attrs.Attribute[Any], value: object) -> None
 
 @attrs.frozen
 class HandshakeInit:
-    """Client -> server: the client's X25519 public key (reference handshake only)."""
+    """Client -> server: the client's X25519 public key (reference handshake only), and
+    the cookie of the server's last `CookieReply` to it (`NO_COOKIE`: none yet)."""
 
     client_public: bytes = attrs.field(validator=_fixed(KEY_SHARE_SIZE))
+    cookie: bytes = attrs.field(default=NO_COOKIE, validator=_fixed(COOKIE_SIZE))
+
+
+@attrs.frozen
+class CookieReply:
+    """Server -> client, under load, instead of a key exchange: the cookie to repeat in
+    the initiation of `client_public` from the same address. The same size as the
+    initiation it answers (no amplification)."""
+
+    client_public: bytes = attrs.field(validator=_fixed(KEY_SHARE_SIZE))
+    cookie: bytes = attrs.field(validator=_fixed(COOKIE_SIZE))
 
 
 @attrs.frozen
@@ -246,6 +266,7 @@ class HeartbeatMessage:
 Message = (
     HandshakeInit
     | HandshakeResponse
+    | CookieReply
     | ReattachRequestMessage
     | PathChallengeMessage
     | ReattachAcceptMessage
@@ -275,7 +296,9 @@ def encode(message: Message) -> bytes:
     """The datagram for `message`. Raises `WireError` for an object that is not a message."""
     m = message
     if isinstance(m, HandshakeInit):
-        return _header(MessageKind.HANDSHAKE_INIT) + m.client_public
+        return _header(MessageKind.HANDSHAKE_INIT) + m.client_public + m.cookie
+    if isinstance(m, CookieReply):
+        return _header(MessageKind.COOKIE_REPLY) + m.client_public + m.cookie
     if isinstance(m, HandshakeResponse):
         return _header(MessageKind.HANDSHAKE_RESPONSE) + m.server_public + m.session_id
     if isinstance(m, ReattachRequestMessage):
@@ -364,7 +387,11 @@ class _Reader:
 def _decode_body(kind: MessageKind, r: _Reader) -> Message:
     sid = SESSION_ID_SIZE
     if kind is MessageKind.HANDSHAKE_INIT:
-        return HandshakeInit(r.take(KEY_SHARE_SIZE, "client public key"))
+        return HandshakeInit(r.take(KEY_SHARE_SIZE, "client public key"),
+                             r.take(COOKIE_SIZE, "cookie"))
+    if kind is MessageKind.COOKIE_REPLY:
+        return CookieReply(r.take(KEY_SHARE_SIZE, "client public key"),
+                           r.take(COOKIE_SIZE, "cookie"))
     if kind is MessageKind.HANDSHAKE_RESPONSE:
         return HandshakeResponse(r.take(KEY_SHARE_SIZE, "server public key"),
                                  r.take(sid, "session id"))

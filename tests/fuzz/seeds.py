@@ -120,6 +120,8 @@ def _seeds() -> Iterator[tuple[str, bytes]]:
     peer = TransportDescriptor.udp("198.51.100.7", 5000)
     for message in (
         udp_wire.HandshakeInit(bytes(range(32))),
+        udp_wire.HandshakeInit(bytes(range(32)), bytes(range(16))),
+        udp_wire.CookieReply(bytes(range(32)), bytes(range(16))),
         udp_wire.HandshakeResponse(bytes(32), SESSION_ID),
         udp_wire.ReattachRequestMessage(SESSION_ID, 1, 2, 3, peer, b"", bytes(32)),
         udp_wire.PathChallengeMessage(SESSION_ID, 0, 1, 3, b"\x01" * 16, peer, bytes(32)),

@@ -59,6 +59,23 @@ def test_gateway_policy_round_trips_through_plain_data() -> None:
         GatewayPolicy.from_data({"max_session": 3})
 
 
+_KEY_HEX = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+
+
+@pytest.mark.parametrize("data", [
+    {"max_sessions": _KEY_HEX}, {"max_sessions": int(_KEY_HEX, 16)},
+    {"ownership": _KEY_HEX}, {_KEY_HEX: 1}, {1: 1, "a": 2}, {"node_ids": _KEY_HEX},
+    {"source_flood_limit": [_KEY_HEX]}, _KEY_HEX, [_KEY_HEX],
+])
+def test_gateway_policy_errors_never_quote_a_value(data: object) -> None:
+    with pytest.raises(PolicyError) as info:
+        GatewayPolicy.from_data(data)
+    message = str(info.value)
+    assert _KEY_HEX not in message
+    assert str(int(_KEY_HEX, 16)) not in message
+    assert _KEY_HEX[:16] not in message
+
+
 def test_token_bucket_refills_in_integer_steps_without_losing_fractions() -> None:
     bucket = TokenBucket(limit=3, interval_ms=1_000, now_ms=0)
     assert [bucket.try_take(0) for _ in range(4)] == [True, True, True, False]

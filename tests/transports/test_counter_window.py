@@ -26,3 +26,25 @@ def test_counters_older_than_the_window_and_zero_are_refused() -> None:
 def test_send_counters_start_at_one_and_grow_by_one() -> None:
     window = CounterWindow()
     assert [window.next_counter() for _ in range(3)] == [1, 2, 3]
+
+
+def test_fresh_answers_like_accept_without_marking() -> None:
+    window = CounterWindow(floor=10)
+    assert not window.fresh(10)  # at the floor
+    assert window.fresh(11)
+    assert window.fresh(11)  # asking twice marks nothing
+    assert window.accept(11)
+    assert not window.fresh(11)
+    assert not window.accept(11)
+    assert window.top == 11
+
+
+def test_a_floor_refuses_everything_at_or_below_it_and_never_lowers() -> None:
+    window = CounterWindow()
+    assert window.accept(3)
+    window.raise_floor(100)
+    window.raise_floor(50)  # never lowers
+    assert window.top == 100
+    assert not window.accept(100)
+    assert not window.accept(99)
+    assert window.accept(101)

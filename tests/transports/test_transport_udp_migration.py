@@ -308,7 +308,7 @@ def test_a_silent_server_is_a_handshake_timeout() -> None:
             with pytest.raises(HandshakeTimeoutError):
                 await UdpClient.connect(silent.address, config=ClientConfig(
                     handshake_timeout_ms=200, handshake_attempts=2))
-            assert silent.bytes_received == 2 * 34
+            assert silent.bytes_received == 2 * 50  # two HANDSHAKE_INITs (wire version 3)
         finally:
             silent.close()
 
@@ -398,11 +398,64 @@ def test_a_node_that_takes_a_session_over_from_the_store_serves_its_data_plane()
         assert committed is not None
         taker.adopt(committed[1])
         assert taker.route(sid) == client.local
-        peer.send(data[1], taker.address)  # the client's datagram, authenticated by the taker
         message = decode(data[1])
         assert isinstance(message, DataMessage)
-        await until(lambda: message.seq in taker.delivered.get(sid, set()))
+        # Captured before the takeover, replayed from elsewhere: the taker's window has no
+        # floor yet, so only the session's route may arm it.
+        peer.send(data[1], taker.address)
+        await until(lambda: taker.drops["adopted_unarmed"] == 1)
+        assert message.seq not in taker.delivered.get(sid, set())
+        client.server = taker.address  # the client's own traffic now reaches the taker
+        client.start_stream()
+        await until(lambda: bool(taker.delivered.get(sid)))  # authenticated by the taker
+        client.stop_stream()
+        peer.send(data[1], taker.address)  # armed: below the floor now
+        await until(lambda: taker.drops["replayed"] == 1)
+        assert message.seq not in taker.delivered[sid]
         assert taker.drops["bad_tag"] == 0
+        assert taker.counter_floor(sid) > message.counter
+        peer.close()
+        await taker.close()
+        await close(opener, client)
+
+    run(scenario())
+
+
+def test_an_adoption_that_carries_the_counter_floor_refuses_every_captured_datagram() -> None:
+    data: list[bytes] = []
+
+    def tap(datagram: bytes, _local: TransportDescriptor, _remote: TransportDescriptor) -> None:
+        if datagram[1] == MessageKind.DATA:
+            data.append(datagram)
+
+    async def scenario() -> None:
+        store = MemoryStore()
+        nodes = GatewayPolicy(ownership=OwnershipMode.SHARED, node_ids=("a", "b"))
+        first = Gateway(store, nodes, node_id="a", session_policy=POLICY)
+        second = Gateway(store, nodes, node_id="b", session_policy=POLICY)
+        opener = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(first))
+        taker = await UdpServer.bind("127.0.0.1", 0, sessions=GatewaySessionHost(second))
+        client = await UdpClient.connect(opener.address, policy=POLICY, config=CONFIG, tap=tap)
+        sid = client.session_id
+        client.start_stream()
+        await until(lambda: len(data) >= 3)
+        client.stop_stream()
+        last = decode(data[-1])
+        assert isinstance(last, DataMessage)
+        await until(lambda: opener.counter_floor(sid) >= last.counter)  # all of them arrived
+        committed = first.committed(sid)
+        assert committed is not None
+        with pytest.raises(TransportError):
+            taker.adopt(committed[1], counter_floor=-1)
+        taker.adopt(committed[1], counter_floor=opener.counter_floor(sid))
+        peer = await RawUdpPeer.open("127.0.0.1", 0)
+        for datagram in data:
+            peer.send(datagram, taker.address)
+        await until(lambda: taker.drops["replayed"] == len(data))
+        assert taker.drops["adopted_unarmed"] == 0
+        assert not taker.delivered.get(sid)
+        state = second.local_state(sid)
+        assert state is None or getattr(state.side, "pending", None) is None  # no validation
         peer.close()
         await taker.close()
         await close(opener, client)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 from jumpvpn_core.transports.wire import (
     WIRE_VERSION,
+    CookieReply,
     DataMessage,
     HandshakeInit,
     HandshakeResponse,
@@ -41,7 +42,10 @@ hosts = st.one_of(
 transports = st.builds(TransportDescriptor, st.sampled_from(list(TransportKind)), hosts,
                        st.integers(1, 65535))
 messages: st.SearchStrategy[Message] = st.one_of(
-    st.builds(HandshakeInit, st.binary(min_size=32, max_size=32)),
+    st.builds(HandshakeInit, st.binary(min_size=32, max_size=32),
+              st.binary(min_size=16, max_size=16)),
+    st.builds(CookieReply, st.binary(min_size=32, max_size=32),
+              st.binary(min_size=16, max_size=16)),
     st.builds(HandshakeResponse, st.binary(min_size=32, max_size=32), sids),
     st.builds(ReattachRequestMessage, sids, nonces, u64, u64, transports,
               st.binary(max_size=255), st.binary(min_size=32, max_size=32)),

@@ -58,7 +58,9 @@ from jumpvpn_core.transports.udp.endpoint import (
     positive,
 )
 from jumpvpn_core.transports.wire import (
+    NO_COOKIE,
     TAG_SIZE,
+    CookieReply,
     DataMessage,
     HandshakeInit,
     HandshakeResponse,
@@ -120,6 +122,9 @@ class UdpClient(Driver):
         self._window = CounterWindow()
         self._active: TransportDescriptor | None = None
         self._handshake: tuple[Initiator, asyncio.Future[HandshakeKeys]] | None = None
+        self._handshake_endpoint: Endpoint | None = None
+        self._cookie = NO_COOKIE
+        self._cookie_replies = 0
         self._closed = False
         self.ended = asyncio.Event()
         #: Every BindTransport the client executed.
@@ -264,23 +269,43 @@ class UdpClient(Driver):
         initiator = Initiator()
         future: asyncio.Future[HandshakeKeys] = asyncio.get_running_loop().create_future()
         self._handshake = (initiator, future)
-        datagram = encode(HandshakeInit(initiator.public))
+        self._handshake_endpoint = endpoint
+        self._cookie, self._cookie_replies = NO_COOKIE, 0
         attempts = self.config.handshake_attempts
         wait_s = self.config.handshake_timeout_ms / attempts / 1000
         try:
             for _ in range(attempts):
-                self._send(endpoint, datagram)
+                self._send(endpoint, encode(HandshakeInit(initiator.public, self._cookie)))
                 try:
                     return await asyncio.wait_for(asyncio.shield(future), wait_s)
                 except TimeoutError:
                     continue
         finally:
             self._handshake = None
+            self._handshake_endpoint = None
             future.cancel()
         raise HandshakeTimeoutError(
             f"no handshake response from {self.server} within "
             f"{self.config.handshake_timeout_ms} ms ({attempts} attempts)"
         )
+
+    def _on_cookie_reply(self, message: CookieReply) -> None:
+        """The server is under load: repeat the initiation at once with its cookie (at most
+        `handshake_attempts` times per handshake, so replies cannot make us loop)."""
+        handshake, endpoint = self._handshake, self._handshake_endpoint
+        if handshake is None or endpoint is None or handshake[1].done():
+            self.drops["unexpected_cookie"] += 1
+            return
+        initiator = handshake[0]
+        if message.client_public != initiator.public:
+            self.drops["cookie_for_another_initiation"] += 1
+            return
+        if self._cookie_replies >= self.config.handshake_attempts:
+            self.drops["cookie_replies_exhausted"] += 1
+            return
+        self._cookie_replies += 1
+        self._cookie = message.cookie
+        self._send(endpoint, encode(HandshakeInit(initiator.public, message.cookie)))
 
     def _on_handshake_response(self, message: HandshakeResponse) -> None:
         if self._handshake is None:
@@ -339,6 +364,9 @@ class UdpClient(Driver):
                  endpoint: Endpoint) -> None:
         if isinstance(message, HandshakeResponse):
             self._on_handshake_response(message)
+            return
+        if isinstance(message, CookieReply):
+            self._on_cookie_reply(message)
             return
         now = self._clock.now_ms()
         state = self._state

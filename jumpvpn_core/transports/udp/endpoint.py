@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import os
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -140,6 +142,8 @@ class Endpoint(asyncio.DatagramProtocol):
     def __init__(self, receive: RawReceive) -> None:
         self._receive = receive
         self.transport: asyncio.DatagramTransport | None = None
+        # A duplicate descriptor of the same (non-blocking) socket, for `send_unbuffered`.
+        self._raw: socket.socket | None = None
         self.descriptor: TransportDescriptor  # set by connection_made, before any use
         self.closed = False
         self.errors = 0
@@ -148,6 +152,9 @@ class Endpoint(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
         host, port = transport.get_extra_info("sockname")[:2]
         self.descriptor = TransportDescriptor.udp(host, port)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._raw = socket.socket(fileno=os.dup(sock.fileno()))
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         if not self.closed:
@@ -159,6 +166,12 @@ class Endpoint(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._close_raw()
+
+    def _close_raw(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
 
     def send(self, datagram: bytes, to: TransportDescriptor) -> bool:
         """Send one datagram; False (nothing sent) once the socket is closed."""
@@ -167,9 +180,24 @@ class Endpoint(asyncio.DatagramProtocol):
         self.transport.sendto(datagram, (to.host, to.port))
         return True
 
+    def send_unbuffered(self, datagram: bytes, addr: tuple[Any, ...]) -> bool:
+        """Send one datagram now or never: no buffering when the socket is full, no event
+        loop bookkeeping (for answers to floods, where dropping is right). False if not
+        sent."""
+        raw = self._raw
+        if raw is None or self.closed:
+            return False
+        try:
+            raw.sendto(datagram, addr)
+        except OSError:
+            self.errors += 1
+            return False
+        return True
+
     def close(self) -> None:
         """Close the socket (idempotent)."""
         self.closed = True
+        self._close_raw()
         if self.transport is not None:
             self.transport.close()
 

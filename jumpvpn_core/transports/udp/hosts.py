@@ -42,7 +42,14 @@ __all__ = [
 
 
 class SessionTableError(JumpVpnError):
-    """The session table refused to open a session (full, or the id already exists)."""
+    """The session table refused to open a session (full, or the id already exists).
+
+    `full` is True when the refusal is for want of room (the server's admission rule may
+    then end a half-open session for a client that proved its address)."""
+
+    def __init__(self, message: str, *, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 class SessionHost(Protocol):
@@ -155,7 +162,8 @@ class LocalSessionHost:
         if session_id in self._live:
             raise SessionTableError("a live session already has this id")
         if len(self._live) >= self.max_sessions:
-            raise SessionTableError(f"session table full ({self.max_sessions} sessions)")
+            raise SessionTableError(f"session table full ({self.max_sessions} sessions)",
+                                    full=True)
         state = new_session(Role.SERVER, session_id, secret, now_ms, self.policy)
         self._live[session_id] = state
         effects = self.handle(session_id, Attach(now_ms, transport))
@@ -232,7 +240,8 @@ class GatewaySessionHost:
         result = self.gateway.open_session(session_id, secret, transport, now_ms)
         if not result.accepted:
             reason = result.reason.value if result.reason is not None else "refused"
-            raise SessionTableError(f"the gateway refused the session: {reason}")
+            raise SessionTableError(f"the gateway refused the session: {reason}",
+                                    full=result.reason is ReasonCode.SESSION_TABLE_FULL)
         return self._result(result)
 
     def handle(self, session_id: bytes, event: Event) -> Sequence[Effect] | None:
