@@ -39,11 +39,11 @@ def test_trace_csv_and_figures_are_byte_identical_for_one_two_and_three_workers(
     one = tmp_path / "1"
     trace = (one / "trace.jsonl").read_bytes()
     assert trace.count(b'"type": "state_change"') > 7  # every session at least attached
-    for workers in ("2", "3"):
-        assert (tmp_path / workers / "trace.jsonl").read_bytes() == trace
-        assert (tmp_path / workers / "sessions.csv").read_bytes() == \
+    for name in ("2", "3"):
+        assert (tmp_path / name / "trace.jsonl").read_bytes() == trace
+        assert (tmp_path / name / "sessions.csv").read_bytes() == \
             (one / "sessions.csv").read_bytes()
-        assert _figures(tmp_path / workers) == _figures(one)
+        assert _figures(tmp_path / name) == _figures(one)
 
 
 def test_a_shard_is_the_whole_world_restricted_to_its_sessions() -> None:
@@ -119,10 +119,8 @@ def test_simulate_exits_2_without_outputs_when_a_worker_fails(
         capsys: pytest.CaptureFixture[str]) -> None:
     from jumpvpn_core.cli import simulate
 
-    real = simulate.ShardedRun
-
     def failing(config: Any, workers: int) -> ShardedRun:
-        return real(config, workers, factory=FailingWorld)
+        return ShardedRun(config, workers, factory=FailingWorld)
 
     monkeypatch.setattr(simulate, "ShardedRun", failing)
     assert _simulate(tmp_path, 2, scenario="steady") == 2
