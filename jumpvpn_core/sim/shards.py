@@ -22,8 +22,10 @@ The run advances window by window of virtual time (`advance(mark)`): every shard
 `mark`, then its records up to `mark` are merged. A shard that fails (an exception in its
 world, a process that dies) raises `SimWorkerError`: the run has no result to give.
 
-Worker processes are started with `spawn` and with SIGINT blocked (they ignore Ctrl-C;
-the parent decides what an interrupt means: `drain()` then `finish()`).
+Worker processes are started with `fork` when this process runs a single thread on a
+platform that has it, with `spawn` otherwise (or as `start_method` says), and with SIGINT
+blocked: they ignore Ctrl-C; the parent decides what an interrupt means (`drain()`, then
+`finish()`). The results do not depend on the start method.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import heapq
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from operator import itemgetter
@@ -218,12 +221,21 @@ class _Remote:
             self.process.join(5)
 
 
+def _start_method() -> str:
+    """`fork` where the platform has it and this process runs one thread (a worker then
+    starts without importing anything: a copy of this process); `spawn` otherwise (forking
+    a process that runs other threads can copy a lock one of them holds)."""
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
+        return "fork"
+    return "spawn"
+
+
 class ShardedRun:
     """A world run as `workers` shards (see the module). Use as a context manager, or call
     `close()`: it ends the worker processes."""
 
     def __init__(self, config: SimConfig, workers: int, *, check: bool = False,
-                 factory: WorldFactory = World) -> None:
+                 factory: WorldFactory = World, start_method: str | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if not config_shardable(config):
@@ -237,7 +249,7 @@ class ShardedRun:
         if workers == 1:
             self._local = _Shard(config, (0, 1), factory, check)
             return
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context(start_method or _start_method())
         blocked = hasattr(signal, "pthread_sigmask")
         if blocked:  # the children inherit the mask: Ctrl-C reaches this process only
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

@@ -4,6 +4,7 @@ failing worker is an error (never a partial result), and unshardable worlds run 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,21 @@ def test_bad_worker_counts_are_refused(tmp_path: Path,
     with ShardedRun(config, 5) as run:
         assert run.workers == 2
         run.finish()
+
+
+def _records_and_rows(workers: int, start_method: str | None = None
+                      ) -> tuple[list[Any], list[Any]]:
+    config = build_scenario("flapping", 5, 15_000, 2)
+    with ShardedRun(config, workers, start_method=start_method) as run:
+        records = [*run.advance(7_000), *run.advance(15_000)]
+        return records, run.finish().outcomes
+
+
+@pytest.mark.parametrize("start_method", ["fork", "spawn"])
+def test_the_start_method_does_not_change_the_merged_run(start_method: str) -> None:
+    if start_method not in multiprocessing.get_all_start_methods():
+        pytest.skip(f"this platform has no {start_method} start method")
+    records, rows = _records_and_rows(1)
+    assert [(t, i) for t, i, _r in records] == sorted((t, i) for t, i, _r in records)
+    assert {i for _t, i, _r in records} == set(range(5))
+    assert _records_and_rows(2, start_method) == (records, rows)
