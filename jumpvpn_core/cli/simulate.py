@@ -6,10 +6,14 @@ machine-readable) and unless `--no-plots`, `timeline.png` (phase occupancy acros
 sessions beside the sample sessions' timelines) and `recovery-cdf.png` (recovery-time CDF
 over all sessions). See `docs/simulator.md`.
 
+The sessions are sharded across `--workers` processes (`jumpvpn_core.sim.shards`): the
+trace, CSV and figures are byte-identical for a seed whatever the number of workers.
+
 Exit status: 0 when the run finished, 2 on a usage error (bad scenario, sessions, duration,
-seed, config or output directory) or when the `sim` extra (rich, matplotlib) is not
-installed, 130 on Ctrl-C: the trace is closed and the CSV and summary of the sessions so
-far are written (`"interrupted": true` in summary.json).
+seed, workers, config or output directory), when the `sim` extra (rich, matplotlib) is not
+installed or when a worker fails (no outputs are left then), 130 on Ctrl-C: the trace is
+closed and the CSV and summary of the sessions so far are written (`"interrupted": true`
+in summary.json).
 """
 
 from __future__ import annotations

@@ -1,8 +1,13 @@
 """A deterministic discrete-event world: many client/server session pairs, virtual time,
 seeded failures and attackers, all driven through the real `step()`.
 
-No global state: every `World` owns its clock, its event queue, its `random.Random` and
-its sessions, so many worlds can run in one process. Embedders step a world themselves:
+No global state: every `World` owns its clock, its event queue, its sessions and their
+PRNGs, so many worlds can run in one process. Each session draws from its own
+`random.Random` seeded from (seed, session index), each attacker from (seed, attack
+index), the cluster from (seed, "cluster") (`derived_seed`): a session's run does not
+depend on the others. So the sessions of a world without cluster or attackers can be split
+into shards (`World(config, shard=(k, n))` holds the sessions whose index is k modulo n)
+run apart and merged (`jumpvpn_core.sim.shards`). Embedders step a world themselves:
 
     world = World(config)
     while world.step_once():          # or world.run_until(t)
