@@ -13,7 +13,7 @@ import pytest
 
 from jumpvpn_core.cli import main
 from jumpvpn_core.sim import World, build_scenario
-from jumpvpn_core.sim.shards import ShardedRun, SimWorkerError, default_workers
+from jumpvpn_core.sim.shards import ShardedRun, SimWorkerError, default_workers, usable_cpus
 from jumpvpn_core.sim.world import config_shardable
 
 # Facts of one run rather than figures of the world: they differ with the worker count.
@@ -163,3 +163,10 @@ def test_the_start_method_does_not_change_the_merged_run(start_method: str) -> N
     assert [(t, i) for t, i, _r in records] == sorted((t, i) for t, i, _r in records)
     assert {i for _t, i, _r in records} == set(range(5))
     assert _records_and_rows(2, start_method) == (records, rows)
+
+
+def test_default_workers_are_the_usable_cpus_for_a_large_world_and_one_for_a_small() -> None:
+    assert default_workers(build_scenario("steady", 10, 60_000, 1)) == 1  # 600 session-s
+    large = build_scenario("steady", 1_000, 600_000, 1)
+    assert default_workers(large) == min(usable_cpus(), 1_000)
+    assert default_workers(build_scenario("steady", 1, 10**8, 1)) == 1  # one session
