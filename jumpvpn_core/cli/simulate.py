@@ -6,10 +6,14 @@ machine-readable) and unless `--no-plots`, `timeline.png` (phase occupancy acros
 sessions beside the sample sessions' timelines) and `recovery-cdf.png` (recovery-time CDF
 over all sessions). See `docs/simulator.md`.
 
+The sessions are sharded across `--workers` processes (`jumpvpn_core.sim.shards`): the
+trace, CSV and figures are byte-identical for a seed whatever the number of workers.
+
 Exit status: 0 when the run finished, 2 on a usage error (bad scenario, sessions, duration,
-seed, config or output directory) or when the `sim` extra (rich, matplotlib) is not
-installed, 130 on Ctrl-C: the trace is closed and the CSV and summary of the sessions so
-far are written (`"interrupted": true` in summary.json).
+seed, workers, config or output directory), when the `sim` extra (rich, matplotlib) is not
+installed or when a worker fails (no outputs are left then), 130 on Ctrl-C: the trace is
+closed and the CSV and summary of the sessions so far are written (`"interrupted": true`
+in summary.json).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +46,14 @@ from jumpvpn_core.errors import JsonDecodeError
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.plots import SimTally
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
-from jumpvpn_core.sim.world import SessionOutcome, SimConfig, World
+from jumpvpn_core.sim.shards import (
+    Keyed,
+    RunResult,
+    ShardedRun,
+    SimWorkerError,
+    default_workers,
+)
+from jumpvpn_core.sim.world import SessionOutcome, SimConfig
 
 __all__ = ["UsageError", "apply_config", "command", "parse_duration_ms", "summary_data"]
 
@@ -50,6 +61,8 @@ DEFAULT_OUT = "sim-out"
 _INSTALL_HINT = "pip install 'jumpvpn-core[sim]'"
 # Session-seconds above which a run is long enough to deserve a progress bar.
 _PROGRESS_THRESHOLD = 200_000
+# Virtual time run by every worker between two merges (and progress reports).
+_WINDOW_MS = 10_000
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m)?\s*$")
 _UNITS = {"ms": 1, "s": 1_000, "m": 60_000, None: 1_000}
 # Keys a `--config` file may override, beside `paths`.
@@ -149,23 +162,28 @@ def _write_csv(path: Path, rows: list[SessionOutcome]) -> None:
             writer.writerow(attrs.astuple(row))
 
 
-def _recorder(trace: TraceWriter, tally: SimTally) -> Callable[[dict[str, Any]], None]:
-    """Stream each audit record to the trace and into the tally."""
+def _recorder(trace: TraceWriter, tally: SimTally) -> Callable[[Iterable[Keyed]], None]:
+    """Stream merged audit records to the trace and into the tally."""
     write = trace.write
     feed = tally.record
 
-    def on_record(record: dict[str, Any]) -> None:
-        write(record)
-        feed(record)
+    def on_records(records: Iterable[Keyed]) -> None:
+        for _time, _index, record in records:
+            write(record)
+            feed(record)
 
-    return on_record
+    return on_records
 
 
-def summary_data(scenario: str, world: World, tally: SimTally, elapsed_s: float, *,
+def summary_data(scenario: str, result: RunResult, tally: SimTally, elapsed_s: float, *,
                  interrupted: bool = False) -> dict[str, Any]:
-    """The run's figures as one JSON-ready dict (written to `summary.json`)."""
-    stats = world.stats
-    config = world.config
+    """The run's figures as one JSON-ready dict (written to `summary.json`).
+
+    The same for a seed whatever the number of workers, except the facts of this run:
+    `workers`, `wall_s` and `events_per_wall_s` (and `outputs`, added by the command).
+    """
+    stats = result.stats
+    config = result.config
     recovered = sum(stats.recovery_histogram)
     percentiles = {label: stats.recovery_percentile(fraction)
                    for label, fraction in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
@@ -174,9 +192,9 @@ def summary_data(scenario: str, world: World, tally: SimTally, elapsed_s: float,
         "seed": config.seed,
         "sessions": config.sessions,
         "duration_ms": config.duration_ms,
-        "reached_ms": min(world.now_ms, config.duration_ms),
+        "reached_ms": min(result.now_ms, config.duration_ms),
         "interrupted": interrupted,
-        "surviving": world.surviving(),
+        "surviving": result.surviving,
         "terminated": dict(sorted(stats.end_reasons.items())),
         "recovery_ms": percentiles,
         "recovery_bound_ms": config.policy.max_recovery_window_ms,
@@ -187,6 +205,7 @@ def summary_data(scenario: str, world: World, tally: SimTally, elapsed_s: float,
         "security_events": stats.security_events,
         "attack_attempts": stats.attacks_sent,
         "events": stats.events,
+        "workers": result.workers,
         "wall_s": round(elapsed_s, 3),
         "events_per_wall_s": round(stats.events / max(elapsed_s, 1e-9)),
     }
@@ -229,6 +248,7 @@ def _summary_table(data: dict[str, Any]) -> Any:
         table.add_row(f"cluster: {name}", f"{count:,}")
     table.add_row("events", f"{data['events']:,}")
     table.add_row("events/s (wall)", f"{data['events_per_wall_s']:,}")
+    table.add_row("workers", f"{data['workers']:,}")
     table.add_row("wall time", f"{data['wall_s']:.1f} s")
     return table
 
@@ -252,15 +272,31 @@ def _held_sigint() -> Iterator[list[int]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -> None:
-    """Run to the end, with a bar on a terminal and plain lines elsewhere."""
-    config = world.config
+def _run(run: ShardedRun, scenario: str, err: Any, progress: ProgressLines,
+         sink: Callable[[Iterable[Keyed]], None]) -> None:
+    """Run to the end window by window, with a bar on a terminal and plain lines elsewhere.
+
+    With worker processes, Ctrl-C takes effect between two windows (a window is short), so
+    that no answer of a worker is cut in half; in this process, at once.
+    """
+    config = run.config
     long_run = config.sessions * config.duration_ms // 1_000 >= _PROGRESS_THRESHOLD
     total_s = config.duration_ms / 1e3
+    marks = range(_WINDOW_MS, config.duration_ms + _WINDOW_MS, _WINDOW_MS)
 
     def lines(now: int) -> None:
         progress.update(f"{now / 1e3:,.0f}/{total_s:,.0f} s virtual "
-                        f"({100 * now // config.duration_ms}%), {world.stats.events:,} events")
+                        f"({100 * now // config.duration_ms}%), {run.events:,} events")
+
+    def windows(report: Callable[[int], None]) -> None:
+        hold: contextlib.AbstractContextManager[list[int]] = (
+            _held_sigint() if run.workers > 1 else contextlib.nullcontext([]))
+        with hold as held:
+            for mark in marks:
+                sink(run.advance(mark))
+                report(run.mark)
+                if held:
+                    raise KeyboardInterrupt
 
     if long_run and err.is_terminal:
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -269,9 +305,9 @@ def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -
                       TextColumn("{task.completed:,.0f}/{task.total:,.0f} s virtual"),
                       TimeRemainingColumn(), console=err, transient=True) as bar:
             task = bar.add_task(f"simulate {scenario}", total=total_s)
-            world.run(progress=lambda now: bar.update(task, completed=now / 1e3))
+            windows(lambda now: bar.update(task, completed=now / 1e3))
     else:
-        world.run(progress=lines)
+        windows(lines)
 
 
 @verb("simulate", "Run a named scenario with many sessions in virtual time.\n\n"
@@ -290,12 +326,16 @@ def _run_world(world: World, scenario: str, err: Any, progress: ProgressLines) -
                    f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects with keys "
                    f"{', '.join(_LINK_KEYS)})")
 @click.option("--no-plots", is_flag=True, help="skip the two PNG plots")
+@click.option("--workers", default=None, metavar="N",
+              help="worker processes the sessions are sharded across (default: the usable "
+                   "CPUs; 1 for a small run); the outputs are the same for any N. A world "
+                   "with a cluster or attackers runs in one process")
 @click.option("--trace-key", default=None, metavar="FILE|HEX",
               help="MAC the trace's checkpoints with this key (verify-trace --key)")
 @json_option
 def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
-            config_path: Path | None, no_plots: bool, trace_key: str | None,
-            as_json: bool) -> int:
+            config_path: Path | None, no_plots: bool, workers: str | None,
+            trace_key: str | None, as_json: bool) -> int:
     """Handler of `jumpvpn simulate`."""
     try:
         key = key_option(trace_key)
@@ -310,6 +350,8 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
         raise UsageError(str(exc)) from None
     if config_path is not None:
         config = apply_config(config, _read_config(config_path))
+    worker_count = (default_workers(config) if workers is None
+                    else _int_arg("workers", workers, 1))
     try:
         from rich.console import Console
 
@@ -327,30 +369,41 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
     interrupted = False
     tally = SimTally(config.sessions, config.duration_ms)
     started = time.perf_counter()
-    with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
-            TraceWriter(handle.write, writer="jumpvpn simulate", key=key) as trace:
-        # Ctrl-C while the sessions are being built is held until the world exists, so
-        # that there is always a world whose sessions the CSV and summary can describe.
-        with _held_sigint() as held:
-            world = World(config, on_record=_recorder(trace, tally))
-        try:
-            if held:
-                raise KeyboardInterrupt
-            _run_world(world, scenario, err, progress)
-        except KeyboardInterrupt:
-            interrupted = True
+    try:
+        with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
+                TraceWriter(handle.write, writer="jumpvpn simulate", key=key) as trace:
+            sink = _recorder(trace, tally)
+            # Ctrl-C while the sessions are being built is held until the run exists, so
+            # that there are always sessions the CSV and summary can describe.
+            with _held_sigint() as held:
+                run = ShardedRun(config, worker_count)
+            with run:
+                try:
+                    if held:
+                        raise KeyboardInterrupt
+                    _run(run, scenario, err, progress, sink)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    with _held_sigint():
+                        sink(run.drain())
+                with _held_sigint():
+                    result = run.finish()
+    except SimWorkerError as exc:
+        for name in ("trace.jsonl", "sessions.csv", "summary.json"):
+            (out / name).unlink(missing_ok=True)
+        raise CliError(f"{exc}; the run has no result (no outputs written)") from None
     elapsed = time.perf_counter() - started
-    tally.finish(min(world.now_ms, config.duration_ms))
+    tally.finish(min(result.now_ms, config.duration_ms))
     # Written also when interrupted: the trace is closed above; the CSV and the summary
     # describe the sessions as they were when the run stopped.
-    _write_csv(out / "sessions.csv", world.outcomes())
-    data = summary_data(scenario, world, tally, elapsed, interrupted=interrupted)
+    _write_csv(out / "sessions.csv", result.outcomes)
+    data = summary_data(scenario, result, tally, elapsed, interrupted=interrupted)
     written = [trace_path, out / "sessions.csv", out / "summary.json"]
     if not no_plots and not interrupted:
         from jumpvpn_core.sim.plots import plot_recovery_cdf, plot_timeline
 
         title = f"{scenario}, seed {config.seed}, {config.sessions:,} sessions"
-        plot_timeline(world.stats, config.duration_ms, out / "timeline.png", title=title,
+        plot_timeline(result.stats, config.duration_ms, out / "timeline.png", title=title,
                       tally=tally)
         plot_recovery_cdf(tally, out / "recovery-cdf.png", title=title,
                           bound_ms=config.policy.max_recovery_window_ms)

@@ -1,10 +1,12 @@
 """Deterministic discrete-event simulator: many sessions, virtual time, seeded failures.
 
-The simulator drives the real `step()`; it adds only a world around it. See `World`.
+The simulator drives the real `step()`; it adds only a world around it. See `World`, and
+`ShardedRun` for a world's sessions run across worker processes.
 """
 
 from jumpvpn_core.sim.network import Blackout, Flapping, GilbertElliott, LinkModel, LinkSpec
 from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
+from jumpvpn_core.sim.shards import RunResult, ShardedRun, SimWorkerError
 from jumpvpn_core.sim.world import (
     AttackSpec,
     ClusterSpec,
@@ -24,10 +26,13 @@ __all__ = [
     "GilbertElliott",
     "LinkModel",
     "LinkSpec",
+    "RunResult",
     "ScenarioError",
     "SessionOutcome",
+    "ShardedRun",
     "SimConfig",
     "SimInvariantError",
+    "SimWorkerError",
     "World",
     "WorldStats",
     "build_scenario",

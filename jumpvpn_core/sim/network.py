@@ -1,5 +1,6 @@
 """Network failure models for the simulator. Each model owns its own state and draws from
-the world's seeded `random.Random`, so a world is reproducible and worlds never share state.
+its session's seeded `random.Random`, so a world is reproducible and worlds (and the
+sessions of one world) never share state.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ record turns into those counters. Nothing here steps the core or schedules anyth
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import attrs
@@ -59,7 +60,12 @@ class SessionOutcome:
 
 @attrs.define
 class SimSession:
-    """One client/server pair as the world runs it."""
+    """One client/server pair as the world runs it.
+
+    `rng` is this session's own PRNG (seeded from the world's seed and `index`): every
+    draw the session's own network makes comes from it, so a session's run does not depend
+    on the other sessions of its world.
+    """
 
     index: int
     session_id: bytes
@@ -67,6 +73,7 @@ class SimSession:
     server: SessionState
     paths: list[SimPath]
     by_local: dict[TransportDescriptor, int]
+    rng: random.Random = attrs.field(eq=False, repr=False)
     collapsed: bool = False
     last_client_rx_ms: int = 0
     #: The last reattach request seen on the wire (what a replaying attacker re-sends).

@@ -1,8 +1,13 @@
 """A deterministic discrete-event world: many client/server session pairs, virtual time,
 seeded failures and attackers, all driven through the real `step()`.
 
-No global state: every `World` owns its clock, its event queue, its `random.Random` and
-its sessions, so many worlds can run in one process. Embedders step a world themselves:
+No global state: every `World` owns its clock, its event queue, its sessions and their
+PRNGs, so many worlds can run in one process. Each session draws from its own
+`random.Random` seeded from (seed, session index), each attacker from (seed, attack
+index), the cluster from (seed, "cluster") (`derived_seed`): a session's run does not
+depend on the others. So the sessions of a world without cluster or attackers can be split
+into shards (`World(config, shard=(k, n))` holds the sessions whose index is k modulo n)
+run apart and merged (`jumpvpn_core.sim.shards`). Embedders step a world themselves:
 
     world = World(config)
     while world.step_once():          # or world.run_until(t)
@@ -32,6 +37,7 @@ a debugging and test aid, several times slower.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import random
 from collections.abc import Callable
@@ -70,7 +76,12 @@ __all__ = [
     "SimInvariantError",
     "World",
     "WorldStats",
+    "config_shardable",
+    "derived_seed",
 ]
+
+#: Receives (virtual time, session index, audit record) for each record a session writes.
+SessionRecordSink = Callable[[int, int, dict[str, Any]], None]
 
 # Queue item kinds. Ints keep heap tuples cheap to compare.
 _HEARTBEAT = 0
@@ -85,6 +96,15 @@ _ATTACK = 8
 
 _HEARTBEAT_BYTES = 120
 _SAMPLE_TIMELINES = 8
+
+
+def derived_seed(seed: int, stream: str, number: int = 0) -> int:
+    """The seed of one independent PRNG stream of a world: `stream` is `session` (number:
+    the session index), `attack` (number: the attack's position in `SimConfig.attacks`)
+    or `cluster`. SHA-256 of the three, so that streams never overlap by construction and
+    the same (seed, stream, number) gives the same draws on every platform."""
+    digest = hashlib.sha256(f"jumpvpn-sim/{seed}/{stream}/{number}".encode()).digest()
+    return int.from_bytes(digest[:16], "big")
 
 
 @attrs.frozen
@@ -195,6 +215,17 @@ class SimConfig:
             raise ValueError("; ".join(problems))
 
 
+def config_shardable(config: SimConfig) -> bool:
+    """True when the sessions of `config` are independent of one another, so that a world
+    can be split into shards (`World(shard=...)`) run apart and merged: no cluster (its
+    nodes share one store) and no attacker (each picks its targets among all sessions)."""
+    return config.cluster is None and not config.attacks
+
+
+def _exp(mean_ms: int, rng: random.Random) -> int:
+    return 1 + int(rng.expovariate(1.0 / mean_ms))
+
+
 class World:
     """Many session pairs in one virtual-time world.
 
@@ -204,10 +235,23 @@ class World:
 
     def __init__(self, config: SimConfig,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
-                 *, check: bool = False) -> None:
+                 *, check: bool = False, shard: tuple[int, int] = (0, 1),
+                 on_session_record: SessionRecordSink | None = None) -> None:
+        number, of = shard
+        if not 0 <= number < of:
+            raise ValueError(f"shard {shard} must be (number, count) with 0 <= number < count")
+        if of > 1 and not config_shardable(config):
+            raise ValueError("a world with a cluster or attackers runs whole: its sessions "
+                             "share a store or an attacker, so it cannot be sharded")
         self.config = config
+        self.shard = shard
         self.now_ms = 0
-        self.rng = random.Random(config.seed)
+        #: The world's own PRNG: cluster routing and split-brain draws only. Each session
+        #: and each attacker draws from its own (`derived_seed`).
+        self.rng = random.Random(derived_seed(config.seed, "cluster"))
+        self._attack_rngs = [random.Random(derived_seed(config.seed, "attack", number))
+                             for number in range(len(config.attacks))]
+        self._on_session_record = on_session_record
         self.stats = WorldStats(
             recovery_histogram=[0] * (config.policy.max_recovery_window_ms + 1)
         )
@@ -219,9 +263,12 @@ class World:
         #: Cluster mode: the gateway nodes that play every session's server side.
         self.cluster = (None if config.cluster is None
                         else Cluster(config, self.stats.cluster, self._clock, self.rng))
+        #: This world's sessions (all of them, or those of its shard), by index order.
         self.sessions: list[SimSession] = []
-        for index in range(config.sessions):
+        for index in range(number, config.sessions, of):
             self.sessions.append(self._make_session(index))
+        self._by_index: list[SimSession] | dict[int, SimSession] = (
+            self.sessions if of == 1 else {s.index: s for s in self.sessions})
         for attack_number, attack in enumerate(config.attacks):
             self._push(attack.start_ms, _ATTACK, -1, (attack_number, attack))
 
@@ -229,7 +276,7 @@ class World:
 
     def _make_session(self, index: int) -> SimSession:
         cfg = self.config
-        rng = self.rng
+        rng = random.Random(derived_seed(cfg.seed, "session", index))
         session_id = rng.randbytes(16)
         secret = rng.randbytes(32)
         start = rng.randrange(max(1, cfg.start_spread_ms))
@@ -244,7 +291,7 @@ class World:
             paths.append(SimPath(local, public, up, down, spec.one_way_delay_ms,
                                  spec.nat_rebind_mean_ms))
         session = SimSession(index, session_id, client, server, paths,
-                             {p.local: i for i, p in enumerate(paths)})
+                             {p.local: i for i, p in enumerate(paths)}, rng)
         session.last_client_rx_ms = start
         if index < _SAMPLE_TIMELINES:
             self.stats.timelines[index] = [(start, Phase.BIRTH.value)]
@@ -260,7 +307,8 @@ class World:
         self._push(start + cfg.heartbeat_ms, _HEARTBEAT, index, None)
         for number, path in enumerate(paths):
             if path.rebind_mean_ms:
-                self._push(start + self._exp(path.rebind_mean_ms), _NAT_REBIND, index, number)
+                self._push(start + _exp(path.rebind_mean_ms, rng), _NAT_REBIND, index,
+                           number)
         if cfg.collapse_probability and rng.random() < cfg.collapse_probability:
             begin = rng.randint(*cfg.collapse_start_ms)
             end = begin + rng.randint(*cfg.collapse_length_ms)
@@ -269,9 +317,6 @@ class World:
 
     def _clock(self) -> int:
         return self.now_ms
-
-    def _exp(self, mean_ms: int) -> int:
-        return 1 + int(self.rng.expovariate(1.0 / mean_ms))
 
     def _push(self, time_ms: int, kind: int, index: int, payload: Any) -> None:
         self._seq += 1
@@ -285,7 +330,7 @@ class World:
             return False
         time_ms, _seq, kind, index, payload = heapq.heappop(self._queue)
         self.now_ms = time_ms
-        session = self.sessions[index] if index >= 0 else None
+        session = self._by_index[index] if index >= 0 else None
         if session is None:
             self._attack(payload)
         else:
@@ -297,7 +342,7 @@ class World:
         limit = min(time_ms, self.config.duration_ms)
         queue = self._queue
         pop = heapq.heappop
-        sessions = self.sessions
+        sessions = self._by_index
         dispatch = self._dispatch
         # The hot loop: `step_once` inlined (one pop and one dispatch per happening).
         while queue and queue[0][0] <= limit:
@@ -350,10 +395,11 @@ class World:
                 self._schedule_tick(session, Role.SERVER, session.server)
         elif kind == _NAT_REBIND:
             path = session.paths[payload]
+            rng = session.rng
             path.public = TransportDescriptor.udp(path.public.host,
-                                                  10_000 + self.rng.randrange(50_000))
+                                                  10_000 + rng.randrange(50_000))
             if session.server.phase is not Phase.TERMINATED:
-                self._push(now + self._exp(path.rebind_mean_ms), _NAT_REBIND, session.index,
+                self._push(now + _exp(path.rebind_mean_ms, rng), _NAT_REBIND, session.index,
                            payload)
         elif kind == _COLLAPSE_START:
             session.collapsed = True
@@ -374,7 +420,7 @@ class World:
         active = client.link.active
         if active is not None and not client.link.active_failed and not session.collapsed:
             path = session.paths[session.by_local[active]]
-            rng = self.rng
+            rng = session.rng
             delivered_up = path.up.delivers(now, rng)
             if delivered_up:
                 self._server(session, ev.InboundTraffic(now, path.public, _HEARTBEAT_BYTES))
@@ -418,9 +464,10 @@ class World:
     def _attack(self, payload: tuple[int, AttackSpec]) -> None:
         number, attack = payload
         now = self.now_ms
-        session = self.sessions[self.rng.randrange(len(self.sessions))]
+        rng = self._attack_rngs[number]
+        session = self.sessions[rng.randrange(len(self.sessions))]
         self.stats.attacks_sent += 1
-        self._server(session, attack_request(attack.kind, number, session, now, self.rng))
+        self._server(session, attack_request(attack.kind, number, session, now, rng))
         interval = max(1, 1_000 // attack.rate_per_s)
         self._push(now + interval, _ATTACK, -1, payload)
 
@@ -521,7 +568,7 @@ class World:
 
     def _execute(self, session: SimSession, role: Role, effects: tuple[fx.Effect, ...]) -> None:
         now = self.now_ms
-        rng = self.rng
+        rng = session.rng
         stats = self.stats
         for effect in effects:
             if isinstance(effect, fx.StateChanged):
@@ -531,8 +578,7 @@ class World:
                 stats.rejections[effect.reason.value] += 1
                 if effect.reason_class is ReasonClass.SECURITY_EVENT:
                     stats.security_events += 1
-                if self._on_record is not None:
-                    self._on_record(effect.to_record())
+                self._emit(session, effect.to_record())
             elif isinstance(effect, fx.SendReattachRequest):
                 number = session.by_local.get(effect.via)
                 if number is None or session.collapsed:
@@ -554,13 +600,18 @@ class World:
 
     def _audit(self, session: SimSession, change: fx.StateChanged) -> None:
         count_change(self.stats, session, change)
+        self._emit(session, change.to_record())
+
+    def _emit(self, session: SimSession, record: dict[str, Any]) -> None:
         if self._on_record is not None:
-            self._on_record(change.to_record())
+            self._on_record(record)
+        if self._on_session_record is not None:
+            self._on_session_record(self.now_ms, session.index, record)
 
     # -- results ---------------------------------------------------------------------------
 
     def outcomes(self) -> list[SessionOutcome]:
-        """One row per session, in creation order."""
+        """One row per session of this world (of its shard), in index order."""
         return [s.outcome() for s in self.sessions]
 
     def surviving(self) -> int:
