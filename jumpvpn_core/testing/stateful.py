@@ -4,9 +4,13 @@ the reference, and `run_conformance`, which runs it and returns a verdict.
 The machine plays everything around one session: the driver (attach, timers), the network
 (loss bursts, NAT rebinding, clock jumps, drop / duplicate / reorder of honest messages),
 an honest peer (valid proofs, path-challenge answers, accepts) and an attacker (forged,
-replayed, stale-version, future-version, wrong-session, flood). Every event goes to the
-reference and to the implementation under test through `Lockstep`, which compares them
-and runs the invariant checkers after every step.
+replayed, stale-version, future-version, wrong-session, flood). Some rules aim at edges
+(`jumpvpn_core.testing.boundaries`): the clock jumps to a deadline or window edge (-1, 0,
++1 ms) and the honest peer speaks there; requests carry timestamps at the freshness bounds
+and nonces at the replay window's edges or past 2^53; traffic comes from the bound
+address under another IPv6 zone; a known candidate is attached or rediscovered. Every
+event goes to the reference and to the implementation under test through `Lockstep`,
+which compares them and runs the invariant checkers after every step.
 
 Bind an implementation with `conformance_machine(impl)`; use the result like any
 `RuleBasedStateMachine` (`TestCase`, `run_state_machine_as_test`), or call
@@ -15,6 +19,8 @@ Bind an implementation with `conformance_machine(impl)`; use the result like any
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -37,6 +43,8 @@ from jumpvpn_core.phases import Phase as CorePhase
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import ClientSide, ServerSide
+from jumpvpn_core.testing.boundaries import edge_nonces, edges, freshness_offsets, siblings
+from jumpvpn_core.testing.coverage import Coverage
 from jumpvpn_core.testing.implementation import Implementation
 from jumpvpn_core.testing.lockstep import ConformanceFailure, FailureKind, FailureReport, Lockstep
 from jumpvpn_core.testing.strategies import (
@@ -56,6 +64,8 @@ from jumpvpn_core.testing.strategies import (
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
+    "DEFAULT_EXAMPLES",
+    "DEFAULT_STEPS",
     "ConformanceMachine",
     "ConformanceResult",
     "Recorder",
@@ -64,6 +74,13 @@ __all__ = [
 ]
 
 _FLOOD_EXTRA = 2
+
+_ENDING_EDGES = frozenset({"deadline", "birth-timeout", "transport-lost-ttl"})
+
+DEFAULT_EXAMPLES = 50
+"""The default budget: examples per run (each of up to `DEFAULT_STEPS` steps)."""
+DEFAULT_STEPS = 30
+"""The default budget: steps per example."""
 _faults = st.one_of(st.just(NetworkFault.DELIVER), network_faults())
 
 
@@ -80,11 +97,16 @@ class Recorder:
     with a slow implementation still ends promptly with the smallest failure so far.
     """
 
-    def __init__(self, shrink_budget: int | None = None) -> None:
+    def __init__(self, shrink_budget: int | None = None,
+                 deadline: Callable[[], bool] | None = None) -> None:
         self.first_protocol: FailureReport | None = None
         self.smallest: FailureReport | None = None
         self.examples = 0
         self.shrink_budget = shrink_budget
+        self.deadline = deadline
+        self.coverage = Coverage()
+        self.caught_at: tuple[int, int] | None = None
+        """`(examples, steps)` run when the first failure was seen (None: none yet)."""
         self._after_failure = 0
 
     def record(self, report: FailureReport) -> None:
@@ -93,9 +115,13 @@ class Recorder:
             self.first_protocol = report
         if self.smallest is None or report.step <= self.smallest.step:
             self.smallest = report
+        if self.caught_at is None:
+            self.caught_at = (self.examples, self.coverage.steps + 1)
 
     def example_started(self) -> None:
         """Count one example; stop the run when the shrink budget is spent."""
+        if self.smallest is None and self.deadline is not None and self.deadline():
+            raise _ShrinkBudgetSpent  # the time budget is spent, nothing found
         self.examples += 1
         if self.smallest is not None:
             self._after_failure += 1
@@ -141,7 +167,11 @@ class ConformanceMachine(RuleBasedStateMachine):
             raise
 
     def _apply(self, event: Any) -> None:
+        phase = self.lock.state.phase
         outcome = self._run(self.lock.apply, event)
+        recorder = type(self).recorder
+        if recorder is not None:
+            recorder.coverage.step(self.role, phase, event, outcome.raw_effects or ())
         for effect in outcome.raw_effects or ():
             if isinstance(effect, SendReattachRequest):
                 self.requests_seen.append(effect)
@@ -181,12 +211,14 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _request(self, source: TransportDescriptor, version: int, *, candidate:
                  TransportDescriptor | None = None, challenge: bytes = b"", size: int = 0,
                  session_id: bytes | None = None, nonce: int | None = None,
-                 forged: bytes | None = None) -> ev.ReattachRequest:
+                 forged: bytes | None = None,
+                 timestamp_ms: int | None = None) -> ev.ReattachRequest:
         if nonce is None:
             nonce, self.nonce = self.nonce, self.nonce + 1
         return self.peer.request(self.now, source, nonce=nonce, state_version=version,
                                  candidate=candidate, challenge=challenge, size=size,
-                                 session_id=session_id, forged_proof=forged)
+                                 session_id=session_id, forged_proof=forged,
+                                 timestamp_ms=timestamp_ms)
 
     def _accept(self, request: SendReattachRequest, version: int, *,
                 session_id: bytes | None = None, nonce: int | None = None,
@@ -358,6 +390,192 @@ class ConformanceMachine(RuleBasedStateMachine):
         """Traffic arrives from a new address (NAT churn, or a spoofer)."""
         self._apply(ev.InboundTraffic(self.now, source, size))
 
+    # --- edges: boundary-biased rules (jumpvpn_core.testing.boundaries) --------------------
+
+    def _boundary(self, label: str) -> None:
+        recorder = type(self).recorder
+        if recorder is not None:
+            recorder.coverage.boundary(label)
+
+    @precondition(lambda self: self._live())
+    @rule(data=st.data())
+    def jump_to_edge(self, data: st.DataObject) -> None:
+        """The clock lands on a deadline or window edge (-1, 0, +1 ms), and what that edge
+        bounds happens right there: a Tick at a deadline, a switch at the cooldown's edge,
+        a request at the rate window's edge, one more loss at the loss window's edge."""
+        found = edges(self.lock.state)
+        if not found:
+            return
+        # Edges that end the session when crossed are drawn a third as often as the others
+        # (an ended session has nothing left to test).
+        kinds = sorted({label.rstrip("+-1") for label, _ in found})
+        weighted = [k for k in kinds for _ in range(1 if k in _ENDING_EDGES else 3)]
+        kind = data.draw(st.sampled_from(weighted), label="edge")
+        label, at = data.draw(st.sampled_from([(la, t) for la, t in found
+                                               if la.rstrip("+-1") == kind]), label="at")
+        self.now = max(self.now, at)
+        self._boundary(label)
+        if kind.startswith("switch-"):
+            self._roam(data)
+        elif kind == "reattach-rate-window":
+            self._peer_speaks(data)
+        elif kind == "loss-window":
+            link = self.lock.state.link
+            threshold = self.lock.state.ident.policy.loss_threshold
+            self._apply(ev.PacketLoss(self.now, max(1, threshold - link.loss_streak)))
+        else:
+            self._apply(ev.Tick(self.now))
+
+    def _roam(self, data: st.DataObject) -> None:
+        """The honest peer moves the binding now: the server gets a request from a new
+        address and its challenge answered at once; the client gets an accept for its
+        latest request."""
+        if self.role is Role.CLIENT:
+            self._peer_speaks(data)
+            return
+        if self._server().pending is None or not self.challenges:
+            source = data.draw(rebinding_sources(), label="source")
+            self._apply(self._request(source, self._server().binding_version, size=1200))
+        if self._live() and self._server().pending is not None and self.challenges:
+            challenge = self.challenges[-1]
+            self._apply(self._request(challenge.to, self._server().binding_version,
+                                      challenge=challenge.challenge, size=200))
+
+    def _peer_speaks(self, data: st.DataObject) -> None:
+        """The honest peer's next message, at the current time."""
+        if not self._live():
+            return
+        if self.role is Role.SERVER:
+            source = data.draw(st.one_of(rebinding_sources(), transports()), label="source")
+            active = self.lock.state.link.active
+            if active is not None and data.draw(st.booleans(), label="from active"):
+                source = active
+            self._apply(self._request(source, self._server().binding_version, size=1200))
+        elif self.requests_seen:
+            request = self.requests_seen[-1]
+            self._apply(self._accept(request, request.state_version + 1))
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER)
+    @rule(data=st.data(), what=st.sampled_from(("timestamp", "nonce", "replay-at-limit")),
+          from_active=st.booleans(), source=rebinding_sources())
+    def edge_request(self, data: st.DataObject, what: str, from_active: bool,
+                     source: TransportDescriptor) -> None:
+        """An honest request whose timestamp sits on a freshness bound, or whose nonce sits
+        on an edge of the replay window (or past 2^53, or at u64 max); or requests up to
+        the rate limit and a replay on top (which refusal comes first)."""
+        state = self.lock.state
+        side = self._server()
+        active = state.link.active
+        policy = state.ident.policy
+        if from_active and active is not None:
+            source = active
+        if what == "timestamp":
+            label, offset = data.draw(st.sampled_from(freshness_offsets(policy)),
+                                      label="offset")
+            self._boundary(label)
+            self._apply(self._request(source, side.binding_version, size=1200,
+                                      timestamp_ms=max(0, self.now + offset)))
+        elif what == "nonce":
+            self._edge_nonce(data, source)
+        else:
+            self._boundary("rate-limit-reached")
+            sent = self._request(source, side.binding_version, size=1200)
+            for _ in range(policy.reattach_rate_limit + 1):
+                if not self._live():
+                    return
+                sent = self._request(source, self._server().binding_version, size=1200)
+                self._apply(sent)
+            if self._live():
+                self._apply(sent)
+
+    def _edge_nonce(self, data: st.DataObject, source: TransportDescriptor) -> None:
+        policy = self.lock.state.ident.policy
+        size = policy.replay_window_bits
+        found = edge_nonces(self._server().replay_top, size)
+        label, nonce = data.draw(st.sampled_from(found), label="nonce")
+        if label.startswith("window-ahead") and data.draw(st.booleans(), label="and back"):
+            # Move the window on, let the rate window pass, then come back to its edge.
+            self._apply(self._request(source, self._server().binding_version, size=1200,
+                                      nonce=nonce))
+            self.now += policy.reattach_rate_window_ms
+            if not self._live():
+                return
+            label, nonce = data.draw(st.sampled_from([
+                edge for edge in edge_nonces(self._server().replay_top, size)
+                if edge[0].startswith("window-back")] or [(label, nonce)]), label="back")
+        self._boundary(label)
+        if self.nonce <= nonce < 2**53:
+            self.nonce = nonce + 1
+        self._apply(self._request(source, self._server().binding_version, size=1200,
+                                  nonce=nonce))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and bool(self.requests_seen))
+    @rule()
+    def accept_on_failed_path(self) -> None:
+        """The path the latest request left on fails, then the accept arrives on it."""
+        request = self.requests_seen[-1]
+        link = self.lock.state.link
+        if request.via == link.active and not link.active_failed:
+            self._apply(ev.TransportFailed(self.now, request.via))
+        if self._live():
+            self._boundary("accept-on-failed-path")
+            self._apply(self._accept(request, request.state_version + 1))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and bool(self.requests_seen))
+    @rule(data=st.data(), observed=st.one_of(rebinding_sources(), transports()),
+          challenge=st.binary(min_size=16, max_size=16))
+    def edge_challenge(self, data: st.DataObject, observed: TransportDescriptor,
+                       challenge: bytes) -> None:
+        """An honest path challenge for the latest request, its timestamp on a freshness
+        bound."""
+        request = self.requests_seen[-1]
+        label, offset = data.draw(st.sampled_from(freshness_offsets(
+            self.lock.state.ident.policy)), label="offset")
+        self._boundary(label)
+        self._apply(self.peer.challenge(self.now, request.via, challenge=challenge,
+                                        observed=observed, nonce=request.nonce,
+                                        state_version=request.state_version,
+                                        timestamp_ms=max(0, self.now + offset)))
+
+    @precondition(lambda self: self._live() and self.lock.state.link.active is not None)
+    @rule(data=st.data(), size=st.integers(min_value=0, max_value=1500))
+    def zone_sibling(self, data: st.DataObject, size: int) -> None:
+        """The bound IPv6 address under another zone id (or none): another path."""
+        active = self.lock.state.link.active
+        assert active is not None
+        found = siblings(active)
+        if not found:
+            return
+        self._boundary("ipv6-zone-sibling")
+        sibling = data.draw(st.sampled_from(found), label="sibling")
+        if self.role is Role.CLIENT and data.draw(st.booleans(), label="discover"):
+            self._apply(ev.CandidateDiscovered(self.now, sibling))
+        else:
+            self._apply(ev.InboundTraffic(self.now, sibling, size))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data())
+    def known_candidate_again(self, data: st.DataObject) -> None:
+        """A transport already known comes back or goes: the active one rediscovered
+        (revived when failed) or lost, a stored candidate attached by the handshake,
+        rediscovered or lost."""
+        state = self.lock.state
+        known = [*state.roaming.candidates]
+        if state.link.active is not None:
+            known.append(state.link.active)
+        if not known:
+            return
+        transport = data.draw(st.sampled_from(known), label="known")
+        self._boundary("known-candidate")
+        if state.phase is CorePhase.BIRTH and transport in state.roaming.candidates:
+            self._apply(ev.Attach(self.now, transport))
+        elif data.draw(st.booleans(), label="lost"):
+            self._apply(ev.CandidateLost(self.now, transport))
+        else:
+            self._apply(ev.CandidateDiscovered(self.now, transport))
+
     # --- the attacker ------------------------------------------------------------------------
 
     @precondition(lambda self: self._live())
@@ -462,6 +680,10 @@ class ConformanceResult:
     implementation: str
     examples: int
     failure: FailureReport | None
+    coverage: Coverage = attrs.field(factory=Coverage, eq=False, repr=False)
+    """What the run exercised (every example, shrinking included)."""
+    caught_at: tuple[int, int] | None = None
+    """`(examples, steps)` run when the first failure was seen; None when none was."""
 
     @property
     def ok(self) -> bool:
@@ -469,17 +691,28 @@ class ConformanceResult:
         return self.failure is None
 
 
-def run_conformance(implementation: Implementation, *, examples: int = 50, seed: int = 0,
-                    steps: int = 30, shrink_budget: int | None = 300) -> ConformanceResult:
+def run_conformance(implementation: Implementation, *, examples: int = DEFAULT_EXAMPLES,
+                    seed: int = 0, steps: int = DEFAULT_STEPS,
+                    shrink_budget: int | None = 300,
+                    seconds: float | None = None) -> ConformanceResult:
     """Fuzz `implementation` against the reference; return the verdict (never raises for a
     failing implementation). Same arguments, same run: the seed fixes every draw.
+
+    The budget is `examples` examples of up to `steps` steps each. `seconds`, when given,
+    also stops generating new examples once that much wall-clock time has passed (a run
+    bounded by time is not reproducible from its seed alone: how far it gets depends on
+    the machine).
 
     Settings are fixed here on purpose (no Hypothesis profile is consulted), so a verdict
     does not depend on the caller's environment. `shrink_budget` bounds the examples
     spent shrinking after the first failure (0: report the first failure as found; None:
     shrink until Hypothesis is done).
     """
-    recorder = Recorder(shrink_budget)
+    deadline = None
+    if seconds is not None:
+        end = time.monotonic() + seconds
+        deadline = lambda: time.monotonic() >= end  # noqa: E731 -- a one-line predicate
+    recorder = Recorder(shrink_budget, deadline)
     machine = conformance_machine(implementation, recorder)
     phases = [Phase.generate, Phase.shrink] if shrink_budget != 0 else [Phase.generate]
     run_settings = settings(
@@ -507,4 +740,5 @@ def run_conformance(implementation: Implementation, *, examples: int = 50, seed:
     failure = recorder.verdict()
     if failure is None and kit_error is not None:
         failure = FailureReport(FailureKind.CRASH, 0, "run", kit_error, "")
-    return ConformanceResult(implementation.name, recorder.examples, failure)
+    return ConformanceResult(implementation.name, recorder.examples, failure,
+                             recorder.coverage, recorder.caught_at)
