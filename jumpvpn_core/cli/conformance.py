@@ -2,8 +2,9 @@
 
 Every run prints its coverage (after a failure on stderr): the distinct (role, phase,
 event, reason) triples the reference went through and the boundaries the fuzzer landed on
-(the full lists are in `--json`). `--budget` bounds a run: `EXAMPLESxSTEPS` (reproducible from the seed, the
-default is 50x30) or `SECONDSs` (wall clock: as many examples as fit, not reproducible).
+(the full lists are in `--json`). `--budget` bounds a run: `EXAMPLESxSTEPS` (reproducible
+from the seed; the default is 50x30) or `SECONDSs` (wall clock: as many examples as fit,
+not reproducible).
 `--catalogue` runs the broken-implementation catalogue in-process instead and prints how
 often each one is caught over `--seeds` seeds at the budget.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +183,12 @@ def _catalogue(seeds: int, examples: int, steps: int, only: tuple[str, ...],
         raise CliError("--seeds, --examples and --steps must be positive")
     try:
         from jumpvpn_core.testing.broken import CATALOGUE
-        from jumpvpn_core.testing.broken.catalogue import format_table, run_catalogue
+        from jumpvpn_core.testing.broken.catalogue import (
+            TABLE_HEADER,
+            CatalogueRow,
+            format_row,
+            run_catalogue,
+        )
     except ImportError as exc:
         raise CliError(f"the conformance kit needs hypothesis (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None
@@ -189,17 +196,28 @@ def _catalogue(seeds: int, examples: int, steps: int, only: tuple[str, ...],
     if unknown:
         raise CliError(f"--only: unknown implementation(s) {unknown}; known: "
                        f"{sorted(CATALOGUE)}")
+    def progress(row: CatalogueRow) -> None:
+        click.echo(format_row(row))
+
+    if not as_json:
+        click.echo(f"catalogue: {len(only) or len(CATALOGUE)} implementation(s), seeds "
+                   f"0..{seeds - 1}, budget {examples}x{steps} each")
+        click.echo(TABLE_HEADER)
+    started = time.monotonic()
     rows = run_catalogue(range(seeds), examples=examples, steps=steps,
-                         names=list(only) or None)
+                         names=list(only) or None, progress=None if as_json else progress)
+    elapsed = time.monotonic() - started
     if as_json:
         emit_json({"examples": examples, "steps": steps, "seeds": seeds,
                    "rows": [{"implementation": r.name, "planted": r.planted,
                              "caught": r.caught, "seeds": r.seeds,
                              "median_examples": r.median_examples,
                              "median_steps": r.median_steps,
-                             "seconds": round(r.seconds, 3)} for r in rows]})
+                             "seconds": round(r.seconds, 3)} for r in rows],
+                   "seconds": round(elapsed, 3)})
     else:
-        click.echo(f"catalogue: {len(rows)} implementation(s), seeds 0..{seeds - 1}, "
-                   f"budget {examples}x{steps} each")
-        click.echo(format_table(rows))
+        caught = sum(r.caught for r in rows)
+        click.echo(f"caught in {caught}/{seeds * len(rows)} runs; "
+                   f"{sum(r.rate >= 0.95 for r in rows)}/{len(rows)} implementation(s) "
+                   f"caught in >= 95% of seeds; {elapsed:.1f} s")
     return 0

@@ -75,6 +75,8 @@ __all__ = [
 
 _FLOOD_EXTRA = 2
 
+_NONCE_EDGES = ("window-back", "window-back", "window-back", "window-ahead", "top",
+                "double-exact", "double-exact", "u64-max")
 _ENDING_EDGES = frozenset({"deadline", "birth-timeout", "transport-lost-ttl"})
 
 DEFAULT_EXAMPLES = 50
@@ -239,12 +241,31 @@ class ConformanceMachine(RuleBasedStateMachine):
         recorder = type(self).recorder
         if recorder is not None:
             recorder.example_started()
+        self._start(role, session_id, secret, start, policy, attach)
+
+    def _start(self, role: Role, session_id: bytes, secret: bytes, start: int,
+               policy: Policy, attach: TransportDescriptor | None) -> None:
         self.role, self.now = role, start
         self.peer = Peer.from_secret(secret, session_id)
         self._run(self.lock.create, role, session_id, secret, start, policy)
         self.created = True
         if attach is not None:
             self._apply(ev.Attach(self.now, attach))
+
+    @precondition(lambda self: self.created and not self._live())
+    @rule(role=st.sampled_from(tuple(Role)), session_id=session_ids(),
+          secret=session_secrets(), policy=policies(),
+          attach=st.one_of(st.none(), transports(), transports(), transports()))
+    def next_session(self, role: Role, session_id: bytes, secret: bytes, policy: Policy,
+                     attach: TransportDescriptor | None) -> None:
+        """The session has ended: the rest of the example drives a new one (a fresh
+        lockstep, so a failure's counterexample holds only the session that diverged)."""
+        implementation = type(self).implementation
+        assert implementation is not None
+        self.lock = Lockstep(implementation)
+        self.nonce, self.held = 1, None
+        self.captured, self.requests_seen, self.challenges = [], [], []
+        self._start(role, session_id, secret, self.now, policy, attach)
 
     @rule(delta=clock_jumps())
     def jump_clock(self, delta: int) -> None:
@@ -416,7 +437,10 @@ class ConformanceMachine(RuleBasedStateMachine):
         self.now = max(self.now, at)
         self._boundary(label)
         if kind.startswith("switch-"):
-            self._roam(data)
+            if self.role is Role.SERVER:
+                self._roam(data)
+            else:
+                self._peer_speaks(data)
         elif kind == "reattach-rate-window":
             self._peer_speaks(data)
         elif kind == "loss-window":
@@ -426,20 +450,65 @@ class ConformanceMachine(RuleBasedStateMachine):
         else:
             self._apply(ev.Tick(self.now))
 
-    def _roam(self, data: st.DataObject) -> None:
-        """The honest peer moves the binding now: the server gets a request from a new
-        address and its challenge answered at once; the client gets an accept for its
-        latest request."""
-        if self.role is Role.CLIENT:
-            self._peer_speaks(data)
+    def _roam(self, data: st.DataObject, edge: str | None = None) -> None:
+        """The honest peer moves the binding to another path. Server: traffic from a new
+        address opens a validation (or a request does) and the challenge is answered at
+        once. Client: a candidate is found if none is, recovery starts, timers run until
+        a request leaves on a candidate, and its accept arrives. With `edge`, the clock
+        first moves to that switch edge (`switch-cooldown`, `-1` / `+1`) if still ahead."""
+        if self.role is Role.SERVER:
+            self._to_switch_edge(edge)
+            if self._server().pending is None or not self.challenges:
+                source = data.draw(rebinding_sources(), label="source")
+                if data.draw(st.booleans(), label="by traffic"):
+                    self._apply(ev.InboundTraffic(self.now, source, 1500))
+                else:
+                    self._apply(self._request(source, self._server().binding_version,
+                                              size=1200))
+            if self._live() and self._server().pending is not None and self.challenges:
+                challenge = self.challenges[-1]
+                self._apply(self._request(challenge.to, self._server().binding_version,
+                                          challenge=challenge.challenge, size=200))
             return
-        if self._server().pending is None or not self.challenges:
-            source = data.draw(rebinding_sources(), label="source")
-            self._apply(self._request(source, self._server().binding_version, size=1200))
-        if self._live() and self._server().pending is not None and self.challenges:
-            challenge = self.challenges[-1]
-            self._apply(self._request(challenge.to, self._server().binding_version,
-                                      challenge=challenge.challenge, size=200))
+        state = self.lock.state
+        if not state.roaming.candidates:
+            port = data.draw(st.integers(min_value=40_000, max_value=40_003), label="port")
+            self._apply(ev.CandidateDiscovered(self.now, TransportDescriptor.udp(
+                "192.0.2.77", port)))
+        if self._live() and self.lock.state.phase is CorePhase.ATTACHED:
+            self._apply(ev.DeliveryTimeout(self.now))
+        for _ in range(8):
+            if not self._live():
+                return
+            state = self.lock.state
+            pending = self._client().pending
+            if pending is None:
+                return
+            if pending.via != state.link.active:
+                self._to_switch_edge(edge)
+                self._apply(self._accept(pending.request, pending.request.state_version + 1))
+                return
+            self.now = max(self.now, pending.deadline_ms)
+            self._apply(ev.Tick(self.now))
+
+    def _to_switch_edge(self, edge: str | None) -> None:
+        times = self.lock.state.roaming.switch_times
+        if edge is None or not times:
+            return
+        at = times[-1] + self.lock.state.ident.policy.switch_cooldown_ms + (
+            -1 if edge.endswith("-1") else 1 if edge.endswith("+1") else 0)
+        if at >= self.now:
+            self.now = at
+            self._boundary(edge)
+
+    @precondition(lambda self: self._live())
+    @rule(data=st.data(), edge=st.sampled_from(("switch-cooldown-1", "switch-cooldown",
+                                                "switch-cooldown+1")))
+    def roam_twice(self, data: st.DataObject, edge: str) -> None:
+        """The binding moves, then moves again at the anti-flap cooldown's edge."""
+        self._roam(data)
+        if self._live():
+            self._roam(data, edge)
 
     def _peer_speaks(self, data: st.DataObject) -> None:
         """The honest peer's next message, at the current time."""
@@ -487,27 +556,57 @@ class ConformanceMachine(RuleBasedStateMachine):
                 self._apply(sent)
             if self._live():
                 self._apply(sent)
+            # Then the rate window's edge: one more request when the oldest counted
+            # request is exactly (or 1 ms less or more than) a window old.
+            times = self._server().verified_times if self._live() else ()
+            if len(times) >= policy.reattach_rate_limit:
+                delta = data.draw(st.sampled_from((-1, 0, 1)), label="rate edge")
+                at = times[-policy.reattach_rate_limit] + policy.reattach_rate_window_ms + delta
+                if at >= self.now:
+                    self.now = at
+                    self._boundary("reattach-rate-window" + {-1: "-1", 0: "", 1: "+1"}[delta])
+                    self._apply(self._request(source, self._server().binding_version,
+                                              size=1200))
 
     def _edge_nonce(self, data: st.DataObject, source: TransportDescriptor) -> None:
         policy = self.lock.state.ident.policy
         size = policy.replay_window_bits
-        found = edge_nonces(self._server().replay_top, size)
-        label, nonce = data.draw(st.sampled_from(found), label="nonce")
-        if label.startswith("window-ahead") and data.draw(st.booleans(), label="and back"):
+        kind = data.draw(st.sampled_from(_NONCE_EDGES), label="nonce edge")
+        if kind == "window-back" and self._server().replay_top <= size + 1:
             # Move the window on, let the rate window pass, then come back to its edge.
+            self._boundary("window-ahead")
             self._apply(self._request(source, self._server().binding_version, size=1200,
-                                      nonce=nonce))
+                                      nonce=self._server().replay_top + size))
             self.now += policy.reattach_rate_window_ms
             if not self._live():
                 return
-            label, nonce = data.draw(st.sampled_from([
-                edge for edge in edge_nonces(self._server().replay_top, size)
-                if edge[0].startswith("window-back")] or [(label, nonce)]), label="back")
+        found = [edge for edge in edge_nonces(self._server().replay_top, size)
+                 if edge[0].rstrip("+-1") == kind]
+        if not found:
+            return
+        label, nonce = data.draw(st.sampled_from(found), label="nonce")
         self._boundary(label)
         if self.nonce <= nonce < 2**53:
             self.nonce = nonce + 1
         self._apply(self._request(source, self._server().binding_version, size=1200,
                                   nonce=nonce))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and self.lock.state.phase is CorePhase.ATTACHED)
+    @rule(delta=st.sampled_from((-1, 0, 1)))
+    def losses_at_window_edge(self, delta: int) -> None:
+        """One loss starts a streak; the rest of the threshold arrives when the loss window
+        is exactly (or 1 ms less or more than) that old."""
+        policy = self.lock.state.ident.policy
+        if policy.loss_threshold < 2:
+            return
+        self._apply(ev.PacketLoss(self.now, 1))
+        link = self.lock.state.link
+        if not self._live() or not link.loss_streak:
+            return
+        self.now = max(self.now, link.loss_start_ms + policy.loss_window_ms + delta)
+        self._boundary("loss-window" + {-1: "-1", 0: "", 1: "+1"}[delta])
+        self._apply(ev.PacketLoss(self.now, policy.loss_threshold - link.loss_streak))
 
     @precondition(lambda self: self._live() and self.role is Role.CLIENT
                   and bool(self.requests_seen))

@@ -17,7 +17,8 @@ import attrs
 from jumpvpn_core.testing.broken import CATALOGUE
 from jumpvpn_core.testing.stateful import DEFAULT_EXAMPLES, DEFAULT_STEPS, run_conformance
 
-__all__ = ["CatalogueRow", "format_table", "planted", "run_catalogue"]
+__all__ = ["TABLE_HEADER", "CatalogueRow", "format_row", "format_table", "planted",
+           "run_catalogue"]
 
 
 def planted(name: str) -> str:
@@ -74,14 +75,20 @@ def run_catalogue(seeds: Iterable[int], *, examples: int = DEFAULT_EXAMPLES,
     return rows
 
 
+TABLE_HEADER = (f"{'implementation':34} {'caught':>8} {'examples':>9} {'steps':>7} "
+                f"{'time':>7}  planted")
+"""The header line of `format_table` (columns as in `format_row`)."""
+
+
+def format_row(row: CatalogueRow) -> str:
+    """One line of the table: implementation, caught k/n, median examples and steps to
+    catch, wall time, what is planted."""
+    examples = "-" if row.median_examples is None else f"{row.median_examples:g}"
+    steps = "-" if row.median_steps is None else f"{row.median_steps:g}"
+    return (f"{row.name:34} {row.caught:>3}/{row.seeds:<4} {examples:>9} {steps:>7} "
+            f"{row.seconds:>6.1f}s  {row.planted}")
+
+
 def format_table(rows: Sequence[CatalogueRow]) -> str:
-    """The table as text: implementation, caught k/n, median examples and steps, time,
-    and what is planted."""
-    lines = [f"{'implementation':34} {'caught':>8} {'examples':>9} {'steps':>7} {'time':>7}"
-             "  planted"]
-    for row in rows:
-        examples = "-" if row.median_examples is None else f"{row.median_examples:g}"
-        steps = "-" if row.median_steps is None else f"{row.median_steps:g}"
-        lines.append(f"{row.name:34} {row.caught:>3}/{row.seeds:<4} {examples:>9} "
-                     f"{steps:>7} {row.seconds:>6.1f}s  {row.planted}")
-    return "\n".join(lines)
+    """The table as text: `TABLE_HEADER`, then one `format_row` per row."""
+    return "\n".join([TABLE_HEADER, *map(format_row, rows)])
