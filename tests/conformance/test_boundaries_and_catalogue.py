@@ -155,3 +155,11 @@ def test_catalogue_and_budget_usage_errors_exit_2(argv: list[str],
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance", *argv]) == 2
     assert "jumpvpn conformance: error:" in capsys.readouterr().err
+
+
+def test_cli_default_budget_is_the_kits() -> None:
+    from jumpvpn_core.cli.conformance import command
+    from jumpvpn_core.testing.stateful import DEFAULT_EXAMPLES, DEFAULT_STEPS
+
+    defaults = {p.name: p.default for p in command.params}
+    assert (defaults["examples"], defaults["steps"]) == (DEFAULT_EXAMPLES, DEFAULT_STEPS)
