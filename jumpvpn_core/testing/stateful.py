@@ -42,6 +42,7 @@ from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import Phase as CorePhase
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import U64_MAX
 from jumpvpn_core.state import ClientSide, ServerSide
 from jumpvpn_core.testing.boundaries import (
     Edge,
@@ -539,7 +540,17 @@ class ConformanceMachine(RuleBasedStateMachine):
             request = self.requests_seen[-1]
             self._apply(self._accept(request, request.state_version + 1))
 
-    @precondition(lambda self: self._live() and self.role is Role.SERVER)
+    def _past_rate_limit(self) -> None:
+        """Let the server's reattach rate window pass if it would refuse a request now
+        (so that what an edge request tests is not hidden behind RATE_LIMITED)."""
+        policy = self.lock.state.ident.policy
+        times = self._server().verified_times
+        limit = policy.reattach_rate_limit
+        if len(times) >= limit:
+            self.now = max(self.now, times[-limit] + policy.reattach_rate_window_ms)
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
     @rule(data=st.data(), what=st.sampled_from(("timestamp", "timestamp", "nonce",
                                                 "replay-at-limit")),
           from_active=st.booleans(), source=rebinding_sources())
@@ -554,6 +565,8 @@ class ConformanceMachine(RuleBasedStateMachine):
         policy = state.ident.policy
         if from_active and active is not None:
             source = active
+        if what != "replay-at-limit":
+            self._past_rate_limit()
         if what == "timestamp":
             label, offset = data.draw(st.sampled_from(_on_edges(freshness_offsets(policy))),
                                       label="offset")
@@ -584,28 +597,63 @@ class ConformanceMachine(RuleBasedStateMachine):
                     self._apply(self._request(source, self._server().binding_version,
                                               size=1200))
 
-    def _edge_nonce(self, data: st.DataObject, source: TransportDescriptor) -> None:
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(data=st.data(), bound=st.sampled_from(("proof-age", "clock-skew")),
+          delta=st.sampled_from(_AROUND_EDGE))
+    def freshness_edge(self, data: st.DataObject, bound: str, delta: int) -> None:
+        """An honest request on the bound path whose timestamp is exactly (or 1 ms less or
+        more than) `proof_max_age_ms` old, or `max_clock_skew_ms` ahead."""
+        self._past_rate_limit()
+        policy = self.lock.state.ident.policy
+        offset = (-policy.proof_max_age_ms if bound == "proof-age"
+                  else policy.max_clock_skew_ms) + delta
+        if self.now + offset < 0:
+            return
+        self._boundary(bound + {-1: "-1", 0: "", 1: "+1"}[delta])
+        source = self.lock.state.link.active or data.draw(rebinding_sources(), label="src")
+        self._apply(self._request(source, self._server().binding_version, size=1200,
+                                  timestamp_ms=self.now + offset))
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(data=st.data(), source=rebinding_sources())
+    def replay_window_edge(self, data: st.DataObject, source: TransportDescriptor) -> None:
+        """An honest request with the nonce exactly `replay_window_bits` behind the newest
+        (or one nearer, or one further): the first nonce the window forgets."""
+        self._past_rate_limit()
+        self._edge_nonce(data, self.lock.state.link.active or source, "window-back")
+
+    def _edge_nonce(self, data: st.DataObject, source: TransportDescriptor,
+                    kind: str | None = None) -> None:
         policy = self.lock.state.ident.policy
         size = policy.replay_window_bits
-        kind = data.draw(st.sampled_from(_NONCE_EDGES), label="nonce edge")
+        if kind is None:
+            kind = data.draw(st.sampled_from(_NONCE_EDGES), label="nonce edge")
         if kind == "window-back" and self._server().replay_top <= size + 1:
             # Move the window on, let the rate window pass, then come back to its edge.
             self._boundary("window-ahead")
+            ahead = self._server().replay_top + size
+            self.nonce = max(self.nonce, ahead + 1)
+            source = self.lock.state.link.active or source  # no validation in the way
             self._apply(self._request(source, self._server().binding_version, size=1200,
-                                      nonce=self._server().replay_top + size))
-            self.now += policy.reattach_rate_window_ms
+                                      nonce=ahead))
             if not self._live():
                 return
+            self._past_rate_limit()
         found = [edge for edge in edge_nonces(self._server().replay_top, size)
                  if edge[0].rstrip("+-1") == kind]
         if not found:
             return
         label, nonce = data.draw(st.sampled_from(found), label="nonce")
         self._boundary(label)
-        if self.nonce <= nonce < 2**53:
-            self.nonce = nonce + 1
+        # The honest client goes on above the nonce; u64 max, which it could not go on
+        # from, is sent with a bad proof (refused, so the window does not move there).
+        forged = b"\x00" * 32 if nonce == U64_MAX else None
+        if nonce < U64_MAX:
+            self.nonce = max(self.nonce, nonce + 1)
         self._apply(self._request(source, self._server().binding_version, size=1200,
-                                  nonce=nonce))
+                                  nonce=nonce, forged=forged))
 
     @precondition(lambda self: self._live())
     @rule(delta=st.sampled_from(_AROUND_EDGE), collapse=st.booleans(),

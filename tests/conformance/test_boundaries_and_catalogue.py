@@ -22,7 +22,7 @@ from jumpvpn_core.testing.boundaries import edge_nonces, edges, freshness_offset
 from jumpvpn_core.testing.broken import BROKEN, CATALOGUE, PORTING_MISTAKES
 from jumpvpn_core.testing.broken.catalogue import format_table, planted, run_catalogue
 from jumpvpn_core.testing.coverage import NO_REASON, Coverage
-from jumpvpn_core.testing.stateful import run_conformance
+from jumpvpn_core.testing.stateful import DEFAULT_EXAMPLES, run_conformance
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 
 _SID, _SECRET = bytes(range(16)), b"s" * 32
@@ -163,3 +163,13 @@ def test_cli_default_budget_is_the_kits() -> None:
 
     defaults = {p.name: p.default for p in command.params}
     assert (defaults["examples"], defaults["steps"]) == (DEFAULT_EXAMPLES, DEFAULT_STEPS)
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_every_catalogued_mistake_is_caught_at_the_default_budget(name: str) -> None:
+    # One seed each here (the suite stays fast); the table over many seeds is
+    # `jumpvpn conformance --catalogue --seeds 20` (docs/conformance.md).
+    result = run_conformance(CATALOGUE[name](), seed=0, shrink_budget=0)
+    assert result.failure is not None, f"{name} was not caught with seed 0"
+    assert result.caught_at is not None
+    assert result.caught_at[0] <= DEFAULT_EXAMPLES
