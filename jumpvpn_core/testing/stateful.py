@@ -137,7 +137,8 @@ class Recorder:
 
     def example_started(self) -> None:
         """Count one example; stop the run when the shrink budget is spent."""
-        if self.smallest is None and self.deadline is not None and self.deadline():
+        if self.examples and self.smallest is None and self.deadline is not None and \
+                self.deadline():
             raise _ShrinkBudgetSpent  # the time budget is spent, nothing found
         self.examples += 1
         if self.smallest is not None:

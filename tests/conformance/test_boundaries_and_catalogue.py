@@ -173,3 +173,11 @@ def test_every_catalogued_mistake_is_caught_at_the_default_budget(name: str) -> 
     assert result.failure is not None, f"{name} was not caught with seed 0"
     assert result.caught_at is not None
     assert result.caught_at[0] <= DEFAULT_EXAMPLES
+
+
+def test_a_budget_in_seconds_stops_generating_in_time() -> None:
+    # Not a timing assertion: a million examples cannot all run, so the run must have
+    # stopped on its time budget, with a verdict.
+    result = run_conformance(ReferenceImplementation(), examples=1_000_000, seconds=0.5)
+    assert result.ok
+    assert 1 <= result.examples < 1_000_000
