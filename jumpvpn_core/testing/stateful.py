@@ -4,9 +4,13 @@ the reference, and `run_conformance`, which runs it and returns a verdict.
 The machine plays everything around one session: the driver (attach, timers), the network
 (loss bursts, NAT rebinding, clock jumps, drop / duplicate / reorder of honest messages),
 an honest peer (valid proofs, path-challenge answers, accepts) and an attacker (forged,
-replayed, stale-version, future-version, wrong-session, flood). Every event goes to the
-reference and to the implementation under test through `Lockstep`, which compares them
-and runs the invariant checkers after every step.
+replayed, stale-version, future-version, wrong-session, flood). Some rules aim at edges
+(`jumpvpn_core.testing.boundaries`): the clock jumps to a deadline or window edge (-1, 0,
++1 ms) and the honest peer speaks there; requests carry timestamps at the freshness bounds
+and nonces at the replay window's edges or past 2^53; traffic comes from the bound
+address under another IPv6 zone; a known candidate is attached or rediscovered. Every
+event goes to the reference and to the implementation under test through `Lockstep`,
+which compares them and runs the invariant checkers after every step.
 
 Bind an implementation with `conformance_machine(impl)`; use the result like any
 `RuleBasedStateMachine` (`TestCase`, `run_state_machine_as_test`), or call
@@ -15,6 +19,8 @@ Bind an implementation with `conformance_machine(impl)`; use the result like any
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import attrs
@@ -36,7 +42,16 @@ from jumpvpn_core.peer import Peer
 from jumpvpn_core.phases import Phase as CorePhase
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
+from jumpvpn_core.proof import U64_MAX
 from jumpvpn_core.state import ClientSide, ServerSide
+from jumpvpn_core.testing.boundaries import (
+    Edge,
+    edge_nonces,
+    edges,
+    freshness_offsets,
+    siblings,
+)
+from jumpvpn_core.testing.coverage import Coverage
 from jumpvpn_core.testing.implementation import Implementation
 from jumpvpn_core.testing.lockstep import ConformanceFailure, FailureKind, FailureReport, Lockstep
 from jumpvpn_core.testing.strategies import (
@@ -56,6 +71,8 @@ from jumpvpn_core.testing.strategies import (
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
+    "DEFAULT_EXAMPLES",
+    "DEFAULT_STEPS",
     "ConformanceMachine",
     "ConformanceResult",
     "Recorder",
@@ -64,7 +81,24 @@ __all__ = [
 ]
 
 _FLOOD_EXTRA = 2
+
+#: Offsets from an edge: on it half the time, else one millisecond before or after.
+_AROUND_EDGE = (-1, 0, 0, 1)
+_NONCE_EDGES = ("window-back", "window-back", "window-back", "window-ahead", "top",
+                "double-exact", "double-exact", "u64-max")
+_ENDING_EDGES = frozenset({"deadline", "birth-timeout", "transport-lost-ttl"})
+
+DEFAULT_EXAMPLES = 200
+"""The default budget: examples per run (each of up to `DEFAULT_STEPS` steps). At it, the
+broken catalogue is measured (`docs/conformance.md`)."""
+DEFAULT_STEPS = 30
+"""The default budget: steps per example."""
 _faults = st.one_of(st.just(NetworkFault.DELIVER), network_faults())
+
+
+def _on_edges(found: list[Edge]) -> list[Edge]:
+    """`found` with the exact edges listed twice: on the edge half the time."""
+    return found + [(label, at) for label, at in found if not label.endswith(("-1", "+1"))]
 
 
 class _ShrinkBudgetSpent(BaseException):
@@ -80,11 +114,16 @@ class Recorder:
     with a slow implementation still ends promptly with the smallest failure so far.
     """
 
-    def __init__(self, shrink_budget: int | None = None) -> None:
+    def __init__(self, shrink_budget: int | None = None,
+                 deadline: Callable[[], bool] | None = None) -> None:
         self.first_protocol: FailureReport | None = None
         self.smallest: FailureReport | None = None
         self.examples = 0
         self.shrink_budget = shrink_budget
+        self.deadline = deadline
+        self.coverage = Coverage()
+        self.caught_at: tuple[int, int] | None = None
+        """`(examples, steps)` run when the first failure was seen (None: none yet)."""
         self._after_failure = 0
 
     def record(self, report: FailureReport) -> None:
@@ -93,9 +132,14 @@ class Recorder:
             self.first_protocol = report
         if self.smallest is None or report.step <= self.smallest.step:
             self.smallest = report
+        if self.caught_at is None:
+            self.caught_at = (self.examples, self.coverage.steps + 1)
 
     def example_started(self) -> None:
         """Count one example; stop the run when the shrink budget is spent."""
+        if self.examples and self.smallest is None and self.deadline is not None and \
+                self.deadline():
+            raise _ShrinkBudgetSpent  # the time budget is spent, nothing found
         self.examples += 1
         if self.smallest is not None:
             self._after_failure += 1
@@ -141,7 +185,11 @@ class ConformanceMachine(RuleBasedStateMachine):
             raise
 
     def _apply(self, event: Any) -> None:
+        phase = self.lock.state.phase
         outcome = self._run(self.lock.apply, event)
+        recorder = type(self).recorder
+        if recorder is not None:
+            recorder.coverage.step(self.role, phase, event, outcome.raw_effects or ())
         for effect in outcome.raw_effects or ():
             if isinstance(effect, SendReattachRequest):
                 self.requests_seen.append(effect)
@@ -181,12 +229,14 @@ class ConformanceMachine(RuleBasedStateMachine):
     def _request(self, source: TransportDescriptor, version: int, *, candidate:
                  TransportDescriptor | None = None, challenge: bytes = b"", size: int = 0,
                  session_id: bytes | None = None, nonce: int | None = None,
-                 forged: bytes | None = None) -> ev.ReattachRequest:
+                 forged: bytes | None = None,
+                 timestamp_ms: int | None = None) -> ev.ReattachRequest:
         if nonce is None:
             nonce, self.nonce = self.nonce, self.nonce + 1
         return self.peer.request(self.now, source, nonce=nonce, state_version=version,
                                  candidate=candidate, challenge=challenge, size=size,
-                                 session_id=session_id, forged_proof=forged)
+                                 session_id=session_id, forged_proof=forged,
+                                 timestamp_ms=timestamp_ms)
 
     def _accept(self, request: SendReattachRequest, version: int, *,
                 session_id: bytes | None = None, nonce: int | None = None,
@@ -207,12 +257,31 @@ class ConformanceMachine(RuleBasedStateMachine):
         recorder = type(self).recorder
         if recorder is not None:
             recorder.example_started()
+        self._start(role, session_id, secret, start, policy, attach)
+
+    def _start(self, role: Role, session_id: bytes, secret: bytes, start: int,
+               policy: Policy, attach: TransportDescriptor | None) -> None:
         self.role, self.now = role, start
         self.peer = Peer.from_secret(secret, session_id)
         self._run(self.lock.create, role, session_id, secret, start, policy)
         self.created = True
         if attach is not None:
             self._apply(ev.Attach(self.now, attach))
+
+    @precondition(lambda self: self.created and not self._live())
+    @rule(role=st.sampled_from(tuple(Role)), session_id=session_ids(),
+          secret=session_secrets(), policy=policies(),
+          attach=st.one_of(st.none(), transports(), transports(), transports()))
+    def next_session(self, role: Role, session_id: bytes, secret: bytes, policy: Policy,
+                     attach: TransportDescriptor | None) -> None:
+        """The session has ended: the rest of the example drives a new one (a fresh
+        lockstep, so a failure's counterexample holds only the session that diverged)."""
+        implementation = type(self).implementation
+        assert implementation is not None
+        self.lock = Lockstep(implementation)
+        self.nonce, self.held = 1, None
+        self.captured, self.requests_seen, self.challenges = [], [], []
+        self._start(role, session_id, secret, self.now, policy, attach)
 
     @rule(delta=clock_jumps())
     def jump_clock(self, delta: int) -> None:
@@ -358,6 +427,346 @@ class ConformanceMachine(RuleBasedStateMachine):
         """Traffic arrives from a new address (NAT churn, or a spoofer)."""
         self._apply(ev.InboundTraffic(self.now, source, size))
 
+    # --- edges: boundary-biased rules (jumpvpn_core.testing.boundaries) --------------------
+
+    def _boundary(self, label: str) -> None:
+        recorder = type(self).recorder
+        if recorder is not None:
+            recorder.coverage.boundary(label)
+
+    @precondition(lambda self: self._live())
+    @rule(data=st.data())
+    def jump_to_edge(self, data: st.DataObject) -> None:
+        """The clock lands on a deadline or window edge (-1, 0, +1 ms), and what that edge
+        bounds happens right there: a Tick at a deadline, a switch at the cooldown's edge,
+        a request at the rate window's edge, one more loss at the loss window's edge."""
+        found = edges(self.lock.state)
+        if not found:
+            return
+        # Edges that end the session when crossed are drawn a third as often as the others
+        # (an ended session has nothing left to test).
+        kinds = sorted({label.rstrip("+-1") for label, _ in found})
+        weighted = [k for k in kinds for _ in range(1 if k in _ENDING_EDGES else 3)]
+        kind = data.draw(st.sampled_from(weighted), label="edge")
+        around = [(la, t) for la, t in found if la.rstrip("+-1") == kind]
+        around += [(la, t) for la, t in around if la == kind]  # on the edge half the time
+        label, at = data.draw(st.sampled_from(around), label="at")
+        self.now = max(self.now, at)
+        self._boundary(label)
+        if kind.startswith("switch-"):
+            if self.role is Role.SERVER:
+                self._roam(data)
+            else:
+                self._peer_speaks(data)
+        elif kind == "reattach-rate-window":
+            self._peer_speaks(data)
+        elif kind == "loss-window":
+            link = self.lock.state.link
+            threshold = self.lock.state.ident.policy.loss_threshold
+            self._apply(ev.PacketLoss(self.now, max(1, threshold - link.loss_streak)))
+        else:
+            self._apply(ev.Tick(self.now))
+
+    def _roam(self, data: st.DataObject, edge: str | None = None) -> None:
+        """The honest peer moves the binding to another path. Server: traffic from a new
+        address opens a validation (or a request does) and the challenge is answered at
+        once. Client: a candidate is found if none is, recovery starts, timers run until
+        a request leaves on a candidate, and its accept arrives. With `edge`, the clock
+        first moves to that switch edge (`switch-cooldown`, `-1` / `+1`) if still ahead."""
+        if self.role is Role.SERVER:
+            self._to_switch_edge(edge)
+            if self._server().pending is None or not self.challenges:
+                source = data.draw(rebinding_sources(), label="source")
+                if data.draw(st.booleans(), label="by traffic"):
+                    self._apply(ev.InboundTraffic(self.now, source, 1500))
+                else:
+                    self._apply(self._request(source, self._server().binding_version,
+                                              size=1200))
+            if self._live() and self._server().pending is not None and self.challenges:
+                challenge = self.challenges[-1]
+                self._apply(self._request(challenge.to, self._server().binding_version,
+                                          challenge=challenge.challenge, size=200))
+            return
+        state = self.lock.state
+        if not state.roaming.candidates:
+            port = data.draw(st.integers(min_value=40_000, max_value=40_003), label="port")
+            self._apply(ev.CandidateDiscovered(self.now, TransportDescriptor.udp(
+                "192.0.2.77", port)))
+        if self._live() and self.lock.state.phase is CorePhase.ATTACHED:
+            self._apply(ev.DeliveryTimeout(self.now))
+        for _ in range(8):
+            if not self._live():
+                return
+            state = self.lock.state
+            pending = self._client().pending
+            if pending is None:
+                return
+            if pending.via != state.link.active:
+                self._to_switch_edge(edge)
+                self._apply(self._accept(pending.request, pending.request.state_version + 1))
+                return
+            self.now = max(self.now, pending.deadline_ms)
+            self._apply(ev.Tick(self.now))
+
+    def _to_switch_edge(self, edge: str | None) -> None:
+        times = self.lock.state.roaming.switch_times
+        if edge is None or not times:
+            return
+        at = times[-1] + self.lock.state.ident.policy.switch_cooldown_ms + (
+            -1 if edge.endswith("-1") else 1 if edge.endswith("+1") else 0)
+        if at >= self.now:
+            self.now = at
+            self._boundary(edge)
+
+    @precondition(lambda self: self._live())
+    @rule(data=st.data(), edge=st.sampled_from(("switch-cooldown-1", "switch-cooldown",
+                                                "switch-cooldown", "switch-cooldown+1")))
+    def roam_twice(self, data: st.DataObject, edge: str) -> None:
+        """The binding moves, then moves again at the anti-flap cooldown's edge."""
+        self._roam(data)
+        if self._live():
+            self._roam(data, edge)
+
+    def _peer_speaks(self, data: st.DataObject) -> None:
+        """The honest peer's next message, at the current time."""
+        if not self._live():
+            return
+        if self.role is Role.SERVER:
+            source = data.draw(st.one_of(rebinding_sources(), transports()), label="source")
+            active = self.lock.state.link.active
+            if active is not None and data.draw(st.booleans(), label="from active"):
+                source = active
+            self._apply(self._request(source, self._server().binding_version, size=1200))
+        elif self.requests_seen:
+            request = self.requests_seen[-1]
+            self._apply(self._accept(request, request.state_version + 1))
+
+    def _past_rate_limit(self) -> None:
+        """Let the server's reattach rate window pass if it would refuse a request now
+        (so that what an edge request tests is not hidden behind RATE_LIMITED)."""
+        policy = self.lock.state.ident.policy
+        times = self._server().verified_times
+        limit = policy.reattach_rate_limit
+        if len(times) >= limit:
+            self.now = max(self.now, times[-limit] + policy.reattach_rate_window_ms)
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(data=st.data(), what=st.sampled_from(("timestamp", "timestamp", "nonce",
+                                                "replay-at-limit")),
+          from_active=st.booleans(), source=rebinding_sources())
+    def edge_request(self, data: st.DataObject, what: str, from_active: bool,
+                     source: TransportDescriptor) -> None:
+        """An honest request whose timestamp sits on a freshness bound, or whose nonce sits
+        on an edge of the replay window (or past 2^53, or at u64 max); or requests up to
+        the rate limit and a replay on top (which refusal comes first)."""
+        state = self.lock.state
+        side = self._server()
+        active = state.link.active
+        policy = state.ident.policy
+        if from_active and active is not None:
+            source = active
+        if what != "replay-at-limit":
+            self._past_rate_limit()
+        if what == "timestamp":
+            label, offset = data.draw(st.sampled_from(_on_edges(freshness_offsets(policy))),
+                                      label="offset")
+            self._boundary(label)
+            self._apply(self._request(source, side.binding_version, size=1200,
+                                      timestamp_ms=max(0, self.now + offset)))
+        elif what == "nonce":
+            self._edge_nonce(data, source)
+        else:
+            self._boundary("rate-limit-reached")
+            sent = self._request(source, side.binding_version, size=1200)
+            for _ in range(policy.reattach_rate_limit + 1):
+                if not self._live():
+                    return
+                sent = self._request(source, self._server().binding_version, size=1200)
+                self._apply(sent)
+            if self._live():
+                self._apply(sent)
+            # Then the rate window's edge: one more request when the oldest counted
+            # request is exactly (or 1 ms less or more than) a window old.
+            times = self._server().verified_times if self._live() else ()
+            if len(times) >= policy.reattach_rate_limit:
+                delta = data.draw(st.sampled_from(_AROUND_EDGE), label="rate edge")
+                at = times[-policy.reattach_rate_limit] + policy.reattach_rate_window_ms + delta
+                if at >= self.now:
+                    self.now = at
+                    self._boundary("reattach-rate-window" + {-1: "-1", 0: "", 1: "+1"}[delta])
+                    self._apply(self._request(source, self._server().binding_version,
+                                              size=1200))
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(data=st.data(), bound=st.sampled_from(("proof-age", "clock-skew")),
+          delta=st.sampled_from(_AROUND_EDGE))
+    def freshness_edge(self, data: st.DataObject, bound: str, delta: int) -> None:
+        """An honest request on the bound path whose timestamp is exactly (or 1 ms less or
+        more than) `proof_max_age_ms` old, or `max_clock_skew_ms` ahead."""
+        self._past_rate_limit()
+        policy = self.lock.state.ident.policy
+        offset = (-policy.proof_max_age_ms if bound == "proof-age"
+                  else policy.max_clock_skew_ms) + delta
+        if self.now + offset < 0:
+            return
+        self._boundary(bound + {-1: "-1", 0: "", 1: "+1"}[delta])
+        source = self.lock.state.link.active or data.draw(rebinding_sources(), label="src")
+        self._apply(self._request(source, self._server().binding_version, size=1200,
+                                  timestamp_ms=self.now + offset))
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(data=st.data(), source=rebinding_sources())
+    def replay_window_edge(self, data: st.DataObject, source: TransportDescriptor) -> None:
+        """An honest request with the nonce exactly `replay_window_bits` behind the newest
+        (or one nearer, or one further): the first nonce the window forgets."""
+        self._past_rate_limit()
+        self._edge_nonce(data, self.lock.state.link.active or source, "window-back")
+
+    def _edge_nonce(self, data: st.DataObject, source: TransportDescriptor,
+                    kind: str | None = None) -> None:
+        policy = self.lock.state.ident.policy
+        size = policy.replay_window_bits
+        if kind is None:
+            kind = data.draw(st.sampled_from(_NONCE_EDGES), label="nonce edge")
+        if kind == "window-back" and self._server().replay_top <= size + 1:
+            # Move the window on, let the rate window pass, then come back to its edge.
+            self._boundary("window-ahead")
+            ahead = self._server().replay_top + size
+            self.nonce = max(self.nonce, ahead + 1)
+            source = self.lock.state.link.active or source  # no validation in the way
+            self._apply(self._request(source, self._server().binding_version, size=1200,
+                                      nonce=ahead))
+            if not self._live():
+                return
+            self._past_rate_limit()
+        found = [edge for edge in edge_nonces(self._server().replay_top, size)
+                 if edge[0].rstrip("+-1") == kind]
+        if not found:
+            return
+        label, nonce = data.draw(st.sampled_from(found), label="nonce")
+        self._boundary(label)
+        # The honest client goes on above the nonce; u64 max, which it could not go on
+        # from, is sent with a bad proof (refused, so the window does not move there).
+        forged = b"\x00" * 32 if nonce == U64_MAX else None
+        if nonce < U64_MAX:
+            self.nonce = max(self.nonce, nonce + 1)
+        self._apply(self._request(source, self._server().binding_version, size=1200,
+                                  nonce=nonce, forged=forged))
+
+    @precondition(lambda self: self._live())
+    @rule(delta=st.sampled_from(_AROUND_EDGE), collapse=st.booleans(),
+          source=rebinding_sources())
+    def window_runs_out(self, delta: int, collapse: bool,
+                        source: TransportDescriptor) -> None:
+        """Recovery starts (client: a delivery timeout, or every transport failing;
+        server: traffic from a new address), then the clock lands on the end of the
+        recovery window, or of DEGRADED, and a Tick is delivered."""
+        if self.lock.state.phase is CorePhase.ATTACHED:
+            if self.role is Role.SERVER:
+                self._apply(ev.InboundTraffic(self.now, source, 1500))
+            elif collapse:
+                self._apply(ev.AllTransportsFailed(self.now))
+            else:
+                self._apply(ev.DeliveryTimeout(self.now))
+        state = self.lock.state
+        policy = state.ident.policy
+        if state.phase is CorePhase.RECOVERING:
+            label, window = "recovery-window", policy.max_recovery_window_ms
+        elif state.phase is CorePhase.DEGRADED:
+            label, window = "degraded-window", policy.max_degraded_ms
+        else:
+            return
+        self.now = max(self.now, state.phase_since_ms + window + delta)
+        self._boundary(label + {-1: "-1", 0: "", 1: "+1"}[delta])
+        self._apply(ev.Tick(self.now))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and self.lock.state.phase is CorePhase.ATTACHED)
+    @rule(delta=st.sampled_from(_AROUND_EDGE))
+    def losses_at_window_edge(self, delta: int) -> None:
+        """One loss starts a streak; the rest of the threshold arrives when the loss window
+        is exactly (or 1 ms less or more than) that old."""
+        policy = self.lock.state.ident.policy
+        if policy.loss_threshold < 2:
+            return
+        self._apply(ev.PacketLoss(self.now, 1))
+        link = self.lock.state.link
+        if not self._live() or not link.loss_streak:
+            return
+        self.now = max(self.now, link.loss_start_ms + policy.loss_window_ms + delta)
+        self._boundary("loss-window" + {-1: "-1", 0: "", 1: "+1"}[delta])
+        self._apply(ev.PacketLoss(self.now, policy.loss_threshold - link.loss_streak))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and bool(self.requests_seen))
+    @rule()
+    def accept_on_failed_path(self) -> None:
+        """The path the latest request left on fails, then the accept arrives on it."""
+        request = self.requests_seen[-1]
+        link = self.lock.state.link
+        if request.via == link.active and not link.active_failed:
+            self._apply(ev.TransportFailed(self.now, request.via))
+        if self._live():
+            self._boundary("accept-on-failed-path")
+            self._apply(self._accept(request, request.state_version + 1))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT
+                  and bool(self.requests_seen))
+    @rule(data=st.data(), observed=st.one_of(rebinding_sources(), transports()),
+          challenge=st.binary(min_size=16, max_size=16))
+    def edge_challenge(self, data: st.DataObject, observed: TransportDescriptor,
+                       challenge: bytes) -> None:
+        """An honest path challenge for the latest request, its timestamp on a freshness
+        bound."""
+        request = self.requests_seen[-1]
+        label, offset = data.draw(st.sampled_from(_on_edges(freshness_offsets(
+            self.lock.state.ident.policy))), label="offset")
+        self._boundary(label)
+        self._apply(self.peer.challenge(self.now, request.via, challenge=challenge,
+                                        observed=observed, nonce=request.nonce,
+                                        state_version=request.state_version,
+                                        timestamp_ms=max(0, self.now + offset)))
+
+    @precondition(lambda self: self._live() and self.lock.state.link.active is not None)
+    @rule(data=st.data(), size=st.integers(min_value=0, max_value=1500))
+    def zone_sibling(self, data: st.DataObject, size: int) -> None:
+        """The bound IPv6 address under another zone id (or none): another path."""
+        active = self.lock.state.link.active
+        assert active is not None
+        found = siblings(active)
+        if not found:
+            return
+        self._boundary("ipv6-zone-sibling")
+        sibling = data.draw(st.sampled_from(found), label="sibling")
+        if self.role is Role.CLIENT and data.draw(st.booleans(), label="discover"):
+            self._apply(ev.CandidateDiscovered(self.now, sibling))
+        else:
+            self._apply(ev.InboundTraffic(self.now, sibling, size))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data())
+    def known_candidate_again(self, data: st.DataObject) -> None:
+        """A transport already known comes back or goes: the active one rediscovered
+        (revived when failed) or lost, a stored candidate attached by the handshake,
+        rediscovered or lost."""
+        state = self.lock.state
+        known = [*state.roaming.candidates]
+        if state.link.active is not None:
+            known.append(state.link.active)
+        if not known:
+            return
+        transport = data.draw(st.sampled_from(known), label="known")
+        self._boundary("known-candidate")
+        if state.phase is CorePhase.BIRTH and transport in state.roaming.candidates:
+            self._apply(ev.Attach(self.now, transport))
+        elif data.draw(st.booleans(), label="lost"):
+            self._apply(ev.CandidateLost(self.now, transport))
+        else:
+            self._apply(ev.CandidateDiscovered(self.now, transport))
+
     # --- the attacker ------------------------------------------------------------------------
 
     @precondition(lambda self: self._live())
@@ -462,6 +871,10 @@ class ConformanceResult:
     implementation: str
     examples: int
     failure: FailureReport | None
+    coverage: Coverage = attrs.field(factory=Coverage, eq=False, repr=False)
+    """What the run exercised (every example, shrinking included)."""
+    caught_at: tuple[int, int] | None = None
+    """`(examples, steps)` run when the first failure was seen; None when none was."""
 
     @property
     def ok(self) -> bool:
@@ -469,17 +882,28 @@ class ConformanceResult:
         return self.failure is None
 
 
-def run_conformance(implementation: Implementation, *, examples: int = 50, seed: int = 0,
-                    steps: int = 30, shrink_budget: int | None = 300) -> ConformanceResult:
+def run_conformance(implementation: Implementation, *, examples: int = DEFAULT_EXAMPLES,
+                    seed: int = 0, steps: int = DEFAULT_STEPS,
+                    shrink_budget: int | None = 300,
+                    seconds: float | None = None) -> ConformanceResult:
     """Fuzz `implementation` against the reference; return the verdict (never raises for a
     failing implementation). Same arguments, same run: the seed fixes every draw.
+
+    The budget is `examples` examples of up to `steps` steps each. `seconds`, when given,
+    also stops generating new examples once that much wall-clock time has passed (a run
+    bounded by time is not reproducible from its seed alone: how far it gets depends on
+    the machine).
 
     Settings are fixed here on purpose (no Hypothesis profile is consulted), so a verdict
     does not depend on the caller's environment. `shrink_budget` bounds the examples
     spent shrinking after the first failure (0: report the first failure as found; None:
     shrink until Hypothesis is done).
     """
-    recorder = Recorder(shrink_budget)
+    deadline = None
+    if seconds is not None:
+        end = time.monotonic() + seconds
+        deadline = lambda: time.monotonic() >= end  # noqa: E731 -- a one-line predicate
+    recorder = Recorder(shrink_budget, deadline)
     machine = conformance_machine(implementation, recorder)
     phases = [Phase.generate, Phase.shrink] if shrink_budget != 0 else [Phase.generate]
     run_settings = settings(
@@ -507,4 +931,5 @@ def run_conformance(implementation: Implementation, *, examples: int = 50, seed:
     failure = recorder.verdict()
     if failure is None and kit_error is not None:
         failure = FailureReport(FailureKind.CRASH, 0, "run", kit_error, "")
-    return ConformanceResult(implementation.name, recorder.examples, failure)
+    return ConformanceResult(implementation.name, recorder.examples, failure,
+                             recorder.coverage, recorder.caught_at)

@@ -4,10 +4,12 @@ The strategies draw from small pools on purpose (a handful of hosts and ports, s
 timers) so that collisions, deadlines and limits are reached within a few dozen steps.
 
 * `policies()`            valid `Policy` values with short timers and small bounds.
-* `transports()`          descriptors from a small pool (udp/tcp/quic, 10.0.0.x, 192.0.2.x).
+* `transports()`          descriptors from a small pool (udp/tcp/quic, 10.0.0.x, 192.0.2.x,
+                          and one IPv6 host in three: with and without a zone id).
 * `client_events(now)` / `server_events(now)` / `events(role, now)`
                           any event a peer, a network or a driver could deliver to a role,
-                          with arbitrary (mostly invalid) proofs.
+                          with arbitrary (mostly invalid) proofs; nonces, versions and
+                          timestamps now and then past 2^31, 2^53 or at u64 max.
 * `loss_bursts()`, `clock_jumps()`, `network_faults()`, `rebinding_sources()`
                           network chaos: loss bursts, NAT rebinding, clock jumps (also
                           backwards), and drop / duplicate / reorder of in-flight messages.
@@ -27,6 +29,7 @@ from jumpvpn_core import events as ev
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
+from jumpvpn_core.testing.boundaries import BIG_INTS, IPV6_HOSTS
 from jumpvpn_core.transport import TransportDescriptor, TransportKind
 
 __all__ = [
@@ -78,7 +81,7 @@ def transports() -> st.SearchStrategy[TransportDescriptor]:
         TransportDescriptor,
         st.sampled_from((TransportKind.UDP, TransportKind.UDP, TransportKind.TCP,
                          TransportKind.QUIC)),
-        st.sampled_from(HOSTS),
+        st.one_of(st.sampled_from(HOSTS), st.sampled_from(HOSTS), st.sampled_from(IPV6_HOSTS)),
         st.sampled_from(_PORTS),
     )
 
@@ -157,7 +160,14 @@ def attack_kinds() -> st.SearchStrategy[Attack]:
 
 
 def _times(now: int) -> st.SearchStrategy[int]:
-    return st.integers(min_value=max(0, now - 2_000), max_value=now + 2_000)
+    near = st.integers(min_value=max(0, now - 2_000), max_value=now + 2_000)
+    return st.one_of(near, near, near, st.sampled_from(BIG_INTS))
+
+
+def _ints(low: int, high: int) -> st.SearchStrategy[int]:
+    """Small integers, and one draw in four an integer a port gets wrong (2^31, 2^53...)."""
+    small = st.integers(min_value=low, max_value=high)
+    return st.one_of(small, small, small, st.sampled_from(BIG_INTS))
 
 
 def _proofs() -> st.SearchStrategy[bytes]:
@@ -189,11 +199,9 @@ def client_events(now: int) -> st.SearchStrategy[Any]:
         st.builds(ev.CandidateLost, t, transports()),
         st.builds(ev.PathChallengeReceived, t, transports(),
                   st.binary(min_size=1, max_size=32), transports(),
-                  st.integers(min_value=0, max_value=20), st.integers(min_value=0, max_value=20),
-                  _times(now), _proofs()),
+                  _ints(0, 20), _ints(0, 20), _times(now), _proofs()),
         st.builds(ev.ReattachAccepted, t, transports(), session_ids(),
-                  st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=20),
-                  _times(now), transports(), _proofs()),
+                  _ints(1, 20), _ints(0, 20), _times(now), transports(), _proofs()),
     )
 
 
@@ -203,8 +211,8 @@ def server_events(now: int) -> st.SearchStrategy[Any]:
     return st.one_of(
         _common(now),
         st.builds(ev.ReattachRequest, t, transports(), session_ids(),
-                  st.integers(min_value=1, max_value=20), st.integers(min_value=0, max_value=20),
-                  _times(now), transports(), _proofs(), st.binary(max_size=16),
+                  _ints(1, 20), _ints(0, 20), _times(now), transports(), _proofs(),
+                  st.binary(max_size=16),
                   st.integers(min_value=0, max_value=1500)),
     )
 

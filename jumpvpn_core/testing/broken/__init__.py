@@ -7,6 +7,10 @@ in-process or over stdio:
     jumpvpn conformance --cmd "python -m jumpvpn_core.testing.stdio_reference \\
         --impl jumpvpn_core.testing.broken:accepts_replayed_nonce"
 
+The porters' mistakes (`porting.py`: subtle boundary, order and side-effect bugs) are
+here too; `jumpvpn conformance --catalogue` runs every one over many seeds and prints how
+often each is caught (`jumpvpn_core.testing.broken.catalogue`, `docs/conformance.md`).
+
 Never use any of these for anything but testing the kit.
 """
 
@@ -24,21 +28,71 @@ from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import Roaming, ServerSide, SessionState
 from jumpvpn_core.subject import ReferenceImplementation
+from jumpvpn_core.testing.broken.porting import (
+    PORTING_MISTAKES,
+    AcceptBeforeBind,
+    AttemptNotReset,
+    ClockSkewExclusive,
+    FailedPathStaysFailed,
+    KeepsSwitchedCandidate,
+    LossWindowInclusive,
+    NoncesAsDoubles,
+    NoViableReportedAsExceeded,
+    ProofAgeInclusive,
+    RateLimitAfterReplayCheck,
+    RateWindowInclusive,
+    RecoveryDeadlineLate,
+    ReplayWindowOffByOne,
+    SwitchCooldownInclusive,
+    ZoneBlindAddresses,
+)
 
 __all__ = [
     "BROKEN",
+    "CATALOGUE",
+    "PORTING_MISTAKES",
+    "AcceptBeforeBind",
     "AcceptsReplayedNonce",
+    "AttemptNotReset",
     "BindsBeforePathValidation",
+    "ClockSkewExclusive",
+    "FailedPathStaysFailed",
     "ForgetsVersionBump",
+    "KeepsSwitchedCandidate",
+    "LossWindowInclusive",
     "NeverLeavesRecovering",
+    "NoViableReportedAsExceeded",
+    "NoncesAsDoubles",
+    "ProofAgeInclusive",
+    "RateLimitAfterReplayCheck",
+    "RateWindowInclusive",
+    "RecoveryDeadlineLate",
+    "ReplayWindowOffByOne",
     "SkipsProofCheck",
+    "SwitchCooldownInclusive",
     "UnboundedCandidates",
+    "ZoneBlindAddresses",
+    "accept_before_bind",
     "accepts_replayed_nonce",
+    "attempt_not_reset",
     "binds_before_path_validation",
+    "clock_skew_exclusive",
+    "failed_path_stays_failed",
     "forgets_version_bump",
+    "keeps_switched_candidate",
+    "loss_window_inclusive",
     "never_leaves_recovering",
+    "no_viable_reported_as_exceeded",
+    "nonces_as_doubles",
+    "proof_age_inclusive",
+    "rate_limit_after_replay_check",
+    "rate_window_inclusive",
+    "recovery_deadline_late",
+    "replay_window_off_by_one",
     "skips_proof_check",
+    "switch_cooldown_inclusive",
     "unbounded_candidates",
+    "zone_blind_addresses",
 ]
 
 _Step = tuple[SessionState, tuple[Effect, ...]]
@@ -161,9 +215,24 @@ binds_before_path_validation = BindsBeforePathValidation
 never_leaves_recovering = NeverLeavesRecovering
 unbounded_candidates = UnboundedCandidates
 skips_proof_check = SkipsProofCheck
+switch_cooldown_inclusive = SwitchCooldownInclusive
+rate_window_inclusive = RateWindowInclusive
+loss_window_inclusive = LossWindowInclusive
+recovery_deadline_late = RecoveryDeadlineLate
+proof_age_inclusive = ProofAgeInclusive
+clock_skew_exclusive = ClockSkewExclusive
+replay_window_off_by_one = ReplayWindowOffByOne
+rate_limit_after_replay_check = RateLimitAfterReplayCheck
+no_viable_reported_as_exceeded = NoViableReportedAsExceeded
+accept_before_bind = AcceptBeforeBind
+keeps_switched_candidate = KeepsSwitchedCandidate
+failed_path_stays_failed = FailedPathStaysFailed
+attempt_not_reset = AttemptNotReset
+zone_blind_addresses = ZoneBlindAddresses
+nonces_as_doubles = NoncesAsDoubles
 
 
-#: Every broken implementation, by factory name.
+#: The gross breakages (each caught by the kit's own tests), by factory name.
 BROKEN: dict[str, type[ReferenceImplementation]] = {
     "accepts_replayed_nonce": AcceptsReplayedNonce,
     "forgets_version_bump": ForgetsVersionBump,
@@ -172,3 +241,6 @@ BROKEN: dict[str, type[ReferenceImplementation]] = {
     "unbounded_candidates": UnboundedCandidates,
     "skips_proof_check": SkipsProofCheck,
 }
+
+#: The whole catalogue: the gross breakages above and the porters' mistakes.
+CATALOGUE: dict[str, type[ReferenceImplementation]] = {**BROKEN, **PORTING_MISTAKES}
