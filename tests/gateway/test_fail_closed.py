@@ -7,36 +7,54 @@ serves on a guess. RM-4.2: a store that does not answer is never taken for a com
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from jumpvpn_core.effects import SessionEnded
-from jumpvpn_core.gateway import OwnershipMode, records
-from jumpvpn_core.gateway.records import RecordInvalidError, decode_record
+from jumpvpn_core.events import Close
+from jumpvpn_core.gateway import Gateway, GatewayResult, OwnershipMode, owner_of, records
+from jumpvpn_core.gateway.records import RecordInvalidError, decode_record, encode_state
 from jumpvpn_core.invariants import Violation
+from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
+from jumpvpn_core.telemetry import ListSink
 
 from .support import CLIENT, ROAMED, T0, make_gateway, reattach, secret_for, sid
 
 
 class ScriptedStore:
-    """A store whose next `get` or next compare-and-set fails (without reaching it), and
-    whose backing store can be swapped (a restore from an older snapshot)."""
+    """A store whose next calls fail as scripted, and whose backing store can be swapped
+    (a restore from an older snapshot).
+
+    `script[method]` lists the outcomes of that method's next calls, first first: "fail"
+    (raises before reaching the store), "lose" (carried out, then the reply is lost: a
+    write that landed but raised), or a callable run before the call reaches the store (a
+    rival writing in between). An empty list means every call goes through.
+    """
 
     def __init__(self, inner: SessionStore) -> None:
         self.inner = inner
-        self.fail_next_get = False
-        self.fail_next_cas = False
+        self.script: dict[str, list[str | Callable[[], object]]] = {}
+
+    def _next(self, method: str) -> str | None:
+        queue = self.script.get(method)
+        if not queue:
+            return None
+        outcome = queue.pop(0)
+        if callable(outcome):
+            outcome()
+            return None
+        if outcome == "fail":
+            raise StoreUnavailableError(f"{method} timed out (test)")
+        return outcome
 
     def get(self, session_id: bytes) -> StoredSession | None:
-        if self.fail_next_get:
-            self.fail_next_get = False
-            raise StoreUnavailableError("read timed out (test)")
+        self._next("get")
         return self.inner.get(session_id)
 
     def create(self, session_id: bytes, version: int, data: bytes) -> bool:
@@ -44,12 +62,14 @@ class ScriptedStore:
 
     def compare_and_set(self, session_id: bytes, expected_version: int, new_version: int,
                         data: bytes) -> bool:
-        if self.fail_next_cas:
-            self.fail_next_cas = False
-            raise StoreUnavailableError("write timed out before reaching the store (test)")
-        return self.inner.compare_and_set(session_id, expected_version, new_version, data)
+        lose = self._next("compare_and_set") == "lose"
+        done = self.inner.compare_and_set(session_id, expected_version, new_version, data)
+        if lose:
+            raise StoreUnavailableError("reply lost (test)")
+        return done
 
     def delete(self, session_id: bytes, expected_version: int) -> bool:
+        self._next("delete")
         return self.inner.delete(session_id, expected_version)
 
     def scan(self) -> Iterator[StoredSession]:
@@ -74,7 +94,7 @@ def test_an_ambiguous_session_stays_ambiguous_after_a_termination_that_failed() 
     # Another writer commits behind the owner's back; the owner's commit then fails, and
     # its attempt to terminate the session cannot even read the store.
     store.inner.compare_and_set(sid(1), 1, 2, opened.data)
-    store.fail_next_get = True
+    store.script["get"] = ["fail"]
     first = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
     assert (first.accepted, first.reason) == (False, ReasonCode.STORE_UNAVAILABLE)
     assert owner.local_state(sid(1)) is not None  # not ended yet: nothing was committed
@@ -99,7 +119,7 @@ def test_a_foreign_record_at_the_version_of_a_commit_in_doubt_is_not_adopted() -
     owner = make_gateway(store, mode=OwnershipMode.STICKY)
     owner.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     opened = _record(store, sid(1))
-    store.fail_next_cas = True
+    store.script["compare_and_set"] = ["fail"]
     lost = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
     assert (lost.accepted, lost.reason) == (False, ReasonCode.STORE_UNAVAILABLE)
     # The owner's write never landed; another writer took version 2 with other content.
@@ -116,7 +136,7 @@ def test_a_commit_in_doubt_that_never_landed_is_retried_from_the_known_version()
     store = ScriptedStore(MemoryStore())
     owner = make_gateway(store, mode=OwnershipMode.STICKY)
     owner.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
-    store.fail_next_cas = True
+    store.script["compare_and_set"] = ["fail"]
     lost = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
     assert lost.reason is ReasonCode.STORE_UNAVAILABLE
     retry = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2))
@@ -211,3 +231,241 @@ def test_the_codec_refuses_what_check_state_would() -> None:
     for data in tampered:
         with pytest.raises(RecordInvalidError, match="does not decode"):
             decode_record(StoredSession(sid(1), record.version, json.dumps(data).encode()))
+
+
+# --- every refusal names its session, is not accepted, commits nothing ---------------------
+
+
+def _refused(result: GatewayResult, session: bytes, reason: ReasonCode, *,
+             version: int | None = None, phase: Phase | None = None) -> None:
+    assert result.session_id == session
+    assert result.accepted is False
+    assert result.reason is reason
+    assert result.store_version == version
+    assert result.phase is phase
+
+
+def _sticky_owner(store: SessionStore, idle_ttl_ms: int = 600_000) -> Gateway:
+    owner = make_gateway(store, mode=OwnershipMode.STICKY, session_idle_ttl_ms=idle_ttl_ms)
+    assert owner.open_session(sid(1), secret_for(sid(1)), CLIENT, T0).accepted
+    return owner
+
+
+def test_refusals_before_the_session_is_loaded_name_the_session() -> None:
+    store = MemoryStore()
+    flood = make_gateway(store, global_flood_limit=1, source_flood_limit=1)
+    flood.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    assert flood.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)).accepted
+    _refused(flood.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.FLOOD_LIMITED)
+    source = make_gateway(store, global_flood_limit=10, source_flood_limit=1)
+    assert source.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 2)).accepted
+    _refused(source.handle_reattach(reattach(sid(1), nonce=3, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.SOURCE_FLOOD_LIMITED)
+    nodes = ("n0", "n1")
+    foreign = next(sid(i) for i in range(100) if owner_of(sid(i), nodes) == "n1")
+    sticky = make_gateway(store, mode=OwnershipMode.STICKY, nodes=nodes, node="n0")
+    _refused(sticky.handle_reattach(reattach(foreign, nonce=1, version=1, now=T0)),
+             foreign, ReasonCode.NOT_OWNER)
+    mine = next(sid(i) for i in range(100) if owner_of(sid(i), nodes) == "n0")
+    _refused(sticky.handle_reattach(reattach(mine, nonce=1, version=1, now=T0)),
+             mine, ReasonCode.UNKNOWN_SESSION)
+    assert flood.committed(sid(99)) is None
+
+
+def test_a_shared_node_forgets_a_cached_session_whose_record_is_gone() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    store.script["get"] = ["fail"]
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    assert node.local_state(sid(1)) is not None
+    assert store.inner.delete(sid(1), 1)  # another node ended it
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.UNKNOWN_SESSION)
+    assert node.local_state(sid(1)) is None
+
+
+def test_core_refusals_and_failed_commits_name_the_session_and_its_phase() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1,
+                                           forge=True)),
+             sid(1), ReasonCode.PROOF_INVALID, phase=Phase.ATTACHED)
+    store.script["compare_and_set"] = ["fail"]
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    store.script["compare_and_set"] = [lambda: store.inner.compare_and_set(
+        sid(1), 1, 2, _record(store.inner, sid(1)).data)]
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 3)),
+             sid(1), ReasonCode.COMMIT_CONFLICT)
+
+
+def test_a_committed_step_that_refuses_the_input_reports_and_counts_the_refusal() -> None:
+    store = MemoryStore()
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    # 60 s of silence: the core's transport-lost deadline fires before the request is
+    # handled, so the step ends the session (a change, committed) and refuses the request.
+    late = node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 60_000))
+    assert late.session_id == sid(1)
+    assert late.accepted is False
+    assert late.reason is ReasonCode.SESSION_TERMINATED
+    assert late.store_version == 2
+    assert late.phase is Phase.TERMINATED
+    assert any(isinstance(e, SessionEnded) for e in late.effects)
+    assert node.rejection_totals == {ReasonCode.SESSION_TERMINATED: 1}
+    assert store.get(sid(1)) is None
+
+
+def test_a_stepped_terminated_record_leaves_the_cache() -> None:
+    store = MemoryStore()
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    committed = node.committed(sid(1))
+    assert committed is not None
+    ended, _ = step(committed[1], Close(T0 + 1))
+    assert ended.phase is Phase.TERMINATED
+    # Another node ended the session and could not delete its record.
+    assert store.compare_and_set(sid(1), 1, 2, encode_state(ended))
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.SESSION_TERMINATED, phase=Phase.TERMINATED)
+    assert node.local_state(sid(1)) is None
+
+
+@pytest.mark.requirement("RM-5.3")
+@pytest.mark.parametrize("mode", [OwnershipMode.SHARED, OwnershipMode.STICKY])
+def test_idle_means_the_ttl_exactly_plus_the_skew_bound_in_shared_mode(
+    mode: OwnershipMode,
+) -> None:
+    store = MemoryStore()
+    node = make_gateway(store, mode=mode, session_idle_ttl_ms=5_000, max_clock_skew_ms=700)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    idle_at = T0 + 5_000 + (700 if mode is OwnershipMode.SHARED else 0)
+    assert node.tick(idle_at - 1) == []
+    (evicted,) = node.tick(idle_at)
+    assert (evicted.session_id, evicted.phase) == (sid(1), Phase.TERMINATED)
+
+
+def test_making_room_evicts_idle_sessions_without_counting_a_refusal() -> None:
+    store = MemoryStore()
+    node = make_gateway(store, mode=OwnershipMode.STICKY, max_sessions=1,
+                        session_idle_ttl_ms=5_000)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    assert node.open_session(sid(2), secret_for(sid(2)), CLIENT, T0 + 5_000).accepted
+    assert store.get(sid(1)) is None
+    assert node.rejection_totals == {}
+
+
+# --- the owner's fail-closed paths ----------------------------------------------------------
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_failed_fail_closed_termination_is_reported_and_retried() -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = _sticky_owner(store)
+    opened = _record(store, sid(1))
+    store.inner.compare_and_set(sid(1), 1, 2, opened.data)
+    # The owner's commit loses; its termination's own commit then fails.
+    store.script["compare_and_set"] = ["ok", "fail"]
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    # A record that keeps changing under the termination: given up after a bound.
+    bump: list[str | Callable[[], object]] = [lambda: store.inner.compare_and_set(
+        sid(1), _record(store.inner, sid(1)).version, _record(store.inner, sid(1)).version + 1,
+        opened.data)]
+    store.script["compare_and_set"] = bump * 3
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.COMMIT_CONFLICT)
+    assert _record(store, sid(1)).version == 5
+    # Quiet again: the next input ends it on the store's record.
+    done = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 3))
+    _refused(done, sid(1), ReasonCode.OWNERSHIP_AMBIGUOUS, version=6, phase=Phase.TERMINATED)
+    assert store.get(sid(1)) is None
+    assert owner.rejection_totals == {ReasonCode.STORE_UNAVAILABLE: 1,
+                                      ReasonCode.COMMIT_CONFLICT: 1,
+                                      ReasonCode.OWNERSHIP_AMBIGUOUS: 1}
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_record_gone_behind_the_owner_ends_the_session_as_ambiguous() -> None:
+    store = MemoryStore()
+    owner = _sticky_owner(store)
+    assert store.delete(sid(1), 1)
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.OWNERSHIP_AMBIGUOUS)
+    assert owner.local_state(sid(1)) is None
+    assert owner.rejection_totals == {ReasonCode.OWNERSHIP_AMBIGUOUS: 1}
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_record_already_terminated_behind_the_owner_is_removed() -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = _sticky_owner(store)
+    committed = owner.committed(sid(1))
+    assert committed is not None
+    ended, _ = step(committed[1], Close(T0 + 1))
+    assert store.inner.compare_and_set(sid(1), 1, 2, encode_state(ended))
+    store.script["delete"] = ["fail"]
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.OWNERSHIP_AMBIGUOUS, phase=Phase.TERMINATED)
+    assert owner.local_state(sid(1)) is None
+    assert store.get(sid(1)) is not None  # the delete failed (best effort) ...
+    assert owner.resume(T0 + 3) == 0
+    assert store.get(sid(1)) is None  # ... and the next resume purged it
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_an_undecodable_record_behind_the_owner_is_ended_on_the_owners_state() -> None:
+    store = ScriptedStore(MemoryStore())
+    sink = ListSink()
+    owner = make_gateway(store, mode=OwnershipMode.STICKY, telemetry=sink)
+    owner.open_session(sid(1), secret_for(sid(1)), CLIENT, T0 + 500)
+    assert store.inner.compare_and_set(sid(1), 1, 2, b"\xff not json")
+    store.script["delete"] = ["fail"]
+    # `now` behind the session's own clock: the termination is stamped at the later one.
+    result = owner.handle(sid(1), Close(T0 + 500))
+    _refused(result, sid(1), ReasonCode.OWNERSHIP_AMBIGUOUS, version=3, phase=Phase.TERMINATED)
+    owner.close()
+    (change,) = [r for r in sink.records if r["type"] == "state_change"
+                 and r["to"] == "TERMINATED"]
+    assert change["reason"] == "STORE_RECORD_INVALID"
+    left = decode_record(_record(store, sid(1)))  # the delete failed: what was committed
+    assert left.phase is Phase.TERMINATED
+    assert left.link.clock_ms == T0 + 500
+
+
+@pytest.mark.requirement("RM-4.2")
+def test_an_in_doubt_termination_that_landed_is_adopted_and_the_record_removed() -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = _sticky_owner(store, idle_ttl_ms=5_000)
+    store.script["compare_and_set"] = ["lose"]
+    (lost,) = owner.tick(T0 + 5_000)  # the idle eviction landed; its reply was lost
+    _refused(lost, sid(1), ReasonCode.STORE_UNAVAILABLE)
+    assert decode_record(_record(store, sid(1))).phase is Phase.TERMINATED
+    store.script["delete"] = ["fail"]
+    nxt = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 5_001))
+    _refused(nxt, sid(1), ReasonCode.SESSION_TERMINATED, phase=Phase.TERMINATED)
+    assert owner.local_state(sid(1)) is None
+    assert owner.rejection_totals == {ReasonCode.STORE_UNAVAILABLE: 1,
+                                      ReasonCode.SESSION_TERMINATED: 1}
+    assert _record(store, sid(1)).version == 2  # delete failed: left for resume
+    assert owner.resume(T0 + 5_002) == 0
+    assert store.get(sid(1)) is None
+
+
+@pytest.mark.requirement("RM-4.2")
+def test_an_unreadable_store_leaves_a_commit_in_doubt_unresolved() -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = _sticky_owner(store)
+    store.script["compare_and_set"] = ["lose"]
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    store.script["get"] = ["fail"]
+    _refused(owner.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    # Readable again: the landed write is adopted, so its nonce stays used.
+    replay = owner.handle_reattach(reattach(sid(1), nonce=1, version=2, now=T0 + 3))
+    assert replay.reason is ReasonCode.REPLAY_DETECTED
