@@ -7,18 +7,27 @@ serves on a guess. RM-4.2: a store that does not answer is never taken for a com
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pytest
 
 from jumpvpn_core.effects import SessionEnded
+from jumpvpn_core.errors import PolicyError
 from jumpvpn_core.events import Close
-from jumpvpn_core.gateway import Gateway, GatewayResult, OwnershipMode, owner_of, records
+from jumpvpn_core.gateway import (
+    Gateway,
+    GatewayPolicy,
+    GatewayResult,
+    OwnershipMode,
+    owner_of,
+    records,
+)
 from jumpvpn_core.gateway.records import RecordInvalidError, decode_record, encode_state
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Phase
+from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
@@ -469,3 +478,142 @@ def test_an_unreadable_store_leaves_a_commit_in_doubt_unresolved() -> None:
     # Readable again: the landed write is adopted, so its nonce stays used.
     replay = owner.handle_reattach(reattach(sid(1), nonce=1, version=2, now=T0 + 3))
     assert replay.reason is ReasonCode.REPLAY_DETECTED
+
+
+# --- the results of the public inputs, field by field ---------------------------------------
+
+
+class _RaisingSink:
+    def emit(self, record: Mapping[str, Any]) -> None:
+        raise RuntimeError("sink broke (test)")
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class _ClockedStore(MemoryStore):
+    def __init__(self, now_ms: int) -> None:
+        super().__init__()
+        self.now_ms = now_ms
+
+    def time_ms(self) -> int:
+        return self.now_ms
+
+
+def test_gateway_defaults_and_configuration_are_applied() -> None:
+    plain = Gateway(MemoryStore())
+    assert plain.node_id == plain.policy.node_ids[0]
+    assert plain.last_resume is None
+    assert plain.telemetry_errors == 0
+    two = GatewayPolicy(node_ids=("a", "b"))
+    assert Gateway(MemoryStore(), two).node_id == "a"
+    with pytest.raises(PolicyError, match=r"node_id 'zz' is not one of policy\.node_ids"):
+        Gateway(MemoryStore(), two, node_id="zz")
+    short = Policy(transport_lost_ttl_ms=20_000)
+    node = Gateway(MemoryStore(), session_policy=short)
+    assert node.session_policy is short
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    state = node.local_state(sid(1))
+    assert state is not None
+    assert state.ident.policy == short
+
+
+def test_a_sink_that_raises_is_counted_once_per_record() -> None:
+    node = make_gateway(MemoryStore())
+    node.telemetry = _RaisingSink()
+    assert node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0).accepted  # one record
+    assert node.telemetry_errors == 1
+    node.handle(sid(1), Close(T0 + 1))  # one more state change
+    assert node.telemetry_errors == 2
+
+
+def test_a_rejection_that_closes_a_window_emits_its_summary() -> None:
+    sink = ListSink()
+    node = make_gateway(MemoryStore(), telemetry=sink, aggregation_interval_ms=1_000)
+    node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0))
+    node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1_000))
+    node.close()
+    summaries = [r for r in sink.records if r["type"] == "reject_summary"]
+    assert [s["counts"] for s in summaries] == [{"UNKNOWN_SESSION": 1}] * 2
+
+
+def test_the_first_clock_check_within_the_contract_reports_nothing() -> None:
+    sink = ListSink()
+    node = make_gateway(_ClockedStore(T0), telemetry=sink)
+    assert node.check_clock(T0 + 10) == 10
+    assert node.clock_fault is False
+    node.close()
+    assert [r for r in sink.records if r["type"].startswith("clock_")] == []
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_open_session_results_name_the_session_and_what_was_committed() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store, max_sessions=2)
+    opened = node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    assert (opened.session_id, opened.accepted, opened.reason) == (sid(1), True, None)
+    assert (opened.store_version, opened.phase) == (1, Phase.ATTACHED)
+    _refused(node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0 + 1),
+             sid(1), ReasonCode.COMMIT_CONFLICT)
+    other = make_gateway(store)  # another node opened sid(2) already
+    other.open_session(sid(2), secret_for(sid(2)), CLIENT, T0)
+    _refused(node.open_session(sid(2), secret_for(sid(2)), CLIENT, T0 + 2),
+             sid(2), ReasonCode.COMMIT_CONFLICT)
+    node.open_session(sid(3), secret_for(sid(3)), CLIENT, T0 + 3)
+    _refused(node.open_session(sid(4), secret_for(sid(4)), CLIENT, T0 + 4),
+             sid(4), ReasonCode.SESSION_TABLE_FULL)
+    roomy = make_gateway(ScriptedStore(MemoryStore()))
+    assert isinstance(roomy.store, ScriptedStore)
+    roomy.store.inner = _Unavailable()
+    _refused(roomy.open_session(sid(5), secret_for(sid(5)), CLIENT, T0),
+             sid(5), ReasonCode.STORE_UNAVAILABLE)
+    nodes = ("n0", "n1")
+    foreign = next(sid(i) for i in range(100) if owner_of(sid(i), nodes) == "n1")
+    sticky = make_gateway(MemoryStore(), mode=OwnershipMode.STICKY, nodes=nodes)
+    _refused(sticky.open_session(foreign, secret_for(foreign), CLIENT, T0),
+             foreign, ReasonCode.NOT_OWNER)
+    assert node.rejection_totals == {ReasonCode.COMMIT_CONFLICT: 2,
+                                     ReasonCode.SESSION_TABLE_FULL: 1}
+
+
+class _Unavailable(MemoryStore):
+    def create(self, session_id: bytes, version: int, data: bytes) -> bool:
+        raise StoreUnavailableError("down (test)")
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_clock_refusals_name_the_session_and_the_bound_is_inclusive() -> None:
+    store = _ClockedStore(T0)
+    ahead = make_gateway(store, max_clock_skew_ms=1_000)
+    for i in (1, 2, 3):
+        ahead.open_session(sid(i), secret_for(sid(i)), CLIENT, T0 + 1_000)
+    behind = make_gateway(store, max_clock_skew_ms=1_000)
+    # Ahead by 1 ms and by exactly the bound: served at the session's clock.
+    assert behind.handle(sid(1), Close(T0 + 999)).accepted
+    assert behind.handle(sid(2), Close(T0)).accepted
+    _refused(behind.handle(sid(3), Close(T0 - 1)), sid(3), ReasonCode.TIME_WENT_BACKWARDS)
+    store.now_ms = T0 + 5_000
+    behind.check_clock(T0)
+    assert behind.clock_fault
+    _refused(behind.handle(sid(3), Close(T0 + 2_000)), sid(3),
+             ReasonCode.TIME_WENT_BACKWARDS)
+    _refused(behind.open_session(sid(4), secret_for(sid(4)), CLIENT, T0),
+             sid(4), ReasonCode.TIME_WENT_BACKWARDS)
+
+
+@pytest.mark.requirement("RM-5.3")
+def test_a_request_for_an_idle_session_ends_it_and_is_refused_with_the_commit() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store, session_idle_ttl_ms=5_000, max_clock_skew_ms=0)
+    for i in (1, 2):
+        node.open_session(sid(i), secret_for(sid(i)), CLIENT, T0)
+    late = node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 5_000))
+    _refused(late, sid(1), ReasonCode.SESSION_TERMINATED, version=2, phase=Phase.TERMINATED)
+    assert any(isinstance(e, SessionEnded) for e in late.effects)
+    # The eviction's own commit fails: refused as such, the session is not ended.
+    store.script["compare_and_set"] = ["fail"]
+    _refused(node.handle_reattach(reattach(sid(2), nonce=1, version=1, now=T0 + 5_001)),
+             sid(2), ReasonCode.STORE_UNAVAILABLE)
+    assert node.rejection_totals == {ReasonCode.SESSION_TERMINATED: 1,
+                                     ReasonCode.STORE_UNAVAILABLE: 1}
+    assert _record(store, sid(2)).version == 1
