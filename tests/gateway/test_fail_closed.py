@@ -24,6 +24,7 @@ from jumpvpn_core.gateway import (
     records,
 )
 from jumpvpn_core.gateway.records import RecordInvalidError, decode_record, encode_state
+from jumpvpn_core.gateway.resume import ResumeReport
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.machine import step
 from jumpvpn_core.phases import Phase
@@ -105,7 +106,7 @@ def test_an_ambiguous_session_stays_ambiguous_after_a_termination_that_failed() 
     store.inner.compare_and_set(sid(1), 1, 2, opened.data)
     store.script["get"] = ["fail"]
     first = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
-    assert (first.accepted, first.reason) == (False, ReasonCode.STORE_UNAVAILABLE)
+    _refused(first, sid(1), ReasonCode.STORE_UNAVAILABLE)
     assert owner.local_state(sid(1)) is not None  # not ended yet: nothing was committed
     # The store comes back from an older snapshot, at the very version the owner knew.
     restored = MemoryStore()
@@ -151,6 +152,8 @@ def test_a_commit_in_doubt_that_never_landed_is_retried_from_the_known_version()
     retry = owner.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2))
     assert retry.accepted
     assert retry.store_version == 2
+    # Resolved once and for all: the next input is served from the table as usual.
+    assert owner.handle_reattach(reattach(sid(1), nonce=2, version=1, now=T0 + 3)).accepted
 
 
 @pytest.mark.requirement("RM-4.1")
@@ -160,6 +163,7 @@ def test_a_cached_session_whose_record_breaks_is_terminated_and_reported_refused
     node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     store.compare_and_set(sid(1), 1, 2, b"\xff not json")
     ended = node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1))
+    assert ended.session_id == sid(1)
     assert ended.accepted is False
     assert ended.reason is ReasonCode.STORE_RECORD_INVALID
     assert ended.phase is Phase.TERMINATED
@@ -176,7 +180,8 @@ def test_handle_refuses_a_request_for_another_session_and_changes_nothing() -> N
     node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
     node.open_session(sid(2), secret_for(sid(2)), CLIENT, T0)
     before = (_record(store, sid(1)), _record(store, sid(2)))
-    with pytest.raises(ValueError, match="session_id does not match"):
+    message = r"^session_id does not match the request's session id$"
+    with pytest.raises(ValueError, match=message):
         node.handle(sid(1), reattach(sid(2), nonce=1, version=1, now=T0 + 1))
     assert (_record(store, sid(1)), _record(store, sid(2))) == before
     # A matching request goes through the flood limits like `handle_reattach`: one token.
@@ -617,3 +622,88 @@ def test_a_request_for_an_idle_session_ends_it_and_is_refused_with_the_commit() 
     assert node.rejection_totals == {ReasonCode.SESSION_TERMINATED: 1,
                                      ReasonCode.STORE_UNAVAILABLE: 1}
     assert _record(store, sid(2)).version == 1
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_a_broken_record_whose_termination_cannot_commit_is_still_refused() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    assert store.inner.compare_and_set(sid(1), 1, 2, b"\xff not json")
+    store.script["compare_and_set"] = ["fail"]
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)),
+             sid(1), ReasonCode.STORE_RECORD_INVALID)
+    assert node.rejection_totals == {ReasonCode.STORE_UNAVAILABLE: 1}
+    assert _record(store, sid(1)).data == b"\xff not json"  # never repaired
+    fresh = make_gateway(store)  # no copy of its own: refused outright
+    _refused(fresh.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.STORE_RECORD_INVALID)
+
+
+@pytest.mark.requirement("RM-4.2")
+def test_a_shared_node_refuses_a_store_that_went_backwards() -> None:
+    store = ScriptedStore(MemoryStore())
+    node = make_gateway(store)
+    node.open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    opened = _record(store, sid(1))
+    assert node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)).accepted
+    restored = MemoryStore()  # restarted from a snapshot older than what the node saw
+    restored.create(sid(1), opened.version, opened.data)
+    store.inner = restored
+    _refused(node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 2)),
+             sid(1), ReasonCode.STORE_UNAVAILABLE)
+    assert node.rejection_totals == {ReasonCode.STORE_UNAVAILABLE: 1}
+    assert _record(store, sid(1)).version == 1  # the nonce was not accepted again
+
+
+@pytest.mark.requirement("RM-4.1")
+def test_terminations_remove_the_record_at_once_when_the_store_answers() -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = _sticky_owner(store, idle_ttl_ms=5_000)
+    owner.open_session(sid(2), secret_for(sid(2)), CLIENT, T0)
+    # A landed eviction whose reply was lost, adopted on the next input: deleted.
+    store.script["compare_and_set"] = ["lose"]
+    assert [r.reason for r in owner.tick(T0 + 5_000)] == [ReasonCode.STORE_UNAVAILABLE, None]
+    _refused(owner.handle(sid(1), Close(T0 + 5_001)), sid(1), ReasonCode.SESSION_TERMINATED,
+             phase=Phase.TERMINATED)
+    assert store.get(sid(1)) is None
+    # A record another writer already ended: the owner deletes it.
+    other = _sticky_owner(ScriptedStore(MemoryStore()))
+    assert isinstance(other.store, ScriptedStore)
+    committed = other.committed(sid(1))
+    assert committed is not None
+    ended, _ = step(committed[1], Close(T0 + 1))
+    assert other.store.inner.compare_and_set(sid(1), 1, 2, encode_state(ended))
+    _refused(other.handle(sid(1), Close(T0 + 2)), sid(1), ReasonCode.OWNERSHIP_AMBIGUOUS,
+             phase=Phase.TERMINATED)
+    assert other.store.get(sid(1)) is None
+
+
+@pytest.mark.requirement("RM-4.1")
+@pytest.mark.parametrize("rival", ["deletes", "terminates", "writes"])
+def test_a_rival_writing_during_a_sticky_restart_eviction_is_handled(rival: str) -> None:
+    store = ScriptedStore(MemoryStore())
+    opener = make_gateway(store)
+    for key in (1, 2):
+        opener.open_session(sid(key), secret_for(sid(key)), CLIENT, T0)
+    victim = sid(2)
+    record = _record(store, victim)
+
+    def rival_writes() -> None:
+        if rival == "deletes":
+            assert store.inner.delete(victim, 1)
+            return
+        data = record.data
+        if rival == "terminates":
+            ended, _ = step(decode_record(record), Close(T0 + 1))
+            data = encode_state(ended)
+        assert store.inner.compare_and_set(victim, 1, 2, data)
+
+    # The eviction of the session beyond capacity (the scan's second record) loses its
+    # compare-and-set to the rival: the node fails closed on that session and goes on.
+    store.script["compare_and_set"] = [rival_writes]
+    node = make_gateway(store, mode=OwnershipMode.STICKY, max_sessions=1)
+    assert node.resume(T0 + 5) == 1
+    assert node.last_resume == ResumeReport(resumed=1, evicted=1)
+    assert node.local_state(victim) is None
+    assert store.get(victim) is None
