@@ -508,6 +508,7 @@ class _ClockedStore(MemoryStore):
 def test_gateway_defaults_and_configuration_are_applied() -> None:
     plain = Gateway(MemoryStore())
     assert plain.node_id == plain.policy.node_ids[0]
+    assert plain.session_policy == Policy()
     assert plain.last_resume is None
     assert plain.telemetry_errors == 0
     two = GatewayPolicy(node_ids=("a", "b"))
@@ -707,3 +708,20 @@ def test_a_rival_writing_during_a_sticky_restart_eviction_is_handled(rival: str)
     assert node.last_resume == ResumeReport(resumed=1, evicted=1)
     assert node.local_state(victim) is None
     assert store.get(victim) is None
+
+
+def test_a_rejection_stepped_at_a_later_session_clock_closes_the_window() -> None:
+    sink = ListSink()
+    store = MemoryStore()
+    ahead = make_gateway(store, max_clock_skew_ms=1_000)
+    ahead.open_session(sid(1), secret_for(sid(1)), CLIENT, 2_000)
+    node = make_gateway(store, telemetry=sink, aggregation_interval_ms=1_000,
+                        max_clock_skew_ms=1_000)
+    node.handle_reattach(reattach(sid(9), nonce=1, version=1, now=1_500))  # unknown
+    # At 1999 the window [1000, 2000) is still open; the session's clock is 2000, so the
+    # refusal is counted at 2000 and closes that window.
+    forged = node.handle_reattach(reattach(sid(1), nonce=1, version=1, now=1_999, forge=True))
+    assert forged.reason is ReasonCode.PROOF_INVALID
+    summaries = [r for r in sink.records if r["type"] == "reject_summary"]
+    assert [s["counts"] for s in summaries] == [{"UNKNOWN_SESSION": 1}]
+    node.close()
