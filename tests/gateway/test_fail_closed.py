@@ -27,9 +27,10 @@ from jumpvpn_core.gateway.records import RecordInvalidError, decode_record, enco
 from jumpvpn_core.gateway.resume import ResumeReport
 from jumpvpn_core.invariants import Violation
 from jumpvpn_core.machine import step
-from jumpvpn_core.phases import Phase
+from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.state import new_session
 from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.telemetry import ListSink
@@ -725,3 +726,55 @@ def test_a_rejection_stepped_at_a_later_session_clock_closes_the_window() -> Non
     summaries = [r for r in sink.records if r["type"] == "reject_summary"]
     assert [s["counts"] for s in summaries] == [{"UNKNOWN_SESSION": 1}]
     node.close()
+
+
+# --- store records: what decode_record says, and what it never says ------------------------
+
+
+def _opened_record() -> StoredSession:
+    store = MemoryStore()
+    make_gateway(store).open_session(sid(1), secret_for(sid(1)), CLIENT, T0)
+    return _record(store, sid(1))
+
+
+def test_record_content_is_sorted_json_of_the_state() -> None:
+    record = _opened_record()
+    assert record.data == json.dumps(json.loads(record.data), sort_keys=True).encode()
+    assert list(json.loads(record.data)) == sorted(json.loads(record.data))
+
+
+def test_records_of_the_wrong_role_or_session_are_refused_by_name() -> None:
+    client_state = new_session(Role.CLIENT, sid(1), secret_for(sid(1)), T0, Policy())
+    client = StoredSession(sid(1), 1, encode_state(client_state))
+    with pytest.raises(RecordInvalidError, match=r"^record holds a client state$"):
+        decode_record(client)
+    moved = StoredSession(sid(2), 1, _opened_record().data)
+    with pytest.raises(RecordInvalidError, match=r"^record holds another session's state$"):
+        decode_record(moved)
+
+
+def test_record_errors_name_the_decoder_error_type_and_never_a_foreign_message(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(RecordInvalidError,
+                       match=r"^record does not decode: JsonDecodeError: not UTF-8"):
+        decode_record(StoredSession(sid(1), 1, b"\xff{"))
+    record = _opened_record()
+
+    def explodes(data: object) -> object:
+        raise RecursionError("secret 0123abcd")  # a foreign error could echo content
+
+    monkeypatch.setattr(records, "state_from_data", explodes)
+    with pytest.raises(RecordInvalidError) as info:
+        decode_record(record)
+    assert str(info.value) == "record does not decode: RecursionError"
+
+
+def test_every_check_state_violation_is_listed(monkeypatch: pytest.MonkeyPatch) -> None:
+    record = _opened_record()
+    two = [Violation("bounded_memory", "5 candidates"), Violation("role_layout", "mixed")]
+    monkeypatch.setattr(records, "check_state", lambda state: two)
+    with pytest.raises(RecordInvalidError) as info:
+        decode_record(record)
+    assert str(info.value) == ("record fails check_state: bounded_memory: 5 candidates; "
+                               "role_layout: mixed")

@@ -343,15 +343,17 @@ def test_gateway_policy_plain_data_is_exact_and_refuses_what_it_does_not_know() 
 
 def test_token_bucket_and_source_table_refuse_empty_bounds() -> None:
     for limit, interval in ((0, 1), (1, 0)):
-        with pytest.raises(ValueError, match="limit and interval_ms must be positive"):
+        with pytest.raises(ValueError, match=r"^limit and interval_ms must be positive$"):
             TokenBucket(limit, interval, 0)
     assert TokenBucket(1, 1, 0).try_take(0)
-    with pytest.raises(ValueError, match="max_sources must be positive"):
+    with pytest.raises(ValueError, match=r"^max_sources must be positive$"):
         SourceLimiter(1, 1, 0)
     one = SourceLimiter(1, 1_000, 1)
     assert one.try_take("a", 0)
     assert one.try_take("b", 0)  # "a" forgotten to keep one bucket
     assert (len(one), one.evicted) == (1, 1)
+    assert one.try_take("a", 0)
+    assert (len(one), one.evicted) == (1, 2)
 
 
 def test_token_bucket_forgets_credit_once_full_and_refills_at_the_exact_rate() -> None:
@@ -374,3 +376,19 @@ def test_token_bucket_forgets_credit_once_full_and_refills_at_the_exact_rate() -
     assert idle.try_take(10_000)
     assert not idle.try_take(10_499)
     assert idle.try_take(10_500)
+
+
+def test_token_bucket_drops_the_remainder_when_a_refill_fills_it() -> None:
+    # 3 tokens per 1000 ms: one token per 333.33 ms, so 333 ms is just too short.
+    bucket = TokenBucket(limit=3, interval_ms=1_000, now_ms=0)
+    for _ in range(3):
+        assert bucket.try_take(0)
+    for _ in range(3):  # 1100 ms refill 3.3 tokens: full, the 0.3 dropped
+        assert bucket.try_take(1_100)
+    assert not bucket.try_take(1_433)
+    assert bucket.try_take(1_434)
+    idle = TokenBucket(limit=3, interval_ms=1_000, now_ms=0)
+    for _ in range(3):  # full all along: it saved no credit while waiting
+        assert idle.try_take(10_000)
+    assert not idle.try_take(10_333)
+    assert idle.try_take(10_334)

@@ -256,8 +256,10 @@ def test_sticky_resume_accounts_for_every_record_exactly() -> None:
         "v": 1, "type": "store_record_ahead", "session_id": sid(2).hex(),
         "record_clock_ms": now + 1_001, "node": "n0", "ts_ms": now}
     invalid = by_type["store_record_invalid"][0]
-    assert {k: invalid[k] for k in ("session_id", "store_version", "node", "ts_ms")} == {
-        "session_id": sid(3).hex(), "store_version": 2, "node": "n0", "ts_ms": now}
+    assert {k: invalid[k] for k in ("v", "type", "session_id", "store_version", "node",
+                                    "ts_ms")} == {
+        "v": 1, "type": "store_record_invalid", "session_id": sid(3).hex(),
+        "store_version": 2, "node": "n0", "ts_ms": now}
     assert str(invalid["detail"]).startswith("record does not decode")
 
 
@@ -294,3 +296,18 @@ def test_the_quarantine_list_is_bounded_and_the_count_exact() -> None:
     assert report is not None
     assert report.quarantined == QUARANTINE_LIST_MAX + 1
     assert len(report.quarantined_ids) == QUARANTINE_LIST_MAX
+
+
+@pytest.mark.parametrize("mode", [OwnershipMode.SHARED, OwnershipMode.STICKY])
+def test_every_terminated_record_is_counted_once(mode: OwnershipMode) -> None:
+    store = _KeepsRecords()
+    _open(store, 4)
+    closer = make_gateway(store)
+    for key in (0, 1):
+        assert closer.handle(sid(key), Close(T0 + 1)).phase is Phase.TERMINATED
+    node = make_gateway(store, mode=mode)
+    assert node.resume(T0 + 5) == 2
+    if mode is OwnershipMode.SHARED:
+        assert node.last_resume == ResumeReport(resumed=2, skipped=2)
+    else:
+        assert node.last_resume == ResumeReport(resumed=2, purged=2)
