@@ -12,7 +12,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -291,8 +291,70 @@ def test_sqlite_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.Mon
 def test_sqlite_call_after_close_is_unavailable(sqlite_store_url: str) -> None:
     store = open_store(sqlite_store_url)
     store.close()
-    with pytest.raises(StoreUnavailableError):
-        store.get(sid())
+    store.close()  # idempotent
+    calls: dict[str, Callable[[], object]] = {
+        "get": lambda: store.get(sid()),
+        "create": lambda: store.create(sid(), 0, b"x"),
+        "compare_and_set": lambda: store.compare_and_set(sid(), 0, 1, b"x"),
+        "delete": lambda: store.delete(sid(), 0),
+        "scan": lambda: list(store.scan()),
+    }
+    for call in calls.values():
+        with pytest.raises(StoreUnavailableError, match=r"^sqlite store is closed$"):
+            call()
+
+
+def test_sqlite_errors_name_the_operation_that_failed(sqlite_store_url: str) -> None:
+    import sqlite3
+
+    store = open_store(sqlite_store_url)
+    wiper = sqlite3.connect(urlsplit(sqlite_store_url).path[1:], isolation_level=None)
+    try:
+        wiper.execute("DROP TABLE sessions")  # the file was wiped under a running store
+        calls: dict[str, Callable[[], object]] = {
+            "get": lambda: store.get(sid()),
+            "create": lambda: store.create(sid(), 0, b"x"),
+            "compare_and_set": lambda: store.compare_and_set(sid(), 0, 1, b"x"),
+            "delete": lambda: store.delete(sid(), 0),
+            "scan": lambda: list(store.scan()),
+        }
+        for name, call in calls.items():
+            with pytest.raises(StoreUnavailableError,
+                               match=rf"^sqlite {name} failed: no such table: sessions$"):
+                call()
+    finally:
+        wiper.close()
+        store.close()
+
+
+def test_sqlite_store_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match=r"^cannot open sqlite store: "):
+        SqliteStore(str(tmp_path))  # a directory, not a database file
+
+
+def test_sqlite_scan_pages_through_every_record_once(sqlite_store_url: str) -> None:
+    import itertools
+
+    store = open_store(sqlite_store_url)
+    try:
+        ids = {bytes([n // 256, n % 256]) * 8 for n in range(1_203)}  # > two batches
+        for session in ids:
+            assert store.create(session, 7, b"d")
+        seen = [r.session_id for r in itertools.islice(store.scan(), 2 * len(ids))]
+        assert len(seen) == len(ids)
+        assert set(seen) == ids
+    finally:
+        store.close()
+
+
+def test_sqlite_busy_timeout_is_the_store_timeout(sqlite_store_url: str) -> None:
+    store = SqliteStore(urlsplit(sqlite_store_url).path[1:], timeout_s=2.5)
+    try:
+        # `timeout_s` bounds every call: SQLite waits that long for another writer's lock.
+        conn = store._conn  # the store's own connection: the setting is per connection
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2_500
+    finally:
+        store.close()
 
 
 @pytest.mark.requirement("RM-4.2")
