@@ -29,7 +29,7 @@ from jumpvpn_core.stores import (
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.stores.postgres import PostgresStore
 from jumpvpn_core.stores.redis import RedisStore
-from jumpvpn_core.stores.sqlite import SqliteStore
+from jumpvpn_core.stores.sqlite import SqliteStore, parse_sqlite_url
 from tests.stores.conftest import TIMEOUT_S
 from tests.stores.proxy import CuttingRelay
 
@@ -634,3 +634,25 @@ def test_sqlite_processes_sharing_a_file_never_fork_a_version(sqlite_store_url: 
         assert record.version == PROCESSES * WINS_PER_PROCESS
     finally:
         final.close()
+
+
+def test_sqlite_urls_are_parsed_exactly(tmp_path: Path) -> None:
+    assert parse_sqlite_url("sqlite://:memory:/") == ":memory:"
+    assert parse_sqlite_url(f"sqlite:///{tmp_path}/a%20b.db") == f"{tmp_path}/a b.db"
+    refused = [
+        ("redis://host/x.db", r"^not a sqlite URL: scheme 'redis'$"),
+        (f"sqlite:///{tmp_path}/x.db#frag", r"^sqlite store URL must not have a #fragment$"),
+        ("sqlite:x.db", r"^sqlite store URL names no database file: use sqlite:///file\.db$"),
+        (f"sqlite:///{tmp_path}/", r"^sqlite store URL names no database file"),
+    ]
+    for url, message in refused:
+        with pytest.raises(StoreConfigError, match=message):
+            parse_sqlite_url(url)
+
+
+def test_a_file_that_is_no_database_cannot_be_initialised(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db"
+    path.write_bytes(b"this is not an SQLite file " * 100)
+    with pytest.raises(StoreUnavailableError,
+                       match=r"^cannot initialise sqlite store: file is not a database$"):
+        SqliteStore(str(path))
