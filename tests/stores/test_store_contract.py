@@ -26,6 +26,7 @@ from jumpvpn_core.stores import (
     StoreUnavailableError,
     open_store,
 )
+from jumpvpn_core.stores._url import check_timeout, query_options, url_port
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.stores.postgres import PostgresStore
 from jumpvpn_core.stores.redis import RedisStore
@@ -656,3 +657,59 @@ def test_a_file_that_is_no_database_cannot_be_initialised(tmp_path: Path) -> Non
     with pytest.raises(StoreUnavailableError,
                        match=r"^cannot initialise sqlite store: file is not a database$"):
         SqliteStore(str(path))
+
+
+def test_url_helpers_say_exactly_what_is_wrong() -> None:
+    parts = urlsplit("redis://h:1/0?a=1&b=2")
+    assert query_options(parts, allowed=("a", "b")) == {"a": "1", "b": "2"}
+    assert query_options(urlsplit("redis://h/0"), allowed=()) == {}
+    refused = [
+        ("redis://h/0?a=1&a=2", ("a",), r"^query key 'a' given twice in store URL$"),
+        ("redis://h/0?c=1", ("b", "a"), r"^unknown query key 'c' in redis store URL "
+                                        r"\(known: a, b\)$"),
+        ("sqlite:///x?c=1", (), r"^unknown query key 'c' in sqlite store URL \(known: none\)$"),
+        ("redis://h/0?novalue", ("novalue",), r"^malformed query string 'novalue' in store URL$"),
+    ]
+    for url, allowed, message in refused:
+        with pytest.raises(StoreConfigError, match=message):
+            query_options(urlsplit(url), allowed)
+    assert query_options(urlsplit("redis://h/0?a="), ("a",)) == {"a": ""}
+    assert url_port(urlsplit("redis://h:6380/0")) == 6380
+    assert url_port(urlsplit("redis://h/0")) is None
+    with pytest.raises(StoreConfigError, match=r"^bad port in redis store URL: "):
+        url_port(urlsplit("redis://h:70000/0"))
+
+
+def test_timeouts_are_checked_exactly() -> None:
+    assert check_timeout(1) == 1.0
+    assert isinstance(check_timeout(1), float)
+    assert check_timeout(0.001) == 0.001
+    for wrong in (True, "1", None):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^timeout_s must be a number of seconds, got {wrong!r}$"):
+            check_timeout(wrong)  # type: ignore[arg-type]  # wrong types on purpose
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^timeout_s must be positive and finite, got {bad!r}$"):
+            check_timeout(bad)
+
+
+def test_open_store_names_every_scheme_it_knows(tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError,
+                       match=r"^unknown store scheme 'nosuch': use memory, sqlite, redis, "
+                             r"postgresql or etcd$"):
+        open_store("nosuch://x")
+    for url in ("", "memory", 7):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^store URL must look like scheme://\.\.\., got {url!r}$"):
+            open_store(url)  # type: ignore[arg-type]  # wrong types on purpose
+    # Every alias reaches its adapter (whose own URL check answers, not the factory's).
+    for scheme in ("redis", "rediss", "postgresql", "postgres", "etcd", "etcds"):
+        with pytest.raises(StoreConfigError) as info:
+            open_store(f"{scheme}://127.0.0.1:99999/x")
+        assert "unknown store scheme" not in str(info.value), scheme
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}", timeout_s=1.5)
+    try:
+        assert isinstance(store, SqliteStore)
+    finally:
+        store.close()
