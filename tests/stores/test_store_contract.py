@@ -645,6 +645,9 @@ def test_sqlite_urls_are_parsed_exactly(tmp_path: Path) -> None:
         (f"sqlite:///{tmp_path}/x.db#frag", r"^sqlite store URL must not have a #fragment$"),
         ("sqlite:x.db", r"^sqlite store URL names no database file: use sqlite:///file\.db$"),
         (f"sqlite:///{tmp_path}/", r"^sqlite store URL names no database file"),
+        (f"sqlite:///{tmp_path}/x%00y.db", r"^sqlite store URL path contains a NUL byte$"),
+        (f"sqlite:///{tmp_path}/no/x.db",
+         rf"^sqlite store directory does not exist: '{tmp_path}/no'$"),
     ]
     for url, message in refused:
         with pytest.raises(StoreConfigError, match=message):
