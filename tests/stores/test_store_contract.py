@@ -716,3 +716,19 @@ def test_open_store_names_every_scheme_it_knows(tmp_path: Path) -> None:
         assert isinstance(store, SqliteStore)
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("scheme", "extra"), [("redis", "redis"), ("rediss", "redis"),
+                                               ("postgresql", "postgres"),
+                                               ("postgres", "postgres"),
+                                               ("etcd", "etcd"), ("etcds", "etcd")])
+def test_a_missing_optional_dependency_is_named_for_its_scheme(
+    scheme: str, extra: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    # A module set to None in sys.modules fails to import, as an uninstalled extra does.
+    monkeypatch.setitem(sys.modules, f"jumpvpn_core.stores.{extra}", None)
+    with pytest.raises(StoreConfigError,
+                       match=rf"^{extra} store needs the '{extra}' extra installed$"):
+        open_store(f"{scheme}://127.0.0.1:1/x")
