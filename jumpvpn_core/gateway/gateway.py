@@ -461,7 +461,7 @@ class Gateway:
             broken = Entry(cached.state, record.version)
             event = StoreRecordInvalid(max(now_ms, cached.state.link.clock_ms))
             result = self._step_entry(sid, broken, event, now_ms)
-            return self._as_rejection(result, ReasonCode.STORE_RECORD_INVALID)
+            return self._as_rejection(result, ReasonCode.STORE_RECORD_INVALID, now_ms)
         if cached is not None:
             if record.version < cached.version:
                 # The store went backwards (restart without persistence, failover to a
@@ -499,7 +499,12 @@ class Gateway:
         entry.in_doubt = None
         return self._fail_closed(sid, entry, now_ms)
 
-    def _as_rejection(self, result: GatewayResult, reason: ReasonCode) -> GatewayResult:
+    def _as_rejection(self, result: GatewayResult, reason: ReasonCode,
+                      now_ms: int) -> GatewayResult:
+        # A step refused or not committed was counted under its own reason already; a
+        # committed termination was not, and is a refusal of the input: count it.
+        if result.accepted:
+            self._count(reason, now_ms)
         return GatewayResult(result.session_id, False, reason, result.effects,
                              result.store_version, result.phase)
 

@@ -12,6 +12,7 @@ import pytest
 from jumpvpn_core.gateway import OwnershipMode
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.stores.base import StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.telemetry import ListSink
 
@@ -132,3 +133,41 @@ def test_check_clock_without_a_store_clock_changes_nothing() -> None:
     assert gateway.check_clock(T0) is None
     assert not gateway.clock_fault
     assert gateway.clock_offset_ms is None
+
+
+class _BrokenClockStore(MemoryStore):
+    def time_ms(self) -> int:
+        raise StoreUnavailableError("no answer (test)")
+
+
+@pytest.mark.requirement("RM-8")
+def test_the_clock_bound_is_inclusive_both_ways_and_each_change_is_reported() -> None:
+    store = _ClockedStore(T0)
+    sink = ListSink()
+    node = make_gateway(store, node="n0", max_clock_skew_ms=500, telemetry=sink)
+    assert node.check_clock(T0 + 500) == 500
+    assert node.check_clock(T0 - 500) == -500
+    assert not node.clock_fault
+    assert node.check_clock(T0 + 501) == 501
+    assert node.clock_fault
+    assert node.clock_offset_ms == 501
+    assert node.check_clock(T0 - 501) == -501  # still out: reported once
+    assert node.check_clock(T0 + 3) == 3
+    assert not node.clock_fault
+    node.close()
+    assert [r for r in sink.records if r["type"].startswith("clock_")] == [
+        {"v": 1, "type": "clock_out_of_contract", "node": "n0", "offset_ms": 501,
+         "bound_ms": 500, "ts_ms": T0 + 501},
+        {"v": 1, "type": "clock_within_contract", "node": "n0", "offset_ms": 3,
+         "bound_ms": 500, "ts_ms": T0 + 3},
+    ]
+
+
+def test_a_store_clock_that_does_not_answer_changes_nothing() -> None:
+    node = make_gateway(_ClockedStore(T0), max_clock_skew_ms=500)
+    node.check_clock(T0 + 900)
+    assert node.clock_fault
+    node.store = _BrokenClockStore()
+    assert node.check_clock(T0) is None
+    assert node.clock_fault  # the last verdict stands
+    assert node.clock_offset_ms == 900

@@ -15,6 +15,7 @@ from jumpvpn_core.gateway import (
     TokenBucket,
     owner_of,
 )
+from jumpvpn_core.gateway.policy import GATEWAY_POLICY_FIELD_DOCS
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.stores.memory import MemoryStore
@@ -289,3 +290,122 @@ def test_exact_retransmission_gets_the_stored_accept_without_a_commit(
     record = store.get(sid(1))
     assert record is not None
     assert record.version == 2
+
+
+@pytest.mark.parametrize("name", sorted(GATEWAY_POLICY_FIELD_DOCS))
+def test_every_gateway_policy_bound_is_inclusive_and_named(name: str) -> None:
+    unit, low, high, _doc = GATEWAY_POLICY_FIELD_DOCS[name]
+    roomy = {"global_flood_limit": 100_000_000} if name == "source_flood_limit" else {}
+    if name == "global_flood_limit":
+        roomy = {"source_flood_limit": 1}
+    for ok in (low, high):
+        assert getattr(GatewayPolicy.from_data({name: ok, **roomy}), name) == ok
+    for bad in (low - 1, high + 1):
+        with pytest.raises(PolicyError) as info:
+            GatewayPolicy.from_data({name: bad, **roomy})
+        expected = [f"{name} must be in {low}..{high} {unit}, got {bad}"]
+        if (name == "global_flood_limit" and bad < 1) or (
+            name == "source_flood_limit" and bad > high
+        ):  # the pair is out of order too
+            expected.append("source_flood_limit must not exceed global_flood_limit")
+        assert list(info.value.problems) == expected
+    with pytest.raises(PolicyError) as info:
+        GatewayPolicy.from_data({name: True, **roomy})
+    assert list(info.value.problems) == [f"{name} must be an int ({unit}), got bool"]
+
+
+def test_gateway_policy_ownership_and_node_ids_are_checked_exactly() -> None:
+    # Lists are converted to tuples.
+    assert GatewayPolicy(node_ids=["a", "b"]).node_ids == ("a", "b")
+    cases: list[tuple[dict[str, object], str]] = [
+        ({"ownership": "sticky"}, "ownership must be one of ['sticky', 'shared'], "
+                                  "got 'sticky'"),
+        ({"node_ids": ()}, "node_ids must be a non-empty tuple of node names"),
+        ({"node_ids": "ab"}, "node_ids must be a non-empty tuple of node names"),
+        ({"node_ids": ("a", "")}, "every node id must be a non-empty string"),
+        ({"node_ids": ("a", 1)}, "every node id must be a non-empty string"),
+        ({"node_ids": ("a", "b", "a")}, "node ids must be distinct"),
+        ({"source_flood_limit": 11, "global_flood_limit": 10},
+         "source_flood_limit must not exceed global_flood_limit"),
+        ({"source_flood_limit": "x"}, "source_flood_limit must be an int (requests), got str"),
+    ]
+    for fields, problem in cases:
+        with pytest.raises(PolicyError) as info:
+            GatewayPolicy(**fields)  # type: ignore[arg-type]  # wrong types on purpose
+        assert list(info.value.problems) == [problem], fields
+    assert GatewayPolicy(source_flood_limit=10, global_flood_limit=10).source_flood_limit == 10
+
+
+def test_gateway_policy_plain_data_is_exact_and_refuses_what_it_does_not_know() -> None:
+    policy = GatewayPolicy(node_ids=("a",))
+    assert policy.to_data() == {
+        "max_sessions": 100_000, "session_idle_ttl_ms": 600_000, "flood_interval_ms": 1_000,
+        "global_flood_limit": 10_000, "source_flood_limit": 20,
+        "max_tracked_sources": 100_000, "aggregation_interval_ms": 10_000,
+        "max_clock_skew_ms": 1_000, "ownership": "sticky", "node_ids": ["a"],
+    }
+    assert GatewayPolicy.from_data({"max_sessions": 5}) == GatewayPolicy(max_sessions=5)
+    with pytest.raises(PolicyError) as info:
+        GatewayPolicy.from_data([1])
+    assert list(info.value.problems) == ["gateway policy must be an object, got list"]
+    with pytest.raises(PolicyError) as info:
+        GatewayPolicy.from_data({"zz": 1, "aa": 2})
+    assert list(info.value.problems) == ["unknown gateway policy field 'aa'",
+                                   "unknown gateway policy field 'zz'"]
+    with pytest.raises(PolicyError) as info:
+        GatewayPolicy.from_data({"ownership": "owner"})
+    assert list(info.value.problems) == ["ownership must be sticky or shared, got 'owner'"]
+    assert GatewayPolicy.from_data({"ownership": "shared"}).ownership is OwnershipMode.SHARED
+
+
+def test_token_bucket_and_source_table_refuse_empty_bounds() -> None:
+    for limit, interval in ((0, 1), (1, 0)):
+        with pytest.raises(ValueError, match=r"^limit and interval_ms must be positive$"):
+            TokenBucket(limit, interval, 0)
+    assert TokenBucket(1, 1, 0).try_take(0)
+    with pytest.raises(ValueError, match=r"^max_sources must be positive$"):
+        SourceLimiter(1, 1, 0)
+    one = SourceLimiter(1, 1_000, 1)
+    assert one.try_take("a", 0)
+    assert one.try_take("b", 0)  # "a" forgotten to keep one bucket
+    assert (len(one), one.evicted) == (1, 1)
+    assert one.try_take("a", 0)
+    assert (len(one), one.evicted) == (1, 2)
+
+
+def test_token_bucket_forgets_credit_once_full_and_refills_at_the_exact_rate() -> None:
+    bucket = TokenBucket(limit=2, interval_ms=1_000, now_ms=0)
+    assert bucket.try_take(0)  # 1 token left
+    assert (bucket.tokens, bucket.last_ms) == (1, 0)
+    assert bucket.try_take(400)  # no refill yet (800/1000 of a token kept as credit)
+    assert not bucket.try_take(499)  # 998/1000
+    assert bucket.try_take(500)  # exactly one token earned at 500 ms
+    assert not bucket.try_take(500)
+    # Refilled to full at 1500 ms: the remainder is dropped, not saved for later.
+    assert bucket.try_take(1_500)
+    assert bucket.try_take(1_500)
+    assert bucket.tokens == 0
+    assert not bucket.try_take(1_999)
+    assert bucket.try_take(2_000)
+    # A full bucket keeps no credit while it waits.
+    idle = TokenBucket(limit=2, interval_ms=1_000, now_ms=0)
+    assert idle.try_take(10_000)
+    assert idle.try_take(10_000)
+    assert not idle.try_take(10_499)
+    assert idle.try_take(10_500)
+
+
+def test_token_bucket_drops_the_remainder_when_a_refill_fills_it() -> None:
+    # 3 tokens per 1000 ms: one token per 333.33 ms, so 333 ms is just too short.
+    bucket = TokenBucket(limit=3, interval_ms=1_000, now_ms=0)
+    for _ in range(3):
+        assert bucket.try_take(0)
+    for _ in range(3):  # 1100 ms refill 3.3 tokens: full, the 0.3 dropped
+        assert bucket.try_take(1_100)
+    assert not bucket.try_take(1_433)
+    assert bucket.try_take(1_434)
+    idle = TokenBucket(limit=3, interval_ms=1_000, now_ms=0)
+    for _ in range(3):  # full all along: it saved no credit while waiting
+        assert idle.try_take(10_000)
+    assert not idle.try_take(10_333)
+    assert idle.try_take(10_334)

@@ -14,6 +14,7 @@ import pytest
 from jumpvpn_core.effects import StateChanged
 from jumpvpn_core.events import Close
 from jumpvpn_core.gateway import OwnershipMode, owner_of
+from jumpvpn_core.gateway.resume import QUARANTINE_LIST_MAX, ResumeReport
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.stores.memory import MemoryStore
@@ -217,3 +218,96 @@ def test_a_record_with_unknown_fields_never_aborts_a_restart() -> None:
     report = node.last_resume
     assert report is not None
     assert resumed + report.quarantined == 3
+
+
+def _open_at(store: MemoryStore, key: int, now: int) -> None:
+    opener = make_gateway(store, max_clock_skew_ms=100_000)
+    assert opener.open_session(sid(key), secret_for(sid(key)), CLIENT, now).accepted
+
+
+@pytest.mark.requirement("RM-5.3")
+def test_sticky_resume_accounts_for_every_record_exactly() -> None:
+    store = MemoryStore()
+    now = T0 + 10_000
+    _open_at(store, 0, now - 5)  # resumed
+    _open_at(store, 1, now + 1_000)  # ahead by exactly the bound: resumed
+    _open_at(store, 2, now + 1_001)  # ahead beyond the bound: left alone
+    _open_at(store, 3, now)
+    _mangled(store, 3, "not-json")  # quarantined
+    sink = ListSink()
+    node = make_gateway(store, mode=OwnershipMode.STICKY, node="n0", telemetry=sink)
+    assert node.resume(now) == 2
+    assert node.last_resume == ResumeReport(resumed=2, quarantined=1, skipped=1,
+                                            quarantined_ids=(sid(3).hex(),))
+    assert node.resume(now) == 0  # everything is in the table already, or left alone
+    assert node.last_resume == ResumeReport(quarantined=1, skipped=3,
+                                            quarantined_ids=(sid(3).hex(),))
+    assert node.quarantined == 2
+    node.close()
+    by_type: dict[str, list[dict[str, object]]] = {}
+    for record in sink.records:
+        by_type.setdefault(record["type"], []).append(dict(record))
+    assert by_type["session_resumed"] == [
+        {"v": 1, "type": "session_resumed", "session_id": sid(i).hex(), "phase": "ATTACHED",
+         "state_version": 1, "store_version": 1, "node": "n0", "ts_ms": now}
+        for i in (0, 1)
+    ]
+    assert by_type["store_record_ahead"][0] == {
+        "v": 1, "type": "store_record_ahead", "session_id": sid(2).hex(),
+        "record_clock_ms": now + 1_001, "node": "n0", "ts_ms": now}
+    invalid = by_type["store_record_invalid"][0]
+    assert {k: invalid[k] for k in ("v", "type", "session_id", "store_version", "node",
+                                    "ts_ms")} == {
+        "v": 1, "type": "store_record_invalid", "session_id": sid(3).hex(),
+        "store_version": 2, "node": "n0", "ts_ms": now}
+    assert str(invalid["detail"]).startswith("record does not decode")
+
+
+@pytest.mark.requirement("RM-5.3")
+def test_sticky_resume_evicts_beyond_capacity_at_the_records_own_clock() -> None:
+    store = MemoryStore()
+    now = T0 + 10_000
+    for key in range(3):
+        _open_at(store, key, now + 500)  # ahead of the node, within the bound
+    node = make_gateway(store, mode=OwnershipMode.STICKY, max_sessions=1)
+    assert node.resume(now) == 1
+    assert node.last_resume == ResumeReport(resumed=1, evicted=2)
+    assert len(list(store.scan())) == 1  # the two evicted were ended and deleted
+    assert node.rejection_totals == {}
+
+
+@pytest.mark.requirement("RM-5.3")
+def test_shared_resume_fills_the_cache_exactly_to_capacity() -> None:
+    store = MemoryStore()
+    _open(store, 5)
+    node = make_gateway(store, max_sessions=3)
+    assert node.resume(T0 + 5) == 3
+    assert node.last_resume == ResumeReport(resumed=3, skipped=2)
+    assert len(node) == 3
+
+
+def test_the_quarantine_list_is_bounded_and_the_count_exact() -> None:
+    store = MemoryStore()
+    for key in range(QUARANTINE_LIST_MAX + 1):
+        store.create(sid(key), 1, b"\xff{")
+    node = make_gateway(store)
+    assert node.resume(T0) == 0
+    report = node.last_resume
+    assert report is not None
+    assert report.quarantined == QUARANTINE_LIST_MAX + 1
+    assert len(report.quarantined_ids) == QUARANTINE_LIST_MAX
+
+
+@pytest.mark.parametrize("mode", [OwnershipMode.SHARED, OwnershipMode.STICKY])
+def test_every_terminated_record_is_counted_once(mode: OwnershipMode) -> None:
+    store = _KeepsRecords()
+    _open(store, 4)
+    closer = make_gateway(store)
+    for key in (0, 1):
+        assert closer.handle(sid(key), Close(T0 + 1)).phase is Phase.TERMINATED
+    node = make_gateway(store, mode=mode)
+    assert node.resume(T0 + 5) == 2
+    if mode is OwnershipMode.SHARED:
+        assert node.last_resume == ResumeReport(resumed=2, skipped=2)
+    else:
+        assert node.last_resume == ResumeReport(resumed=2, purged=2)

@@ -12,7 +12,7 @@ import contextlib
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -26,10 +26,11 @@ from jumpvpn_core.stores import (
     StoreUnavailableError,
     open_store,
 )
+from jumpvpn_core.stores._url import check_timeout, query_options, url_port
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.stores.postgres import PostgresStore
 from jumpvpn_core.stores.redis import RedisStore
-from jumpvpn_core.stores.sqlite import SqliteStore
+from jumpvpn_core.stores.sqlite import SqliteStore, parse_sqlite_url
 from tests.stores.conftest import TIMEOUT_S
 from tests.stores.proxy import CuttingRelay
 
@@ -291,8 +292,70 @@ def test_sqlite_relative_and_memory_urls(tmp_path: Path, monkeypatch: pytest.Mon
 def test_sqlite_call_after_close_is_unavailable(sqlite_store_url: str) -> None:
     store = open_store(sqlite_store_url)
     store.close()
-    with pytest.raises(StoreUnavailableError):
-        store.get(sid())
+    store.close()  # idempotent
+    calls: dict[str, Callable[[], object]] = {
+        "get": lambda: store.get(sid()),
+        "create": lambda: store.create(sid(), 0, b"x"),
+        "compare_and_set": lambda: store.compare_and_set(sid(), 0, 1, b"x"),
+        "delete": lambda: store.delete(sid(), 0),
+        "scan": lambda: list(store.scan()),
+    }
+    for call in calls.values():
+        with pytest.raises(StoreUnavailableError, match=r"^sqlite store is closed$"):
+            call()
+
+
+def test_sqlite_errors_name_the_operation_that_failed(sqlite_store_url: str) -> None:
+    import sqlite3
+
+    store = open_store(sqlite_store_url)
+    wiper = sqlite3.connect(urlsplit(sqlite_store_url).path[1:], isolation_level=None)
+    try:
+        wiper.execute("DROP TABLE sessions")  # the file was wiped under a running store
+        calls: dict[str, Callable[[], object]] = {
+            "get": lambda: store.get(sid()),
+            "create": lambda: store.create(sid(), 0, b"x"),
+            "compare_and_set": lambda: store.compare_and_set(sid(), 0, 1, b"x"),
+            "delete": lambda: store.delete(sid(), 0),
+            "scan": lambda: list(store.scan()),
+        }
+        for name, call in calls.items():
+            with pytest.raises(StoreUnavailableError,
+                               match=rf"^sqlite {name} failed: no such table: sessions$"):
+                call()
+    finally:
+        wiper.close()
+        store.close()
+
+
+def test_sqlite_store_that_cannot_be_opened_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match=r"^cannot open sqlite store: "):
+        SqliteStore(str(tmp_path))  # a directory, not a database file
+
+
+def test_sqlite_scan_pages_through_every_record_once(sqlite_store_url: str) -> None:
+    import itertools
+
+    store = open_store(sqlite_store_url)
+    try:
+        ids = {bytes([n // 256, n % 256]) * 8 for n in range(1_203)}  # > two batches
+        for session in ids:
+            assert store.create(session, 7, b"d")
+        seen = [r.session_id for r in itertools.islice(store.scan(), 2 * len(ids))]
+        assert len(seen) == len(ids)
+        assert set(seen) == ids
+    finally:
+        store.close()
+
+
+def test_sqlite_busy_timeout_is_the_store_timeout(sqlite_store_url: str) -> None:
+    store = SqliteStore(urlsplit(sqlite_store_url).path[1:], timeout_s=2.5)
+    try:
+        # `timeout_s` bounds every call: SQLite waits that long for another writer's lock.
+        conn = store._conn  # the store's own connection: the setting is per connection
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 2_500
+    finally:
+        store.close()
 
 
 @pytest.mark.requirement("RM-4.2")
@@ -572,3 +635,100 @@ def test_sqlite_processes_sharing_a_file_never_fork_a_version(sqlite_store_url: 
         assert record.version == PROCESSES * WINS_PER_PROCESS
     finally:
         final.close()
+
+
+def test_sqlite_urls_are_parsed_exactly(tmp_path: Path) -> None:
+    assert parse_sqlite_url("sqlite://:memory:/") == ":memory:"
+    assert parse_sqlite_url(f"sqlite:///{tmp_path}/a%20b.db") == f"{tmp_path}/a b.db"
+    refused = [
+        ("redis://host/x.db", r"^not a sqlite URL: scheme 'redis'$"),
+        (f"sqlite:///{tmp_path}/x.db#frag", r"^sqlite store URL must not have a #fragment$"),
+        ("sqlite:x.db", r"^sqlite store URL names no database file: use sqlite:///file\.db$"),
+        (f"sqlite:///{tmp_path}/", r"^sqlite store URL names no database file"),
+        (f"sqlite:///{tmp_path}/x%00y.db", r"^sqlite store URL path contains a NUL byte$"),
+        (f"sqlite:///{tmp_path}/no/x.db",
+         rf"^sqlite store directory does not exist: '{tmp_path}/no'$"),
+    ]
+    for url, message in refused:
+        with pytest.raises(StoreConfigError, match=message):
+            parse_sqlite_url(url)
+
+
+def test_a_file_that_is_no_database_cannot_be_initialised(tmp_path: Path) -> None:
+    path = tmp_path / "not-a-db"
+    path.write_bytes(b"this is not an SQLite file " * 100)
+    with pytest.raises(StoreUnavailableError,
+                       match=r"^cannot initialise sqlite store: file is not a database$"):
+        SqliteStore(str(path))
+
+
+def test_url_helpers_say_exactly_what_is_wrong() -> None:
+    parts = urlsplit("redis://h:1/0?a=1&b=2")
+    assert query_options(parts, allowed=("a", "b")) == {"a": "1", "b": "2"}
+    assert query_options(urlsplit("redis://h/0"), allowed=()) == {}
+    refused = [
+        ("redis://h/0?a=1&a=2", ("a",), r"^query key 'a' given twice in store URL$"),
+        ("redis://h/0?c=1", ("b", "a"), r"^unknown query key 'c' in redis store URL "
+                                        r"\(known: a, b\)$"),
+        ("sqlite:///x?c=1", (), r"^unknown query key 'c' in sqlite store URL \(known: none\)$"),
+        ("redis://h/0?novalue", ("novalue",), r"^malformed query string 'novalue' in store URL$"),
+    ]
+    for url, allowed, message in refused:
+        with pytest.raises(StoreConfigError, match=message):
+            query_options(urlsplit(url), allowed)
+    assert query_options(urlsplit("redis://h/0?a="), ("a",)) == {"a": ""}
+    assert url_port(urlsplit("redis://h:6380/0")) == 6380
+    assert url_port(urlsplit("redis://h/0")) is None
+    with pytest.raises(StoreConfigError, match=r"^bad port in redis store URL: "):
+        url_port(urlsplit("redis://h:70000/0"))
+
+
+def test_timeouts_are_checked_exactly() -> None:
+    assert check_timeout(1) == 1.0
+    assert isinstance(check_timeout(1), float)
+    assert check_timeout(0.001) == 0.001
+    for wrong in (True, "1", None):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^timeout_s must be a number of seconds, got {wrong!r}$"):
+            check_timeout(wrong)  # type: ignore[arg-type]  # wrong types on purpose
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^timeout_s must be positive and finite, got {bad!r}$"):
+            check_timeout(bad)
+
+
+def test_open_store_names_every_scheme_it_knows(tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError,
+                       match=r"^unknown store scheme 'nosuch': use memory, sqlite, redis, "
+                             r"postgresql or etcd$"):
+        open_store("nosuch://x")
+    for url in ("", "memory", 7):
+        with pytest.raises(StoreConfigError,
+                           match=rf"^store URL must look like scheme://\.\.\., got {url!r}$"):
+            open_store(url)  # type: ignore[arg-type]  # wrong types on purpose
+    # Every alias reaches its adapter (whose own URL check answers, not the factory's).
+    for scheme in ("redis", "rediss", "postgresql", "postgres", "etcd", "etcds"):
+        with pytest.raises(StoreConfigError) as info:
+            open_store(f"{scheme}://127.0.0.1:99999/x")
+        assert "unknown store scheme" not in str(info.value), scheme
+    store = open_store(f"sqlite:///{tmp_path / 'a.db'}", timeout_s=1.5)
+    try:
+        assert isinstance(store, SqliteStore)
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(("scheme", "extra"), [("redis", "redis"), ("rediss", "redis"),
+                                               ("postgresql", "postgres"),
+                                               ("postgres", "postgres"),
+                                               ("etcd", "etcd"), ("etcds", "etcd")])
+def test_a_missing_optional_dependency_is_named_for_its_scheme(
+    scheme: str, extra: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    # A module set to None in sys.modules fails to import, as an uninstalled extra does.
+    monkeypatch.setitem(sys.modules, f"jumpvpn_core.stores.{extra}", None)
+    with pytest.raises(StoreConfigError,
+                       match=rf"^{extra} store needs the '{extra}' extra installed$"):
+        open_store(f"{scheme}://127.0.0.1:1/x")
