@@ -671,7 +671,7 @@ def test_url_helpers_say_exactly_what_is_wrong() -> None:
         ("redis://h/0?c=1", ("b", "a"), r"^unknown query key 'c' in redis store URL "
                                         r"\(known: a, b\)$"),
         ("sqlite:///x?c=1", (), r"^unknown query key 'c' in sqlite store URL \(known: none\)$"),
-        ("redis://h/0?novalue", ("novalue",), r"^malformed query string 'novalue' in store URL$"),
+        ("redis://h/0?novalue", ("novalue",), r"^malformed query string in redis store URL$"),
     ]
     for url, allowed, message in refused:
         with pytest.raises(StoreConfigError, match=message):
@@ -704,7 +704,7 @@ def test_open_store_names_every_scheme_it_knows(tmp_path: Path) -> None:
         open_store("nosuch://x")
     for url in ("", "memory", 7):
         with pytest.raises(StoreConfigError,
-                           match=rf"^store URL must look like scheme://\.\.\., got {url!r}$"):
+                           match=r"^store URL must look like scheme://\.\.\. \(a string\)$"):
             open_store(url)  # type: ignore[arg-type]  # wrong types on purpose
     # Every alias reaches its adapter (whose own URL check answers, not the factory's).
     for scheme in ("redis", "rediss", "postgresql", "postgres", "etcd", "etcds"):
