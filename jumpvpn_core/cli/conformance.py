@@ -2,8 +2,12 @@
 
 Exit status: 0 the program conforms, 1 a mismatch or protocol failure (the first diverging
 step and a replayable counterexample are printed, as a scenario script and as conformance
-requests), 2 a usage error. `--counterexample-out FILE` also writes the scenario script to
-FILE; `jumpvpn scenarios --cmd "<program>" FILE` then replays the failure.
+requests), 2 a usage error, including a program that cannot start (it cannot be executed,
+or it exits before answering `hello`). `--counterexample-out FILE` also writes the
+scenario script to FILE (`jumpvpn scenarios --cmd "<program>" FILE` replays it);
+`--counterexample-jsonl FILE` writes the JSONL requests that `--replay FILE` reads.
+Hypothesis keeps its files under `--hypothesis-dir` (default: `$JUMPVPN_HYPOTHESIS_DIR`, else
+a per-user cache directory; never `.hypothesis/` in the working directory).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from jumpvpn_core.cli._common import (
     json_option,
     verb,
 )
+from jumpvpn_core.subject import ProtocolError
 
 __all__ = ["command"]
 
@@ -41,9 +46,17 @@ __all__ = ["command"]
 @click.option("--counterexample-out", type=click.Path(path_type=Path), default=None,
               metavar="FILE", help="on failure, write the counterexample as a scenario script "
               "to FILE (replay it with jumpvpn scenarios --cmd ... FILE)")
+@click.option("--counterexample-jsonl", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help="on failure, write the counterexample as JSONL "
+              "conformance requests to FILE (replay it with --replay FILE)")
+@click.option("--hypothesis-dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR", help="where Hypothesis keeps its files (default: "
+              "$JUMPVPN_HYPOTHESIS_DIR, else ~/.cache/jumpvpn-core/hypothesis)")
 @json_option
 def command(cmd: str, examples: int, seed: int, steps: int, step_timeout_ms: int,
-            replay: Path | None, counterexample_out: Path | None, as_json: bool) -> int:
+            replay: Path | None, counterexample_out: Path | None,
+            counterexample_jsonl: Path | None, hypothesis_dir: Path | None,
+            as_json: bool) -> int:
     """Handler of `jumpvpn conformance`."""
     try:
         argv = shlex.split(cmd)
@@ -63,15 +76,30 @@ def command(cmd: str, examples: int, seed: int, steps: int, step_timeout_ms: int
             raise CliError(f"cannot read {replay}: {exc}") from None
     if counterexample_out is not None:
         check_output_file(counterexample_out, "--counterexample-out")
+    if counterexample_jsonl is not None:
+        check_output_file(counterexample_jsonl, "--counterexample-jsonl")
+    if counterexample_out is not None and counterexample_out == counterexample_jsonl:
+        raise CliError("--counterexample-out and --counterexample-jsonl name the same file")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
+        from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
         from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
-        from jumpvpn_core.testing.stdio import StdioImplementation
+        from jumpvpn_core.testing.stdio import ProgramStartError, StdioImplementation
     except ImportError as exc:
         raise CliError(f"the conformance kit needs hypothesis (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None
+    use_hypothesis_dir(hypothesis_dir)
     impl = StdioImplementation(argv, step_timeout_ms)
+    try:
+        impl.start()
+    except ProgramStartError as exc:
+        impl.close()
+        raise CliError(f"the program under test cannot start: {exc}") from None
+    except ProtocolError:
+        # It runs but answers hello wrongly: a verdict, reported at step 0 by a fresh run.
+        impl.close()
+        impl = StdioImplementation(argv, step_timeout_ms)
     try:
         if replay_text is not None:
             try:
@@ -98,17 +126,25 @@ def command(cmd: str, examples: int, seed: int, steps: int, step_timeout_ms: int
               if failure.counterexample else None)
     if script is not None and counterexample_out is not None:
         counterexample_out.write_text(script, encoding="utf-8")
+    jsonl_written = counterexample_jsonl is not None and bool(failure.counterexample)
+    if jsonl_written and counterexample_jsonl is not None:
+        counterexample_jsonl.write_text(failure.counterexample + "\n", encoding="utf-8")
     report.update(failure=failure.headline(), step=failure.step,
                   counterexample=failure.counterexample or None, script=script,
                   script_written_to=None if counterexample_out is None or script is None
-                  else str(counterexample_out))
+                  else str(counterexample_out),
+                  jsonl_written_to=str(counterexample_jsonl) if jsonl_written else None)
     if as_json:
         emit_json(report)
         return 1
     click.echo(failure.headline())
     if script is not None:
-        click.echo(f"counterexample ({failure.step + 1} request(s)); save it and replay with "
-                   "--replay FILE:")
+        if jsonl_written:
+            click.echo(f"counterexample ({failure.step + 1} request(s)), written to "
+                       f"{counterexample_jsonl}; replay with --replay {counterexample_jsonl}:")
+        else:
+            click.echo(f"counterexample ({failure.step + 1} request(s)); save it and replay "
+                       "with --replay FILE (or give --counterexample-jsonl FILE):")
         click.echo(failure.counterexample)
         click.echo()
         if counterexample_out is not None:

@@ -67,7 +67,8 @@ def test_response_missing_a_field_is_named(capsys: pytest.CaptureFixture[str],
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
                        "--step-timeout-ms", "5000")
     assert status == 1
-    assert "field 'state_version' must be a non-negative integer, got None" in out
+    assert ("field 'state_version' must be a non-negative integer, got nothing (field missing)"
+            in out)
 
 
 def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str],
@@ -84,8 +85,9 @@ def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str]
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
                        "--step-timeout-ms", "5000")
     assert status == 1
-    assert out.startswith("PROTOCOL at step 0 (create): program reported an error: "
-                          "not implemented")
+    assert out.startswith("PROTOCOL at step 0 (create): program reported an error (field "
+                          "'error': a string of 15 character(s); not shown")
+    assert "not implemented" not in out
 
 
 @pytest.mark.parametrize(
