@@ -474,3 +474,55 @@ def test_a_rejected_request_carries_its_nonce_and_version() -> None:
     assert report.violation is not None
     assert "'nonce'" in report.violation.message
 
+
+
+# --- messages name the line and the field, never a value (a record may carry secrets) --------
+
+_MARKER = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7"
+
+
+def _is(kind: str) -> Callable[[Record], bool]:
+    return lambda r: r.get("type") == kind
+
+
+def _session_record(r: Record) -> bool:
+    return r.get("type") in ("state_change", "reject")
+
+
+def _later_record(r: Record) -> bool:
+    """A session record after its stream's first: moved to another stream, it starts
+    that stream somewhere other than BIRTH."""
+    return _session_record(r) and r.get("from", r.get("phase")) != "BIRTH"
+
+
+@pytest.mark.parametrize(("match", "field", "value", "named"), [
+    (_is("trace_begin"), "trace_format", _MARKER, "'trace_format'"),
+    (_is("trace_begin"), "key_id", _MARKER, "'key_id'"),
+    (_is("trace_begin"), "checkpoint_every", _MARKER, "'checkpoint_every'"),
+    (_session_record, "seq", _MARKER, "'seq'"),
+    (_session_record, "sseq", _MARKER, "'sseq'"),
+    (_session_record, "v", _MARKER, "'v'"),
+    (_session_record, "session_id", _MARKER, "session_id"),
+    (_later_record, "script", f"{_MARKER} x", "<a string of length 50>: session"),
+    (_later_record, "store", _MARKER, "store <a string of length 48>: session"),
+    (_is("policy"), "policy", {"loss_threshold": _MARKER}, "policy"),
+    (_is("checkpoint"), "records", _MARKER, "'records' must be a non-negative integer, got "
+                                            "a string of length 48"),
+    (_is("stream_end"), "records", _MARKER, "'records'"),
+    (_is("stream_end"), "session_id", _MARKER, "session <a string of length 48>"),
+    (_is("stream_end"), "role", _MARKER, "(<a string of length 48>)"),
+    (_is("trace_end"), "streams", _MARKER, "'streams'"),
+])
+def test_violations_name_the_line_and_field_never_the_value(
+        genuine: list[str], match: Callable[[Record], bool], field: str, value: Any,
+        named: str) -> None:
+    start = 0 if field in ("trace_format", "key_id", "checkpoint_every") else 1
+    index = _index(genuine, match, start)
+    record = json.loads(genuine[index])
+    record[field] = value
+    tampered = [*genuine[:index], _dump(record), *genuine[index + 1:]]
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert _MARKER not in message
+    assert _MARKER[:16] not in message
+    assert named in message

@@ -180,7 +180,11 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path,
                            "(give --dir or FILE...)")
     check_output_file(trace, "--trace")
     if cmd is not None:
-        _check_program_starts(cmd, step_timeout_ms)
+        try:
+            _check_program_starts(cmd, step_timeout_ms)
+        except KeyboardInterrupt:
+            write_trace(trace, [], writer="jumpvpn scenarios", key=key)  # as promised: the
+            raise  # trace of every script replayed so far (none)
 
     rows: list[dict[str, Any]] = []
     unexercised: list[str] = []

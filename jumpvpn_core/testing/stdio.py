@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+from jumpvpn_core.errors import describe
 from jumpvpn_core.events import Event
 from jumpvpn_core.forms import FormError, JsonObject, event_to_data, parse_json
 from jumpvpn_core.phases import Phase, Role
@@ -33,7 +34,6 @@ __all__ = [
     "ProgramStartError",
     "StdioImplementation",
     "StdioSession",
-    "describe",
     "describe_field",
 ]
 
@@ -48,26 +48,10 @@ class ProgramStartError(ProtocolError):
     `jumpvpn conformance` and `jumpvpn scenarios --cmd` exit 2 with this reason."""
 
 
-def describe(value: Any) -> str:
-    """What a response value is, without quoting it: a program's output may echo the
-    request (session secrets, proofs), so messages name the field and the kind of value."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "a negative integer" if value < 0 else "a non-negative integer"
-    if isinstance(value, float):
-        return "a number with a fraction or exponent"
-    if isinstance(value, str):
-        return f"a string of {len(value)} character(s)"
-    if isinstance(value, list):
-        return f"a list of {len(value)} item(s)"
-    return "an object"
-
-
 def describe_field(response: JsonObject, field: str) -> str:
-    """`describe` of `response[field]`, or "nothing" when the field is missing."""
+    """What `response[field]` is, without quoting it (`jumpvpn_core.errors.describe`), or
+    "nothing" when the field is missing: a program's output may echo the request (session
+    secrets, proofs), so messages name the field and the kind of value."""
     return describe(response[field]) if field in response else "nothing (field missing)"
 
 
