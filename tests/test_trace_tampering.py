@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from jumpvpn_core.audit.runs import random_trace
-from jumpvpn_core.audit.trace import verify_lines
+from jumpvpn_core.audit.trace import describe, verify_lines, verify_trace_file
 from jumpvpn_core.audit.trace_writer import (
     TraceKeyError,
     TraceWriter,
@@ -526,3 +526,111 @@ def test_violations_name_the_line_and_field_never_the_value(
     assert _MARKER not in message
     assert _MARKER[:16] not in message
     assert named in message
+
+
+# --- exact messages: what an auditor reads is part of the verdict ----------------------------
+
+
+def _edited(lines: list[str], match: Callable[[Record], bool], start: int,
+            **changes: Any) -> tuple[int, list[str]]:
+    index = _index(lines, match, start)
+    record = json.loads(lines[index])
+    for field, value in changes.items():
+        if value is _DROP:
+            record.pop(field, None)
+        else:
+            record[field] = value
+    return index, [*lines[:index], _dump(record), *lines[index + 1:]]
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(("match", "start", "changes", "expected"), [
+    (_is("trace_begin"), 0, {"type": "policy"},
+     "the first line is not trace_begin: not a framed trace (a bare record log is checked "
+     "with --unchained)"),
+    (_is("trace_begin"), 0, {"trace_format": 1},
+     "unsupported trace format: field 'trace_format' is 1 (expected the integer 2)"),
+    (_is("trace_begin"), 0, {"checkpoint_every": 0}, "'checkpoint_every' must be at least 1"),
+    (_is("trace_begin"), 0, {"checkpoint_every": -1},
+     "'checkpoint_every' must be a non-negative integer, got -1"),
+    (_is("trace_begin"), 0, {"key_id": None},
+     "the trace was written without a key (key_id null) but a key was given: its MACs were "
+     "stripped or it is not authenticated"),
+    (_is("trace_begin"), 0, {"key_id": "00"},
+     "the trace was MACed with another key (field 'key_id' does not name the given key), or "
+     "its key_id was changed"),
+    (_session_record, 1, {"seq": 999},
+     "field 'seq' is 999, expected {seq}: a line was dropped, inserted or duplicated before "
+     "this one"),
+    (_session_record, 1, {"prev": "00"},
+     "prev does not match the hash of line {line_before}: that line was changed, or lines "
+     "were moved"),
+    (_session_record, 1, {"sseq": 999},
+     "{script}: session {session} ({role}): field 'sseq' is 999, expected {sseq}: a record "
+     "of this "
+     "stream was dropped or duplicated"),
+    (_session_record, 1, {"v": 1.0},
+     "unsupported record version: field 'v' is a float (expected the integer {v})"),
+    (_is("checkpoint"), 1, {"records": 0}, "checkpoint counts 0 records, the trace has {n}"),
+    (_is("checkpoint"), 1, {"mac": 7}, "checkpoint carries no MAC but a key was given"),
+    (_is("checkpoint"), 1, {"mac": "00"},
+     "checkpoint MAC does not match: a line before it was changed (the chain was "
+     "recomputed), or the key is wrong"),
+    (_is("trace_end"), 1, {"mac": _DROP}, "trace_end carries no MAC but a key was given"),
+])
+def test_tampering_messages_are_exact(genuine: list[str], match: Callable[[Record], bool],
+                                      start: int, changes: dict[str, Any],
+                                      expected: str) -> None:
+    index, tampered = _edited(genuine, match, start, **changes)
+    original = json.loads(genuine[index])
+    before = _parsed(genuine[:index])
+    counted = sum(1 for r in before if _session_record(r))
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert message == expected.format(
+        seq=index, line_before=index, session=original.get("session_id"),
+        role=original.get("role"), sseq=original.get("sseq"), n=counted,
+        script=original.get("script"), v=AUDIT_RECORD_VERSION)
+
+
+def test_unkeyed_mac_field_must_be_hex_or_null(genuine: list[str]) -> None:
+    index, tampered = _edited(genuine, _is("checkpoint"), 1, mac=7)
+    assert _violation(tampered, key=None) == (
+        index + 1, "checkpoint 'mac' must be a hex string or null")
+    # Without a key, a checkpoint's MAC is neither required nor checked.
+    _, stripped = _edited(genuine, _is("checkpoint"), 1, mac=None)
+    assert verify_lines(stripped).violation is not None  # the chain: prev of the next line
+    assert verify_lines(_rehash(stripped), key=None).violation is None
+
+
+def test_good_trace_descriptions_and_files(genuine: list[str], tmp_path: Path) -> None:
+    keyed = verify_lines(genuine, key=KEY)
+    records = sum(1 for r in _parsed(genuine) if r.get("type") not in _FRAMING)
+    streams = keyed.streams
+    assert describe(keyed) == (f"OK ({records} records, {streams} streams; chain intact, "
+                               "MACs verified)")
+    assert describe(verify_lines(genuine)) == (
+        f"OK ({records} records, {streams} streams; chain intact, not authenticated "
+        "(no --key))")
+    bare = [line for line in genuine if json.loads(line).get("type") not in _FRAMING]
+    assert describe(verify_lines(bare, chained=False)) == (
+        f"OK ({records} records, {streams} streams; unchained: records checked, no tamper "
+        "evidence)")
+    bad = verify_lines(genuine[:-1])
+    assert describe(bad) == str(bad.violation)
+    assert describe(bad).startswith(f"line {len(genuine)}: the trace ends without trace_end")
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(genuine) + "\n", encoding="utf-8")
+    from_file = verify_trace_file(path, key=KEY)
+    assert (from_file.violation, from_file.records, from_file.authenticated) == (
+        None, records, True)
+    path.write_text("\n".join(bare) + "\n", encoding="utf-8")
+    assert verify_trace_file(path, chained=False).violation is None
+    assert verify_trace_file(path).violation is not None  # a bare log is not framed
+    partial = [line for line in bare if "BIRTH" not in (json.loads(line).get("from"),
+                                                         json.loads(line).get("phase"))]
+    path.write_text("\n".join(partial) + "\n", encoding="utf-8")
+    assert verify_trace_file(path, chained=False).violation is not None
+    assert verify_trace_file(path, chained=False, allow_partial=True).violation is None
