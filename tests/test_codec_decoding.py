@@ -140,6 +140,10 @@ def test_the_states_round_trip_and_equal_objects_are_shared() -> None:
                                                     "wider than the replay window"),
     ("server", "side.replay_bits", "f" * 256, None),  # exactly the window's width: fine
     ("server", "side.pending.address", 5, "side.pending.address is not a transport: "),
+    ("server", "side.pending.challenge", "00" * 256,
+     "side.pending.challenge must be at most 255 bytes of lower-case hex, got a string of "
+     "length 512"),
+    ("server", "side.binding_version", 10**6, "side.binding_version must be an int in 0.."),
     ("server", "side.last_accept.nonce", 0, "side.last_accept.nonce must be an int in 1.."),
     ("server", "side.last_accept.accept.nonce", 0, "side.last_accept.accept.nonce must be an "
                                                    "int in 1.."),
@@ -189,10 +193,12 @@ def test_the_control_key_comes_from_the_data_or_the_caller() -> None:
     assert state_from_data(without, control_key=state.ident.control_key) == state
     with pytest.raises(StateDecodeError, match=r"^no control key: pass control_key= "):
         state_from_data(without)
-    for bad in (b"short", state.ident.control_key.hex(), bytearray(32)):
+    for bad, described in ((b"short", "bytes of length 5"),
+                           (state.ident.control_key.hex(), "a string of length 64"),
+                           (bytearray(32), "bytearray of length 32")):
         with pytest.raises(StateDecodeError) as caught:
             state_from_data(without, control_key=bad)  # type: ignore[arg-type]  # on purpose
-        assert str(caught.value).startswith("control_key= must be 32 bytes, got ")
+        assert str(caught.value) == f"control_key= must be 32 bytes, got {described}"
     assert STATE_FORMAT_VERSION == 2
 
 

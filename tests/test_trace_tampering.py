@@ -634,3 +634,58 @@ def test_good_trace_descriptions_and_files(genuine: list[str], tmp_path: Path) -
     path.write_text("\n".join(partial) + "\n", encoding="utf-8")
     assert verify_trace_file(path, chained=False).violation is not None
     assert verify_trace_file(path, chained=False, allow_partial=True).violation is None
+
+
+@pytest.mark.parametrize("field", ["records", "phase", "state_version"])
+def test_a_stream_end_names_the_field_that_differs(genuine: list[str], field: str) -> None:
+    index = _index(genuine, _is("stream_end"))
+    record = json.loads(genuine[index])
+    changed = {"records": record["records"] + 1, "phase": "DEGRADED",
+               "state_version": record["state_version"] + 1}[field]
+    _, tampered = _edited(genuine, _is("stream_end"), 1, **{field: changed})
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert f"field(s) {field} differ from the stream, which has {record['records']} records " \
+           f"ending in {record['phase']} v{record['state_version']}" in message
+
+
+def test_trace_end_counts_and_open_streams_are_exact(genuine: list[str]) -> None:
+    end = len(genuine) - 1
+    record = json.loads(genuine[end])
+    _, tampered = _edited(genuine, _is("trace_end"), 1, records=record["records"] + 1)
+    assert _violation(tampered) == (
+        end + 1, f"trace_end counts {record['records'] + 1} records in {record['streams']} "
+                 f"streams, the trace has {record['records']} in {record['streams']}")
+    _, tampered = _edited(genuine, _is("trace_end"), 1, streams=record["streams"] + 2)
+    assert _violation(tampered)[1].endswith(
+        f"the trace has {record['records']} in {record['streams']}")
+    # trace_end before every stream was ended: the stream_end lines dropped, rechained.
+    kept = [line for line in genuine if json.loads(line).get("type") != "stream_end"]
+    line, message = _violation(_renumber(kept), key=None)
+    assert message == f"trace_end before the stream_end of {record['streams']} stream(s)"
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 5, 16])
+def test_genuine_traces_verify_at_every_checkpoint_interval(every: int) -> None:
+    records = [{**r, "script": "a"} for r in random_trace(random.Random(every), Role.CLIENT,
+                                                           40)]
+    lines: list[str] = []
+    with TraceWriter(lines.append, writer="test", key=KEY, checkpoint_every=every) as trace:
+        trace.write_all(records)
+    framed = [line.rstrip("\n") for line in lines]
+    report = verify_lines(framed, key=KEY)
+    assert report.violation is None, report.violation
+    assert report.records == len(records)
+
+
+def test_a_policy_record_with_no_script_name_applies_to_unnamed_streams() -> None:
+    # A policy record whose `script` is not a string states the policy of records without
+    # a script; a policy that the genuine run breaks proves it was applied.
+    records = random_trace(random.Random(3), Role.CLIENT, 200)
+    tight = Policy(max_recovery_rounds=1, max_recovery_window_ms=1, reattach_timeout_ms=1,
+                   max_degraded_ms=1)
+    stated = {"v": AUDIT_RECORD_VERSION, "type": "policy", "script": 7,
+              "policy": tight.to_data()}
+    plain = [json.dumps(r) for r in records]
+    assert verify_lines(plain, chained=False).violation is None
+    assert verify_lines([json.dumps(stated), *plain], chained=False).violation is not None
