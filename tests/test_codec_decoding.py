@@ -144,6 +144,26 @@ def test_the_states_round_trip_and_equal_objects_are_shared() -> None:
      "side.pending.challenge must be at most 255 bytes of lower-case hex, got a string of "
      "length 512"),
     ("server", "side.binding_version", 10**6, "side.binding_version must be an int in 0.."),
+    ("server", "side.challenge_counter", 2**63, "side.challenge_counter must be an int in "
+                                                "0..9223372036854775807, got 9223372036854775808"),
+    ("server", "side.last_accept.request_proof", "00" * 31,
+     "side.last_accept.request_proof must be 32 bytes of lower-case hex, got a string of "
+     "length 62"),
+    ("server", "side.last_accept.accept.proof", "00" * 33,
+     "side.last_accept.accept.proof must be 32 bytes of lower-case hex, got a string of "
+     "length 66"),
+    ("client", "side.next_nonce", 2**63, "side.next_nonce must be an int in "
+                                         "1..9223372036854775807, got 9223372036854775808"),
+    ("client", "side.pending.request.nonce", 0, "side.pending.request.nonce must be an int "
+                                                "in 1.."),
+    ("client", "side.pending.request.challenge", "00" * 255, None),  # the bound itself
+    ("client", "roaming.switch_times", [0, 2**64 - 1], None),  # both ends of the range
+    ("client", "roaming.switch_times", ["1"], "roaming.switch_times must be a list of at "
+                                              "most 6 ints in 0..18446744073709551615, got a "
+                                              "list of 1 items"),
+    ("client", "roaming.switch_times", [2**64], "roaming.switch_times must be a list of at "
+                                                "most 6 ints in 0..18446744073709551615, got "
+                                                "a list of 1 items"),
     ("server", "side.last_accept.nonce", 0, "side.last_accept.nonce must be an int in 1.."),
     ("server", "side.last_accept.accept.nonce", 0, "side.last_accept.accept.nonce must be an "
                                                    "int in 1.."),
@@ -191,8 +211,10 @@ def test_the_control_key_comes_from_the_data_or_the_caller() -> None:
     without = state_to_data(state)
     assert "control_key" not in without
     assert state_from_data(without, control_key=state.ident.control_key) == state
-    with pytest.raises(StateDecodeError, match=r"^no control key: pass control_key= "):
+    with pytest.raises(StateDecodeError) as missing:
         state_from_data(without)
+    assert str(missing.value) == ("no control key: pass control_key= or include_secrets=True "
+                                  "data")
     for bad, described in ((b"short", "bytes of length 5"),
                            (state.ident.control_key.hex(), "a string of length 64"),
                            (bytearray(32), "bytearray of length 32")):
@@ -210,3 +232,15 @@ def test_format_1_pending_validation_reads_as_opened_by_traffic() -> None:
     assert decoded.side.pending is not None
     assert decoded.side.pending.request_nonce == 0  # type: ignore[union-attr]  # PendingPath
     assert LOCALS  # the harness's transports back the states above
+
+
+def test_a_pending_request_nonce_must_be_below_the_next_nonce() -> None:
+    data = _data("client")
+    next_nonce = data["side"]["next_nonce"]
+    data["side"]["pending"]["request"]["nonce"] = next_nonce
+    with pytest.raises(StateDecodeError) as caught:
+        state_from_data(data)
+    assert str(caught.value) == (f"side.pending.request.nonce must be an int in "
+                                 f"1..{next_nonce - 1}, got {next_nonce}")
+    data["side"]["pending"]["request"]["nonce"] = next_nonce - 1
+    assert state_from_data(data).side.pending is not None
