@@ -32,11 +32,13 @@ from jumpvpn_core.events import (
     Attach,
     CandidateLost,
     DeliveryTimeout,
+    InboundTraffic,
+    PacketLoss,
     ReattachRequest,
     Tick,
 )
-from jumpvpn_core.machine import step
-from jumpvpn_core.phases import TRANSITION_TABLE, Role
+from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import new_session
 from jumpvpn_core.transport import TransportDescriptor
@@ -690,3 +692,51 @@ def test_a_policy_record_with_no_script_name_applies_to_unnamed_streams() -> Non
     plain = [json.dumps(r) for r in records]
     assert verify_lines(plain, chained=False).violation is None
     assert verify_lines([json.dumps(stated), *plain], chained=False).violation is not None
+
+
+def test_a_transition_with_a_rejection_reason_is_named() -> None:
+    records = _records_of([Attach(500, _PATH)])
+    forged = {**records[0], "reason": "REPLAY_DETECTED"}
+    report = verify_lines([json.dumps(forged)], chained=False)
+    assert report.violation is not None
+    assert report.violation.message == "REPLAY_DETECTED is a rejection reason, not a transition"
+
+
+def test_a_stream_at_birth_must_start_at_version_0() -> None:
+    records = _records_of([Attach(500, _PATH)])
+    late = {**records[0], "state_version": 2}
+    report = verify_lines([json.dumps(late)], chained=False)
+    assert report.violation is not None
+    assert "stream does not start at BIRTH" in report.violation.message
+    assert verify_lines([json.dumps(late)], chained=False, allow_partial=True).violation \
+        is None
+
+
+def test_degraded_exactly_max_degraded_ms_is_allowed_one_more_is_not() -> None:
+    policy = Policy(loss_threshold=1, max_recovery_window_ms=1_000, reattach_timeout_ms=500,
+                    max_degraded_ms=2_000)
+    state = new_session(Role.CLIENT, bytes(16), b"s" * 32, 0, policy)
+    records: list[Record] = []
+    for event in (Attach(0, _PATH), PacketLoss(100, 1), InboundTraffic(200, _PATH, 10)):
+        state, effects = step(state, event)
+        records += [e.to_record() for e in effects if isinstance(e, StateChanged | Rejected)]
+    for _ in range(10):
+        deadline = next_deadline(state)
+        if deadline is None or state.phase is Phase.TERMINATED:
+            break
+        state, effects = step(state, Tick(deadline))
+        records += [e.to_record() for e in effects if isinstance(e, StateChanged | Rejected)]
+    phases = [r.get("to") for r in records if r["type"] == "state_change"]
+    assert phases[-2:] == ["DEGRADED", "TERMINATED"], phases
+    entered, ended = records[-2]["ts_ms"], records[-1]["ts_ms"]
+    assert ended - entered == policy.max_degraded_ms
+    bare = [json.dumps(r) for r in records]
+    stated = json.dumps({"v": AUDIT_RECORD_VERSION, "type": "policy",
+                         "policy": policy.to_data()})
+    assert verify_lines([stated, *bare], chained=False).violation is None
+    late = {**records[-1], "ts_ms": ended + 1}
+    report = verify_lines([stated, *bare[:-1], json.dumps(late)], chained=False)
+    assert report.violation is not None
+    assert report.violation.message.endswith(
+        f"DEGRADED for {policy.max_degraded_ms + 1} ms, more than max_degraded_ms="
+        f"{policy.max_degraded_ms}")
