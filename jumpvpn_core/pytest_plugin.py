@@ -66,6 +66,15 @@ class ConformanceItem(pytest.Item):
         return "jumpvpn-conformance", None, self.name
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """With `--jumpvpn-impl`, Hypothesis keeps its files in the kit's cache directory
+    (`jumpvpn_core.testing.hypothesis_setup.hypothesis_dir`), not in `.hypothesis/`."""
+    if config.getoption("jumpvpn_impl", default=None):
+        from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
+
+        use_hypothesis_dir()
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     """Append the conformance item when `--jumpvpn-impl` is given."""

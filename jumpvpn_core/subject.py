@@ -24,11 +24,12 @@ import contract); loading a subject by name lives in `jumpvpn_core.testing.imple
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
 from jumpvpn_core.effects import Effect
+from jumpvpn_core.events import Event
 from jumpvpn_core.forms import JsonObject, effect_from_data, effect_to_data
 from jumpvpn_core.invariants import Violation, check_state, check_step, checked_step
 from jumpvpn_core.machine import step
@@ -87,7 +88,7 @@ class Outcome:
 class SessionUnderTest(Protocol):
     """One session of a subject."""
 
-    def step(self, event: Any) -> Outcome:
+    def step(self, event: Event) -> Outcome:
         """Apply one event (a `jumpvpn_core.events` value) and report the outcome."""
         ...
 
@@ -113,13 +114,13 @@ class Implementation(Protocol):
 
 
 Alteration = Callable[
-    [SessionState, Any, SessionState, tuple[Effect, ...]],
+    [SessionState, Event, SessionState, tuple[Effect, ...]],
     tuple[SessionState, tuple[Effect, ...]],
 ]
 """`(before, event, after, effects) -> (after, effects)`: how a wrapper changes one step."""
 
 
-def _checked(before: SessionState, event: Any, after: SessionState,
+def _checked(before: SessionState, event: Event, after: SessionState,
              effects: Sequence[Effect]) -> list[Violation]:
     return [*check_step(before, event, after, effects), *check_state(after)]
 
@@ -136,7 +137,7 @@ class ReferenceSession:
         self.state = state
         self._alter = alter
 
-    def step(self, event: Any) -> Outcome:
+    def step(self, event: Event) -> Outcome:
         """Step the reference core (raises `InvalidEventError` on a malformed event)."""
         before = self.state
         if self._alter is None:
@@ -154,7 +155,7 @@ class ReferenceImplementation:
     name = "reference"
 
     def alter(
-        self, before: SessionState, event: Any, after: SessionState, effects: tuple[Effect, ...]
+        self, before: SessionState, event: Event, after: SessionState, effects: tuple[Effect, ...]
     ) -> tuple[SessionState, tuple[Effect, ...]]:
         """Identity here; wrappers override it to change exactly one behaviour."""
         return after, effects
@@ -180,7 +181,7 @@ def effects_of(outcome: Outcome) -> tuple[Effect, ...]:
     return tuple(effect_from_data(e) for e in outcome.effects)
 
 
-def violations_of(before: SessionState | None, event: Any, outcome: Outcome) -> list[Violation]:
+def violations_of(before: SessionState | None, event: Event, outcome: Outcome) -> list[Violation]:
     """The invariants one step broke, as far as the subject lets us see: what it reported
     itself, else every checker run on the states it exposed, else nothing."""
     if outcome.violations is not None:

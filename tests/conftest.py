@@ -7,6 +7,9 @@ Select a profile with the `HYPOTHESIS_PROFILE` environment variable:
   printed with a reproduction blob.
 * `deep`: 100,000 examples, for long soak runs.
 * `dev`: a handful of examples for quick local iteration.
+
+Hypothesis keeps its files (example database, caches) in the kit's cache directory
+(`$JUMPVPN_HYPOTHESIS_DIR`, else `~/.cache/jumpvpn-core/hypothesis`), never in `.hypothesis/`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
+from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
 from tests.figures import REPORTED
+
+use_hypothesis_dir()
 
 _STEPS = 40
 

@@ -135,7 +135,13 @@ class Simulation:
     proven: set[TransportDescriptor] = attrs.field(factory=set)
     issued: set[tuple[TransportDescriptor, bytes]] = attrs.field(factory=set)
     accepted_nonces: set[int] = attrs.field(factory=set)
+    #: Every request the client sent that left through the NAT, with its observed source:
+    #: what an on-path attacker has captured.
+    sent_requests: list[tuple[SendReattachRequest, TransportDescriptor]] = attrs.field(
+        factory=list)
     terminated: set[Role] = attrs.field(factory=set)
+    #: Every (role, phase) either side has been in after a step.
+    phases: set[tuple[Role, Phase]] = attrs.field(factory=set)
     nat_counter: int = 0
 
     @classmethod
@@ -192,11 +198,15 @@ class Simulation:
     def to_client(self, event: Event) -> tuple[Effect, ...]:
         """Step the client; queue what it sends."""
         self.client, effects = checked_step(self.client, event)
+        self.phases.add((Role.CLIENT, self.client.phase))
         if self.client.phase is Phase.TERMINATED:
             self.terminated.add(Role.CLIENT)
         for effect in effects:
             if isinstance(effect, SendReattachRequest):
-                self.flight.append(InFlight(effect, self.nat.get(effect.via), self.now))
+                source = self.nat.get(effect.via)
+                self.flight.append(InFlight(effect, source, self.now))
+                if source is not None:
+                    self.sent_requests.append((effect, source))
         return effects
 
     def to_server(self, event: Event) -> tuple[Effect, ...]:
@@ -209,6 +219,7 @@ class Simulation:
         ):
             self.proven.add(event.source)
         self.server, effects = checked_step(self.server, event)
+        self.phases.add((Role.SERVER, self.server.phase))
         if self.server.phase is Phase.TERMINATED:
             self.terminated.add(Role.SERVER)
         if isinstance(event, ReattachRequest) and not rejections(effects):

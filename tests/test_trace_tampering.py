@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from jumpvpn_core.audit.runs import random_trace
-from jumpvpn_core.audit.trace import verify_lines
+from jumpvpn_core.audit.trace import describe, verify_lines, verify_trace_file
 from jumpvpn_core.audit.trace_writer import (
     TraceKeyError,
     TraceWriter,
@@ -32,11 +32,13 @@ from jumpvpn_core.events import (
     Attach,
     CandidateLost,
     DeliveryTimeout,
+    InboundTraffic,
+    PacketLoss,
     ReattachRequest,
     Tick,
 )
-from jumpvpn_core.machine import step
-from jumpvpn_core.phases import TRANSITION_TABLE, Role
+from jumpvpn_core.machine import next_deadline, step
+from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.state import new_session
 from jumpvpn_core.transport import TransportDescriptor
@@ -474,3 +476,267 @@ def test_a_rejected_request_carries_its_nonce_and_version() -> None:
     assert report.violation is not None
     assert "'nonce'" in report.violation.message
 
+
+
+# --- messages name the line and the field, never a value (a record may carry secrets) --------
+
+_MARKER = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e7"
+
+
+def _is(kind: str) -> Callable[[Record], bool]:
+    return lambda r: r.get("type") == kind
+
+
+def _session_record(r: Record) -> bool:
+    return r.get("type") in ("state_change", "reject")
+
+
+def _later_record(r: Record) -> bool:
+    """A session record after its stream's first: moved to another stream, it starts
+    that stream somewhere other than BIRTH."""
+    return _session_record(r) and r.get("from", r.get("phase")) != "BIRTH"
+
+
+@pytest.mark.parametrize(("match", "field", "value", "named"), [
+    (_is("trace_begin"), "trace_format", _MARKER, "'trace_format'"),
+    (_is("trace_begin"), "key_id", _MARKER, "'key_id'"),
+    (_is("trace_begin"), "checkpoint_every", _MARKER, "'checkpoint_every'"),
+    (_session_record, "seq", _MARKER, "'seq'"),
+    (_session_record, "sseq", _MARKER, "'sseq'"),
+    (_session_record, "v", _MARKER, "'v'"),
+    (_session_record, "session_id", _MARKER, "session_id"),
+    (_later_record, "script", f"{_MARKER} x", "<a string of length 50>: session"),
+    (_later_record, "store", _MARKER, "store <a string of length 48>: session"),
+    (_is("policy"), "policy", {"loss_threshold": _MARKER}, "policy"),
+    (_is("checkpoint"), "records", _MARKER, "'records' must be a non-negative integer, got "
+                                            "a string of length 48"),
+    (_is("stream_end"), "records", _MARKER, "'records'"),
+    (_is("stream_end"), "session_id", _MARKER, "session <a string of length 48>"),
+    (_is("stream_end"), "role", _MARKER, "(<a string of length 48>)"),
+    (_is("trace_end"), "streams", _MARKER, "'streams'"),
+])
+def test_violations_name_the_line_and_field_never_the_value(
+        genuine: list[str], match: Callable[[Record], bool], field: str, value: Any,
+        named: str) -> None:
+    start = 0 if field in ("trace_format", "key_id", "checkpoint_every") else 1
+    index = _index(genuine, match, start)
+    record = json.loads(genuine[index])
+    record[field] = value
+    tampered = [*genuine[:index], _dump(record), *genuine[index + 1:]]
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert _MARKER not in message
+    assert _MARKER[:16] not in message
+    assert named in message
+
+
+# --- exact messages: what an auditor reads is part of the verdict ----------------------------
+
+
+def _edited(lines: list[str], match: Callable[[Record], bool], start: int,
+            **changes: Any) -> tuple[int, list[str]]:
+    index = _index(lines, match, start)
+    record = json.loads(lines[index])
+    for field, value in changes.items():
+        if value is _DROP:
+            record.pop(field, None)
+        else:
+            record[field] = value
+    return index, [*lines[:index], _dump(record), *lines[index + 1:]]
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize(("match", "start", "changes", "expected"), [
+    (_is("trace_begin"), 0, {"type": "policy"},
+     "the first line is not trace_begin: not a framed trace (a bare record log is checked "
+     "with --unchained)"),
+    (_is("trace_begin"), 0, {"trace_format": 1},
+     "unsupported trace format: field 'trace_format' is 1 (expected the integer 2)"),
+    (_is("trace_begin"), 0, {"checkpoint_every": 0}, "'checkpoint_every' must be at least 1"),
+    (_is("trace_begin"), 0, {"checkpoint_every": -1},
+     "'checkpoint_every' must be a non-negative integer, got -1"),
+    (_is("trace_begin"), 0, {"key_id": None},
+     "the trace was written without a key (key_id null) but a key was given: its MACs were "
+     "stripped or it is not authenticated"),
+    (_is("trace_begin"), 0, {"key_id": "00"},
+     "the trace was MACed with another key (field 'key_id' does not name the given key), or "
+     "its key_id was changed"),
+    (_session_record, 1, {"seq": 999},
+     "field 'seq' is 999, expected {seq}: a line was dropped, inserted or duplicated before "
+     "this one"),
+    (_session_record, 1, {"prev": "00"},
+     "prev does not match the hash of line {line_before}: that line was changed, or lines "
+     "were moved"),
+    (_session_record, 1, {"sseq": 999},
+     "{script}: session {session} ({role}): field 'sseq' is 999, expected {sseq}: a record "
+     "of this "
+     "stream was dropped or duplicated"),
+    (_session_record, 1, {"v": 1.0},
+     "unsupported record version: field 'v' is a float (expected the integer {v})"),
+    (_is("checkpoint"), 1, {"records": 0}, "checkpoint counts 0 records, the trace has {n}"),
+    (_is("checkpoint"), 1, {"mac": 7}, "checkpoint carries no MAC but a key was given"),
+    (_is("checkpoint"), 1, {"mac": "00"},
+     "checkpoint MAC does not match: a line before it was changed (the chain was "
+     "recomputed), or the key is wrong"),
+    (_is("trace_end"), 1, {"mac": _DROP}, "trace_end carries no MAC but a key was given"),
+])
+def test_tampering_messages_are_exact(genuine: list[str], match: Callable[[Record], bool],
+                                      start: int, changes: dict[str, Any],
+                                      expected: str) -> None:
+    index, tampered = _edited(genuine, match, start, **changes)
+    original = json.loads(genuine[index])
+    before = _parsed(genuine[:index])
+    counted = sum(1 for r in before if _session_record(r))
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert message == expected.format(
+        seq=index, line_before=index, session=original.get("session_id"),
+        role=original.get("role"), sseq=original.get("sseq"), n=counted,
+        script=original.get("script"), v=AUDIT_RECORD_VERSION)
+
+
+def test_unkeyed_mac_field_must_be_hex_or_null(genuine: list[str]) -> None:
+    index, tampered = _edited(genuine, _is("checkpoint"), 1, mac=7)
+    assert _violation(tampered, key=None) == (
+        index + 1, "checkpoint 'mac' must be a hex string or null")
+    # Without a key, a checkpoint's MAC is neither required nor checked.
+    _, stripped = _edited(genuine, _is("checkpoint"), 1, mac=None)
+    assert verify_lines(stripped).violation is not None  # the chain: prev of the next line
+    assert verify_lines(_rehash(stripped), key=None).violation is None
+
+
+def test_good_trace_descriptions_and_files(genuine: list[str], tmp_path: Path) -> None:
+    keyed = verify_lines(genuine, key=KEY)
+    records = sum(1 for r in _parsed(genuine) if r.get("type") not in _FRAMING)
+    streams = keyed.streams
+    assert describe(keyed) == (f"OK ({records} records, {streams} streams; chain intact, "
+                               "MACs verified)")
+    assert describe(verify_lines(genuine)) == (
+        f"OK ({records} records, {streams} streams; chain intact, not authenticated "
+        "(no --key))")
+    bare = [line for line in genuine if json.loads(line).get("type") not in _FRAMING]
+    assert describe(verify_lines(bare, chained=False)) == (
+        f"OK ({records} records, {streams} streams; unchained: records checked, no tamper "
+        "evidence)")
+    bad = verify_lines(genuine[:-1])
+    assert describe(bad) == str(bad.violation)
+    assert describe(bad).startswith(f"line {len(genuine)}: the trace ends without trace_end")
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(genuine) + "\n", encoding="utf-8")
+    from_file = verify_trace_file(path, key=KEY)
+    assert (from_file.violation, from_file.records, from_file.authenticated) == (
+        None, records, True)
+    path.write_text("\n".join(bare) + "\n", encoding="utf-8")
+    assert verify_trace_file(path, chained=False).violation is None
+    assert verify_trace_file(path).violation is not None  # a bare log is not framed
+    partial = [line for line in bare if "BIRTH" not in (json.loads(line).get("from"),
+                                                         json.loads(line).get("phase"))]
+    path.write_text("\n".join(partial) + "\n", encoding="utf-8")
+    assert verify_trace_file(path, chained=False).violation is not None
+    assert verify_trace_file(path, chained=False, allow_partial=True).violation is None
+
+
+@pytest.mark.parametrize("field", ["records", "phase", "state_version"])
+def test_a_stream_end_names_the_field_that_differs(genuine: list[str], field: str) -> None:
+    index = _index(genuine, _is("stream_end"))
+    record = json.loads(genuine[index])
+    changed = {"records": record["records"] + 1, "phase": "DEGRADED",
+               "state_version": record["state_version"] + 1}[field]
+    _, tampered = _edited(genuine, _is("stream_end"), 1, **{field: changed})
+    line, message = _violation(tampered)
+    assert line == index + 1
+    assert f"field(s) {field} differ from the stream, which has {record['records']} records " \
+           f"ending in {record['phase']} v{record['state_version']}" in message
+
+
+def test_trace_end_counts_and_open_streams_are_exact(genuine: list[str]) -> None:
+    end = len(genuine) - 1
+    record = json.loads(genuine[end])
+    _, tampered = _edited(genuine, _is("trace_end"), 1, records=record["records"] + 1)
+    assert _violation(tampered) == (
+        end + 1, f"trace_end counts {record['records'] + 1} records in {record['streams']} "
+                 f"streams, the trace has {record['records']} in {record['streams']}")
+    _, tampered = _edited(genuine, _is("trace_end"), 1, streams=record["streams"] + 2)
+    assert _violation(tampered)[1].endswith(
+        f"the trace has {record['records']} in {record['streams']}")
+    # trace_end before every stream was ended: the stream_end lines dropped, rechained.
+    kept = [line for line in genuine if json.loads(line).get("type") != "stream_end"]
+    line, message = _violation(_renumber(kept), key=None)
+    assert (line, message) == (
+        len(kept), f"trace_end before the stream_end of {record['streams']} stream(s)")
+
+
+@pytest.mark.parametrize("every", [1, 2, 3, 5, 16])
+def test_genuine_traces_verify_at_every_checkpoint_interval(every: int) -> None:
+    records = [{**r, "script": "a"} for r in random_trace(random.Random(every), Role.CLIENT,
+                                                           40)]
+    lines: list[str] = []
+    with TraceWriter(lines.append, writer="test", key=KEY, checkpoint_every=every) as trace:
+        trace.write_all(records)
+    framed = [line.rstrip("\n") for line in lines]
+    report = verify_lines(framed, key=KEY)
+    assert report.violation is None, report.violation
+    assert report.records == len(records)
+
+
+def test_a_policy_record_with_no_script_name_applies_to_unnamed_streams() -> None:
+    # A policy record whose `script` is not a string states the policy of records without
+    # a script; a policy that the genuine run breaks proves it was applied.
+    records = random_trace(random.Random(3), Role.CLIENT, 200)
+    tight = Policy(max_recovery_rounds=1, max_recovery_window_ms=1, reattach_timeout_ms=1,
+                   max_degraded_ms=1)
+    stated = {"v": AUDIT_RECORD_VERSION, "type": "policy", "script": 7,
+              "policy": tight.to_data()}
+    plain = [json.dumps(r) for r in records]
+    assert verify_lines(plain, chained=False).violation is None
+    assert verify_lines([json.dumps(stated), *plain], chained=False).violation is not None
+
+
+def test_a_transition_with_a_rejection_reason_is_named() -> None:
+    records = _records_of([Attach(500, _PATH)])
+    forged = {**records[0], "reason": "REPLAY_DETECTED"}
+    report = verify_lines([json.dumps(forged)], chained=False)
+    assert report.violation is not None
+    assert report.violation.message == "REPLAY_DETECTED is a rejection reason, not a transition"
+
+
+def test_a_stream_at_birth_must_start_at_version_0() -> None:
+    records = _records_of([Attach(500, _PATH)])
+    late = {**records[0], "state_version": 2}
+    report = verify_lines([json.dumps(late)], chained=False)
+    assert report.violation is not None
+    assert "stream does not start at BIRTH" in report.violation.message
+    assert verify_lines([json.dumps(late)], chained=False, allow_partial=True).violation \
+        is None
+
+
+def test_degraded_exactly_max_degraded_ms_is_allowed_one_more_is_not() -> None:
+    policy = Policy(loss_threshold=1, max_recovery_window_ms=1_000, reattach_timeout_ms=500,
+                    max_degraded_ms=2_000)
+    state = new_session(Role.CLIENT, bytes(16), b"s" * 32, 0, policy)
+    records: list[Record] = []
+    for event in (Attach(0, _PATH), PacketLoss(100, 1), InboundTraffic(200, _PATH, 10)):
+        state, effects = step(state, event)
+        records += [e.to_record() for e in effects if isinstance(e, StateChanged | Rejected)]
+    for _ in range(10):
+        deadline = next_deadline(state)
+        if deadline is None or state.phase is Phase.TERMINATED:
+            break
+        state, effects = step(state, Tick(deadline))
+        records += [e.to_record() for e in effects if isinstance(e, StateChanged | Rejected)]
+    phases = [r.get("to") for r in records if r["type"] == "state_change"]
+    assert phases[-2:] == ["DEGRADED", "TERMINATED"], phases
+    entered, ended = records[-2]["ts_ms"], records[-1]["ts_ms"]
+    assert ended - entered == policy.max_degraded_ms
+    bare = [json.dumps(r) for r in records]
+    stated = json.dumps({"v": AUDIT_RECORD_VERSION, "type": "policy",
+                         "policy": policy.to_data()})
+    assert verify_lines([stated, *bare], chained=False).violation is None
+    late = {**records[-1], "ts_ms": ended + 1}
+    report = verify_lines([stated, *bare[:-1], json.dumps(late)], chained=False)
+    assert report.violation is not None
+    assert report.violation.message.endswith(
+        f"DEGRADED for {policy.max_degraded_ms + 1} ms, more than max_degraded_ms="
+        f"{policy.max_degraded_ms}")

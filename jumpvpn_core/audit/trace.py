@@ -47,6 +47,7 @@ The first violation stops the check: later lines of a broken stream would only r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from hmac import compare_digest
 from pathlib import Path
@@ -63,6 +64,7 @@ from jumpvpn_core.audit.trace_writer import (
     stream_key,
 )
 from jumpvpn_core.effects import AUDIT_RECORD_VERSION, StateChanged
+from jumpvpn_core.errors import describe as describe_value
 from jumpvpn_core.forms import FormError, parse_json, policy_from_data, record_from_data
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
@@ -141,7 +143,8 @@ def _check_version(record: dict[str, Any]) -> None:
     # Exactly the integer: 1.0 or true compare equal to an int in Python, and are not it.
     version = record.get("v")
     if type(version) is not int or version != AUDIT_RECORD_VERSION:
-        raise _RecordError(f"unsupported record version {version!r} (expected "
+        raise _RecordError(f"unsupported record version: field 'v' is "
+                           f"{describe_value(version)} (expected the integer "
                            f"{AUDIT_RECORD_VERSION})")
 
 
@@ -169,7 +172,7 @@ def _parse(record: dict[str, Any]) -> tuple[str, Any]:
     if reason_class(reason) is ReasonClass.TRANSITION:
         raise _RecordError(f"{reason.value} is a transition reason, not a rejection")
     if effect.reason_class is not reason_class(reason):
-        raise _RecordError(f"class {effect.reason_class.value!r} does not match {reason.value} "
+        raise _RecordError(f"class {effect.reason_class.value} does not match {reason.value} "
                    f"({reason_class(reason).value})")
     return "reject", (session, role, reason, version, ts, effect.phase, effect.phase)
 
@@ -197,11 +200,7 @@ class _Checker:
         key = (script if isinstance(script, str) else None,
                store if isinstance(store, str) else None, session, role)
         stream = self.streams.get(key)
-        where = f"session {session} ({role.value})"
-        if key[1] is not None:
-            where = f"store {key[1]}: {where}"
-        if key[0] is not None:
-            where = f"{key[0]}: {where}"
+        where = _stream_name(key)
         if stream is None:
             stream = self._open(kind, where, version, ts, src, key[0])
             self.streams[key] = stream
@@ -289,12 +288,41 @@ class _Checker:
 
 
 _FRAMING = frozenset({"checkpoint", "stream_end", "trace_end"})
+_SESSION_ID = re.compile(r"[0-9a-f]{32}")
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+_HEX = re.compile(r"[0-9a-fA-F]{16,}")
+
+
+def _label(text: str) -> str:
+    """A script or store name as messages show it: a file-name-like label as is, anything
+    else (key-like hex included) only described."""
+    if _LABEL.fullmatch(text) and not _HEX.fullmatch(text):
+        return text
+    return f"<{describe_value(text)}>"
+
+
+def _stream_name(key: tuple[str | None, str | None, str, Any]) -> str:
+    """`[script: ][store S: ]session ID (ROLE)`, without quoting anything a record could
+    smuggle in: a session id is shown only in its 32-hex-digit form, a role only by name."""
+    script, store, session, role = key
+    shown_role = role.value if isinstance(role, Role) else role
+    if shown_role not in {r.value for r in Role}:
+        shown_role = f"<{describe_value(shown_role)}>"
+    shown_session = (session if _SESSION_ID.fullmatch(session)
+                     else f"<{describe_value(session)}>")
+    where = f"session {shown_session} ({shown_role})"
+    if store is not None:
+        where = f"store {_label(store)}: {where}"
+    if script is not None:
+        where = f"{_label(script)}: {where}"
+    return where
 
 
 def _count(record: dict[str, Any], key: str) -> int:
     value = record.get(key)
     if type(value) is not int or value < 0:
-        raise _RecordError(f"{key!r} must be a non-negative integer, got {value!r}")
+        raise _RecordError(f"{key!r} must be a non-negative integer, "
+                           f"got {describe_value(value)}")
     return value
 
 
@@ -326,7 +354,8 @@ class _Frame:
         _check_version(record)
         fmt = record.get("trace_format")
         if type(fmt) is not int or fmt != TRACE_FORMAT_VERSION:
-            raise _RecordError(f"unsupported trace format {fmt!r} (expected "
+            raise _RecordError(f"unsupported trace format: field 'trace_format' is "
+                               f"{describe_value(fmt)} (expected the integer "
                                f"{TRACE_FORMAT_VERSION})")
         self.every = _count(record, "checkpoint_every")
         if self.every < 1:
@@ -338,14 +367,15 @@ class _Frame:
                                    "a key was given: its MACs were stripped or it is "
                                    "not authenticated")
             if stated != key_id(self.key):
-                raise _RecordError(f"the trace was MACed with key id {stated!r}, not with "
-                                   f"the given key (id {key_id(self.key)!r})")
+                raise _RecordError("the trace was MACed with another key (field 'key_id' "
+                                   "does not name the given key), or its key_id was changed")
 
     def link(self, record: dict[str, Any], number: int) -> None:
         """The chain: `seq` is the line's position, `prev` the previous line's hash."""
         seq = record.get("seq")
         if type(seq) is not int or seq != self.seq:
-            raise _RecordError(f"seq {seq!r}, expected {self.seq}: a line was dropped, "
+            raise _RecordError(f"field 'seq' is {describe_value(seq)}, expected {self.seq}: "
+                               "a line was dropped, "
                                "inserted or duplicated before this one")
         if record.get("prev") != self.prev:
             raise _RecordError(f"prev does not match the hash of line {number - 1}: that "
@@ -374,10 +404,11 @@ class _Frame:
         if stream is None:
             stream = self.streams[key] = _FramedStream()
         if stream.ended:
-            raise _RecordError(f"record of session {key[2]} ({key[3]}) after its stream_end")
+            raise _RecordError(f"record of {_stream_name(key)} after its stream_end")
         sseq = record.get("sseq")
         if type(sseq) is not int or sseq != stream.count:
-            raise _RecordError(f"session {key[2]} ({key[3]}): sseq {sseq!r}, expected "
+            raise _RecordError(f"{_stream_name(key)}: field 'sseq' is {describe_value(sseq)}, "
+                               "expected "
                                f"{stream.count}: a record of this stream was dropped or "
                                "duplicated")
         stream.count += 1
@@ -390,25 +421,28 @@ class _Frame:
         _check_version(record)
         if kind == "checkpoint":
             if _count(record, "records") != self.records:
-                raise _RecordError(f"checkpoint counts {record.get('records')} records, the "
-                                   f"trace has {self.records}")
+                raise _RecordError(f"checkpoint counts {describe_value(record.get('records'))} "
+                                   f"records, the trace has {self.records}")
             self.mac(record, "checkpoint")
             self.since = 0
             return
         if kind == "stream_end":
             key = stream_key(record)
             stream = self.streams.get(key)
-            where = f"stream_end of session {key[2]} ({key[3]})"
+            where = f"stream_end of {_stream_name(key)}"
             if stream is None or stream.ended:
                 raise _RecordError(f"{where}: no such stream, or ended twice")
             if (_count(record, "records"), record.get("phase"),
                     record.get("state_version")) != (stream.count, stream.phase,
                                                      stream.version):
+                stated = ("records", "phase", "state_version")
+                differ = [name for name, have in zip(
+                    stated, (stream.count, stream.phase, stream.version), strict=True)
+                    if record.get(name) != have]
                 raise _RecordError(
-                    f"{where}: says {record.get('records')} records ending in "
-                    f"{record.get('phase')} v{record.get('state_version')}, the stream has "
-                    f"{stream.count} ending in {stream.phase} v{stream.version}: its last "
-                    "records were dropped or changed")
+                    f"{where}: field(s) {', '.join(differ)} differ from the stream, which has "
+                    f"{stream.count} records ending in {stream.phase} v{stream.version}: its "
+                    "last records were dropped or changed")
             stream.ended = True
             return
         open_streams = sum(not s.ended for s in self.streams.values())
@@ -416,9 +450,9 @@ class _Frame:
             raise _RecordError(f"trace_end before the stream_end of {open_streams} stream(s)")
         if (_count(record, "records"), _count(record, "streams")) != (self.records,
                                                                       len(self.streams)):
-            raise _RecordError(f"trace_end counts {record.get('records')} records in "
-                               f"{record.get('streams')} streams, the trace has "
-                               f"{self.records} in {len(self.streams)}")
+            raise _RecordError(f"trace_end counts {describe_value(record.get('records'))} "
+                               f"records in {describe_value(record.get('streams'))} streams, "
+                               f"the trace has {self.records} in {len(self.streams)}")
         self.mac(record, "trace_end")
         self.ended = True
 
@@ -431,7 +465,7 @@ def _decode(raw: str | bytes) -> dict[str, Any]:
     try:
         record = parse_json(line)
     except FormError as exc:
-        raise _RecordError(f"malformed JSON: {exc}") from None
+        raise _RecordError(f"malformed JSON: {exc}") from None  # position only, no content
     except RecursionError:
         raise _RecordError("malformed JSON: nested too deeply") from None
     if not isinstance(record, dict):

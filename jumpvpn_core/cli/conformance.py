@@ -10,8 +10,12 @@ often each one is caught over `--seeds` seeds at the budget.
 
 Exit status: 0 the program conforms, 1 a mismatch or protocol failure (the first diverging
 step and a replayable counterexample are printed, as a scenario script and as conformance
-requests), 2 a usage error. `--counterexample-out FILE` also writes the scenario script to
-FILE; `jumpvpn scenarios --cmd "<program>" FILE` then replays the failure.
+requests), 2 a usage error, including a program that cannot start (it cannot be executed,
+or it exits before answering `hello`). `--counterexample-out FILE` also writes the
+scenario script to FILE (`jumpvpn scenarios --cmd "<program>" FILE` replays it);
+`--counterexample-jsonl FILE` writes the JSONL requests that `--replay FILE` reads.
+Hypothesis keeps its files under `--hypothesis-dir` (default: `$JUMPVPN_HYPOTHESIS_DIR`, else
+a per-user cache directory; never `.hypothesis/` in the working directory).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from jumpvpn_core.cli._common import (
     json_option,
     verb,
 )
+from jumpvpn_core.subject import ProtocolError
 
 __all__ = ["command"]
 
@@ -54,6 +59,12 @@ __all__ = ["command"]
 @click.option("--counterexample-out", type=click.Path(path_type=Path), default=None,
               metavar="FILE", help="on failure, write the counterexample as a scenario script "
               "to FILE (replay it with jumpvpn scenarios --cmd ... FILE)")
+@click.option("--counterexample-jsonl", type=click.Path(path_type=Path), default=None,
+              metavar="FILE", help="on failure, write the counterexample as JSONL "
+              "conformance requests to FILE (replay it with --replay FILE)")
+@click.option("--hypothesis-dir", type=click.Path(path_type=Path), default=None,
+              metavar="DIR", help="where Hypothesis keeps its files (default: "
+              "$JUMPVPN_HYPOTHESIS_DIR, else ~/.cache/jumpvpn-core/hypothesis)")
 @click.option("--budget", default=None, metavar="EXAMPLESxSTEPS|SECONDSs",
               help="bound of one run: e.g. 50x30 (examples x steps, reproducible; overrides "
               "--examples and --steps) or 20s (wall clock, as many examples as fit)")
@@ -65,8 +76,10 @@ __all__ = ["command"]
               help="with --catalogue: only this implementation (repeatable)")
 @json_option
 def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_ms: int,
-            replay: Path | None, counterexample_out: Path | None, budget: str | None,
-            catalogue: bool, seeds: int, only: tuple[str, ...], as_json: bool) -> int:
+            replay: Path | None, counterexample_out: Path | None,
+            counterexample_jsonl: Path | None, hypothesis_dir: Path | None,
+            budget: str | None, catalogue: bool, seeds: int, only: tuple[str, ...],
+            as_json: bool) -> int:
     """Handler of `jumpvpn conformance`."""
     seconds: float | None = None
     if budget is not None:
@@ -74,6 +87,12 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
     if catalogue:
         if cmd is not None or replay is not None:
             raise CliError("--catalogue runs in-process: no --cmd or --replay")
+        try:
+            from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
+        except ImportError as exc:
+            raise CliError(f"the conformance kit needs hypothesis (pip install "
+                           f"'jumpvpn-core[testing]'): {exc}") from None
+        use_hypothesis_dir(hypothesis_dir)
         return _catalogue(seeds, examples, steps, only, as_json)
     if cmd is None:
         raise CliError("Missing option '--cmd' (or give --catalogue)")
@@ -95,15 +114,30 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
             raise CliError(f"cannot read {replay}: {exc}") from None
     if counterexample_out is not None:
         check_output_file(counterexample_out, "--counterexample-out")
+    if counterexample_jsonl is not None:
+        check_output_file(counterexample_jsonl, "--counterexample-jsonl")
+    if counterexample_out is not None and counterexample_out == counterexample_jsonl:
+        raise CliError("--counterexample-out and --counterexample-jsonl name the same file")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
+        from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
         from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
-        from jumpvpn_core.testing.stdio import StdioImplementation
+        from jumpvpn_core.testing.stdio import ProgramStartError, StdioImplementation
     except ImportError as exc:
         raise CliError(f"the conformance kit needs hypothesis (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None
+    use_hypothesis_dir(hypothesis_dir)
     impl = StdioImplementation(argv, step_timeout_ms)
+    try:
+        impl.start()
+    except ProgramStartError as exc:
+        impl.close()
+        raise CliError(f"the program under test cannot start: {exc}") from None
+    except ProtocolError:
+        # It runs but answers hello wrongly: a verdict, reported at step 0 by a fresh run.
+        impl.close()
+        impl = StdioImplementation(argv, step_timeout_ms)
     try:
         if replay_text is not None:
             try:
@@ -135,17 +169,25 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
               if failure.counterexample else None)
     if script is not None and counterexample_out is not None:
         counterexample_out.write_text(script, encoding="utf-8")
+    jsonl_written = counterexample_jsonl is not None and bool(failure.counterexample)
+    if jsonl_written and counterexample_jsonl is not None:
+        counterexample_jsonl.write_text(failure.counterexample + "\n", encoding="utf-8")
     report.update(failure=failure.headline(), step=failure.step,
                   counterexample=failure.counterexample or None, script=script,
                   script_written_to=None if counterexample_out is None or script is None
-                  else str(counterexample_out))
+                  else str(counterexample_out),
+                  jsonl_written_to=str(counterexample_jsonl) if jsonl_written else None)
     if as_json:
         emit_json(report)
         return 1
     click.echo(failure.headline())
     if script is not None:
-        click.echo(f"counterexample ({failure.step + 1} request(s)); save it and replay with "
-                   "--replay FILE:")
+        if jsonl_written:
+            click.echo(f"counterexample ({failure.step + 1} request(s)), written to "
+                       f"{counterexample_jsonl}; replay with --replay {counterexample_jsonl}:")
+        else:
+            click.echo(f"counterexample ({failure.step + 1} request(s)); save it and replay "
+                       "with --replay FILE (or give --counterexample-jsonl FILE):")
         click.echo(failure.counterexample)
         click.echo()
         if counterexample_out is not None:

@@ -71,6 +71,23 @@ def _stand_in(path: Path, role_name: str | None, impl: str | None, cmd: str | No
         raise CliError(str(exc)) from None
 
 
+def _check_program_starts(cmd: str, step_timeout_ms: int) -> None:
+    """`CliError` (exit 2) when the `--cmd` program cannot start: a usage error, not a
+    verdict on the scripts."""
+    try:
+        from jumpvpn_core.testing.implementation import check_program_starts
+        from jumpvpn_core.testing.stdio import ProgramStartError
+    except ImportError as exc:
+        raise CliError(f"--cmd needs the conformance kit (pip install "
+                       f"'jumpvpn-core[testing]'): {exc}") from None
+    try:
+        check_program_starts(cmd, step_timeout_ms)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except ProgramStartError as exc:
+        raise CliError(f"the program under test cannot start: {exc}") from None
+
+
 def _script_paths(files: tuple[Path, ...], directory: Path | None) -> list[Path]:
     if files:
         missing = [str(p) for p in files if not p.is_file()]
@@ -162,8 +179,15 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path,
             raise CliError("--rewrite edits scripts in place; the packaged ones are read-only "
                            "(give --dir or FILE...)")
     check_output_file(trace, "--trace")
+    if cmd is not None:
+        try:
+            _check_program_starts(cmd, step_timeout_ms)
+        except KeyboardInterrupt:
+            write_trace(trace, [], writer="jumpvpn scenarios", key=key)  # as promised: the
+            raise  # trace of every script replayed so far (none)
 
     rows: list[dict[str, Any]] = []
+    unexercised: list[str] = []
     trace_records: list[dict[str, Any]] = []
     failures: list[str] = []
     progress = ProgressLines("jumpvpn scenarios")
@@ -183,7 +207,10 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path,
                 if stand_in is not None:
                     stand_in.close()
             rows.append(_row(result, path))
-            if result is not None:
+            if result is not None and result.exercised is False:
+                unexercised.append(path.name)
+                rows[-1].update(ok=False, observed="not run: " + rows[-1]["observed"])
+            elif result is not None:
                 trace_records.extend(result.records)
                 if result.failure is not None:
                     failures.append(result.failure)
@@ -194,12 +221,20 @@ def command(files: tuple[Path, ...], directory: Path | None, trace: Path,
     passed = sum(1 for row in rows if row["ok"])
     if as_json:
         emit_json({"scripts": rows, "passed": passed, "total": len(rows),
-                   "ok": not failures, "trace": str(trace), "records": len(trace_records),
-                   "failures": failures})
+                   "ok": not failures and not unexercised, "trace": str(trace),
+                   "records": len(trace_records), "failures": failures,
+                   "not_exercised": unexercised})
     else:
         click.echo(_table(rows, wide), nl=False)
         click.echo(f"{passed}/{len(rows)} scripts ok; audit trace: {trace} "
                    f"({len(trace_records)} records)")
         for failure in failures:
             click.echo(failure, err=True)
+    if unexercised:
+        # A usage error, never a pass: the implementation under test did not run at all.
+        whose = f"a {role}" if role is not None else "a session of the role it plays, no"
+        raise CliError(f"{impl or cmd} played no part in {len(unexercised)} script(s) "
+                       f"({', '.join(unexercised)}): none creates {whose} session "
+                       "(gateway commands run the reference core); give scripts that step "
+                       "the role it plays")
     return 0 if not failures else 1

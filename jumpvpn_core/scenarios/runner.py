@@ -75,6 +75,10 @@ class ScriptResult:
     failure: str | None
     records: tuple[dict[str, Any], ...]
     outputs: dict[int, tuple[str, ...]]
+    #: With a stand-in: whether it was asked to create its session (False: the script never
+    #: creates a session of its role, so nothing of the implementation under test ran).
+    #: None without a stand-in.
+    exercised: bool | None = None
 
 
 def _observed(world: World) -> str:
@@ -139,6 +143,13 @@ def run_script(script: Script, *, stand_in: RoleStandIn | None = None) -> Script
             diff = "\n".join(difflib.unified_diff(
                 list(case.expected), list(actual), "expected", "actual", lineterm=""))
             failure = f"{script.path}:{case.line}: output of {case.command!r} differs\n{diff}"
+    exercised: bool | None = None
+    if stand_in is not None:
+        exercised = world.stand_in_used
+        if not exercised and failure is None:
+            failure = (f"{script.path}: the implementation under test ({stand_in.name}) played "
+                       f"no part: the script never creates a {stand_in.role.value} session "
+                       "(gateway commands run the reference core), so nothing was tested")
     return ScriptResult(
         name=script.name,
         section=script.header["section"],
@@ -149,6 +160,7 @@ def run_script(script: Script, *, stand_in: RoleStandIn | None = None) -> Script
         failure=failure,
         records=tuple(world.records),
         outputs=outputs,
+        exercised=exercised,
     )
 
 

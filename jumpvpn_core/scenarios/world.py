@@ -135,6 +135,9 @@ class World:
     script_name: str = ""
     session_id: bytes = SCENARIO_SESSION_ID
     stand_in: RoleStandIn | None = None
+    #: Whether the stand-in was asked to create its session (a script that never is
+    #: tests nothing of it).
+    stand_in_used: bool = False
     command: str = ""
     gateways: GatewayWorld | None = None
 
@@ -190,6 +193,7 @@ def create_player(world: World, role: Role, session_id: bytes, secret: bytes, no
             raise CommandError(f"init: {exc}") from None
         player = Player(ReferenceImplementation(), session, outcome, False, True)
     else:
+        world.stand_in_used = True
         try:
             session, outcome = stand_in.subject.create_session(
                 role, session_id, secret, now, policy)

@@ -165,6 +165,17 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def _steps_line(role: Role, count: int) -> str:
+    """What the steps of the script are; a failure at creation has none."""
+    if count == 0:
+        return (f"# No events: the {role.value} diverges when the session is created "
+                "(step 0, the init command).")
+    if count == 1:
+        return f"# Step 1 is the one {role.value} event of the shrunk run; it diverges."
+    return (f"# Steps 1..{count} are the {role.value} events of the shrunk run; the last one "
+            "diverges.")
+
+
 def counterexample_script(report: FailureReport, *, implementation: str = "",
                           reproduce: Sequence[str] = ()) -> str:
     """The counterexample of `report` as a scenario script, expected blocks filled in from
@@ -181,8 +192,7 @@ def counterexample_script(report: FailureReport, *, implementation: str = "",
     lines = [
         f"# Counterexample found by the conformance kit against {_one_line(who)}:",
         f"# {_one_line(report.headline())}",
-        f"# Steps 1..{len(events)} are the {role.value} events of the shrunk run; the last one "
-        "diverges.",
+        _steps_line(role, len(events)),
         "# It passes against the reference: jumpvpn scenarios FILE",
     ]
     lines.extend(f"# It fails against the implementation: {_one_line(c)}" for c in reproduce)

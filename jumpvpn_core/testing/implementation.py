@@ -20,11 +20,12 @@ from jumpvpn_core.subject import (
     Alteration,
     Implementation,
     Outcome,
+    ProtocolError,
     ReferenceImplementation,
     ReferenceSession,
     SessionUnderTest,
 )
-from jumpvpn_core.testing.stdio import StdioImplementation
+from jumpvpn_core.testing.stdio import ProgramStartError, StdioImplementation
 
 if TYPE_CHECKING:
     from jumpvpn_core.scenarios.standin import RoleStandIn
@@ -36,6 +37,7 @@ __all__ = [
     "ReferenceImplementation",
     "ReferenceSession",
     "SessionUnderTest",
+    "check_program_starts",
     "implementation_role",
     "load_implementation",
     "subject_from_spec",
@@ -78,6 +80,30 @@ def subject_from_spec(*, impl: str | None = None, cmd: str | None = None,
     if not argv:
         raise ValueError("--cmd is empty")
     return StdioImplementation(argv, step_timeout_ms)
+
+
+def check_program_starts(cmd: str, step_timeout_ms: int = 2_000) -> None:
+    """Start the `--cmd` program, exchange `hello`, and stop it again.
+
+    Raises `ValueError` on a malformed command and `ProgramStartError` when the program
+    cannot be executed or exits before answering `hello`. A program that runs but answers
+    `hello` wrongly passes here: that is a protocol failure, reported by the run itself.
+    """
+    try:
+        argv = shlex.split(cmd)
+    except ValueError as exc:
+        raise ValueError(f"--cmd cannot be parsed: {exc}") from None
+    if not argv:
+        raise ValueError("--cmd is empty")
+    program = StdioImplementation(argv, step_timeout_ms)
+    try:
+        program.start()
+    except ProgramStartError:
+        raise
+    except ProtocolError:
+        pass
+    finally:
+        program.close()
 
 
 def implementation_role(role: Role, *, impl: str | None = None, cmd: str | None = None,

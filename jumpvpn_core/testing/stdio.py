@@ -21,17 +21,38 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any, NoReturn
 
+from jumpvpn_core.errors import describe
+from jumpvpn_core.events import Event
 from jumpvpn_core.forms import FormError, JsonObject, event_to_data, parse_json
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.subject import Outcome, ProtocolError
 from jumpvpn_core.testing.lockstep import PROTOCOL_VERSION, create_request
 
-__all__ = ["MAX_LINE_BYTES", "StdioImplementation", "StdioSession"]
+__all__ = [
+    "MAX_LINE_BYTES",
+    "ProgramStartError",
+    "StdioImplementation",
+    "StdioSession",
+    "describe_field",
+]
 
 #: Longest response line accepted (bytes); anything longer is a protocol failure.
 MAX_LINE_BYTES = 1 << 20
 _STDERR_TAIL = 400
+
+
+class ProgramStartError(ProtocolError):
+    """The program under test cannot start: it cannot be executed, or it exits before
+    answering `hello`. A usage problem (a wrong command), not a verdict on conformance:
+    `jumpvpn conformance` and `jumpvpn scenarios --cmd` exit 2 with this reason."""
+
+
+def describe_field(response: JsonObject, field: str) -> str:
+    """What `response[field]` is, without quoting it (`jumpvpn_core.errors.describe`), or
+    "nothing" when the field is missing: a program's output may echo the request (session
+    secrets, proofs), so messages name the field and the kind of value."""
+    return describe(response[field]) if field in response else "nothing (field missing)"
 
 
 class StdioSession:
@@ -41,7 +62,7 @@ class StdioSession:
         self._owner = owner
         self._handle = handle
 
-    def step(self, event: Any) -> Outcome:
+    def step(self, event: Event) -> Outcome:
         """Send a step request; return the parsed outcome."""
         return self._owner.request({"op": "step", "session": self._handle,
                                     "event": event_to_data(event)}, with_effects=True)
@@ -64,20 +85,38 @@ class StdioImplementation:
         self._seq = 0
         self._sessions = 0
         self._failed: str | None = None
+        self._exited = False
 
     # --- process management -------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the program and exchange `hello`. Raises `OSError` if it cannot start."""
+        """Start the program and exchange `hello`.
+
+        Raises `ProgramStartError` when the program cannot be executed or exits before
+        answering `hello`; `ProtocolError` when it runs but answers `hello` wrongly (garbage,
+        silence beyond the step timeout, another protocol version).
+        """
+        if self._proc is not None or self._failed is not None:
+            raise ProtocolError(self._failed or "program already started")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 -- closed in close()
-        self._proc = subprocess.Popen(  # noqa: S603 -- running the user's program is the point
-            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            start_new_session=True,
-        )
-        hello = self._exchange({"op": "hello"})
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 -- running the user's program is the point
+                self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            self._failed = f"cannot start program {self.argv[0]!r}: {exc.strerror or exc}"
+            raise ProgramStartError(self._failed) from None
+        try:
+            hello = self._exchange({"op": "hello"})
+        except ProtocolError as exc:
+            if self._exited:
+                raise ProgramStartError(f"program exited before answering hello: "
+                                        f"{exc}") from None
+            raise
         if hello.get("protocol") != PROTOCOL_VERSION:
-            self._fail(f"hello: program speaks protocol {hello.get('protocol')!r}, "
-                       f"the driver speaks {PROTOCOL_VERSION}")
+            self._fail(f"hello: field 'protocol' must be {PROTOCOL_VERSION} (the driver's "
+                       f"version), got {describe_field(hello, 'protocol')}")
 
     def close(self) -> None:
         """Say goodbye, then make sure the program and its process group are gone."""
@@ -155,6 +194,7 @@ class StdioImplementation:
                                "(program killed)")
                 chunk = os.read(fd, 65536)
                 if not chunk:
+                    self._exited = True
                     status = proc.wait(timeout=2.0)
                     self._fail(f"program exited (status {status}) without answering"
                                f"{self._stderr_tail()}")
@@ -172,6 +212,7 @@ class StdioImplementation:
         try:
             self._write(message)
         except OSError:
+            self._exited = True
             status = self._proc.poll()
             self._fail(f"program exited (status {status}) before reading the request"
                        f"{self._stderr_tail()}")
@@ -180,19 +221,22 @@ class StdioImplementation:
         try:
             response = parse_json(line)
         except FormError:
-            shown = line[:80].decode("utf-8", "replace")
-            self._fail(f"response is not valid JSON: {shown!r}")
+            self._fail(f"response is not valid JSON ({len(line)} bytes)")
         if not isinstance(response, dict):
-            self._fail(f"response is not a JSON object: {line[:80]!r}")
+            self._fail(f"response is not a JSON object (got {describe(response)})")
         if response.get("v") != PROTOCOL_VERSION:
             self._fail(f"response field 'v' must be {PROTOCOL_VERSION}, "
-                       f"got {response.get('v')!r}")
+                       f"got {describe_field(response, 'v')}")
         if response.get("seq") != self._seq:
-            self._fail(f"response field 'seq' must be {self._seq}, got {response.get('seq')!r}")
+            self._fail(f"response field 'seq' must be {self._seq}, "
+                       f"got {describe_field(response, 'seq')}")
         if response.get("ok") is not True:
             if response.get("ok") is False:
-                self._fail(f"program reported an error: {str(response.get('error'))[:200]}")
-            self._fail(f"response field 'ok' must be true or false, got {response.get('ok')!r}")
+                self._fail(f"program reported an error (field 'error': "
+                           f"{describe_field(response, 'error')}; not shown, it may quote "
+                           f"the request){self._stderr_tail()}")
+            self._fail(f"response field 'ok' must be true or false, "
+                       f"got {describe_field(response, 'ok')}")
         checked: JsonObject = response
         return checked
 
@@ -201,11 +245,12 @@ class StdioImplementation:
         response = self._exchange(request)
         phase_text = response.get("phase")
         if phase_text not in {p.value for p in Phase}:
-            self._fail(f"response field 'phase' must be a phase name, got {phase_text!r}")
+            self._fail(f"response field 'phase' must be a phase name, "
+                       f"got {describe_field(response, 'phase')}")
         version = response.get("state_version")
         if type(version) is not int or version < 0:
             self._fail(f"response field 'state_version' must be a non-negative integer, "
-                       f"got {version!r}")
+                       f"got {describe_field(response, 'state_version')}")
         effects = response.get("effects", [] if not with_effects else None)
         if not isinstance(effects, list) or not all(
                 isinstance(e, dict) and isinstance(e.get("type"), str) for e in effects):
@@ -218,11 +263,7 @@ class StdioImplementation:
                        policy: Policy) -> tuple[StdioSession, Outcome]:
         """Create a session in the program (starting it on first use)."""
         if self._proc is None and self._failed is None:
-            try:
-                self.start()
-            except OSError as exc:
-                self._failed = f"cannot start program: {exc}"
-                raise ProtocolError(self._failed) from None
+            self.start()
         self._sessions += 1
         handle = f"s{self._sessions}"
         request = {**create_request(role, session_id, secret, now_ms, policy),

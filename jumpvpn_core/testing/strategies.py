@@ -21,11 +21,11 @@ timers) so that collisions, deadlines and limits are reached within a few dozen 
 from __future__ import annotations
 
 import enum
-from typing import Any
 
 from hypothesis import strategies as st
 
 from jumpvpn_core import events as ev
+from jumpvpn_core.events import Event
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import PROOF_SIZE, SESSION_ID_SIZE
@@ -174,7 +174,7 @@ def _proofs() -> st.SearchStrategy[bytes]:
     return st.binary(min_size=PROOF_SIZE, max_size=PROOF_SIZE)
 
 
-def _common(now: int) -> st.SearchStrategy[Any]:
+def _common(now: int) -> st.SearchStrategy[Event]:
     t = st.just(now)
     return st.one_of(
         st.builds(ev.Tick, t),
@@ -186,7 +186,7 @@ def _common(now: int) -> st.SearchStrategy[Any]:
     )
 
 
-def client_events(now: int) -> st.SearchStrategy[Any]:
+def client_events(now: int) -> st.SearchStrategy[Event]:
     """Any event a client session may be given at `now`, proofs arbitrary."""
     t = st.just(now)
     return st.one_of(
@@ -205,7 +205,7 @@ def client_events(now: int) -> st.SearchStrategy[Any]:
     )
 
 
-def server_events(now: int) -> st.SearchStrategy[Any]:
+def server_events(now: int) -> st.SearchStrategy[Event]:
     """Any event a server session may be given at `now`, proofs arbitrary."""
     t = st.just(now)
     return st.one_of(
@@ -217,6 +217,6 @@ def server_events(now: int) -> st.SearchStrategy[Any]:
     )
 
 
-def events(role: Role, now: int) -> st.SearchStrategy[Any]:
+def events(role: Role, now: int) -> st.SearchStrategy[Event]:
     """Any event for `role` at `now`."""
     return client_events(now) if role is Role.CLIENT else server_events(now)

@@ -3,6 +3,7 @@ the step, within the per-step timeout; never a traceback, never a hang."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -67,7 +68,8 @@ def test_response_missing_a_field_is_named(capsys: pytest.CaptureFixture[str],
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
                        "--step-timeout-ms", "5000")
     assert status == 1
-    assert "field 'state_version' must be a non-negative integer, got None" in out
+    assert ("field 'state_version' must be a non-negative integer, got nothing (field missing)"
+            in out)
 
 
 def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str],
@@ -84,8 +86,9 @@ def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str]
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
                        "--step-timeout-ms", "5000")
     assert status == 1
-    assert out.startswith("PROTOCOL at step 0 (create): program reported an error: "
-                          "not implemented")
+    assert out.startswith("PROTOCOL at step 0 (create): program reported an error (field "
+                          "'error': a string of length 15; not shown")
+    assert "not implemented" not in out
 
 
 @pytest.mark.parametrize(
@@ -106,3 +109,38 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
 def test_missing_cmd_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["conformance"]) == 2
     assert "jumpvpn conformance: error: Missing option '--cmd'" in capsys.readouterr().err
+
+
+def test_protocol_failures_never_quote_what_the_program_sent(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # A program that echoes the request's secret back in its fields: the verdict names the
+    # field and the kind of value, never the value.
+    script = tmp_path / "echoes.py"
+    script.write_text(
+        "import json, sys\n"
+        "for line in sys.stdin:\n"
+        "    r = json.loads(line)\n"
+        "    out = {'v': 2, 'seq': r['seq'], 'ok': True, 'protocol': 2,\n"
+        "           'phase': r.get('secret', 'x'), 'state_version': 0}\n"
+        "    print(json.dumps(out), flush=True)\n"
+    )
+    status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
+                       "--step-timeout-ms", "5000")
+    assert status == 1
+    assert "PROTOCOL at step 0 (create): response field 'phase' must be a phase name, got " \
+           "a string of length" in out
+    created = out.split("counterexample", 1)[0]  # the replayable requests carry the secret
+    assert '"secret"' not in created
+    secret = json.loads(out.splitlines()[2])["secret"]
+    assert secret not in created
+
+
+def test_garbage_is_described_not_shown(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    script = tmp_path / "garbage.py"  # builds the text, so the command line does not hold it
+    script.write_text("import time\nprint('not-json-' + 'SECRET' + 'VALUE', flush=True)\n"
+                      "time.sleep(5)\n")
+    status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys)
+    assert status == 1
+    assert "response is not valid JSON (20 bytes)" in out
+    assert "SECRETVALUE" not in out
