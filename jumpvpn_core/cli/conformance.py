@@ -87,12 +87,7 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
     if catalogue:
         if cmd is not None or replay is not None:
             raise CliError("--catalogue runs in-process: no --cmd or --replay")
-        try:
-            from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
-        except ImportError as exc:
-            raise CliError(f"the conformance kit needs hypothesis (pip install "
-                           f"'jumpvpn-core[testing]'): {exc}") from None
-        use_hypothesis_dir(hypothesis_dir)
+        _use_hypothesis_dir(hypothesis_dir)
         return _catalogue(seeds, examples, steps, only, as_json)
     if cmd is None:
         raise CliError("Missing option '--cmd' (or give --catalogue)")
@@ -120,14 +115,13 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
         raise CliError("--counterexample-out and --counterexample-jsonl name the same file")
     try:
         from jumpvpn_core.testing.counterexample import counterexample_script
-        from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
         from jumpvpn_core.testing.lockstep import WireError, replay_counterexample
         from jumpvpn_core.testing.stateful import run_conformance
         from jumpvpn_core.testing.stdio import ProgramStartError, StdioImplementation
     except ImportError as exc:
         raise CliError(f"the conformance kit needs hypothesis (pip install "
                        f"'jumpvpn-core[testing]'): {exc}") from None
-    use_hypothesis_dir(hypothesis_dir)
+    _use_hypothesis_dir(hypothesis_dir)
     impl = StdioImplementation(argv, step_timeout_ms)
     try:
         impl.start()
@@ -200,6 +194,16 @@ def command(cmd: str | None, examples: int, seed: int, steps: int, step_timeout_
         # On stderr: stdout holds the counterexample and the script, to be saved as they are.
         click.echo(coverage.summary(), err=True)
     return 1
+
+
+def _use_hypothesis_dir(directory: Path | None) -> None:
+    """Point Hypothesis's files at `directory` (or the kit's default cache directory)."""
+    try:
+        from jumpvpn_core.testing.hypothesis_setup import use_hypothesis_dir
+    except ImportError as exc:
+        raise CliError(f"the conformance kit needs hypothesis (pip install "
+                       f"'jumpvpn-core[testing]'): {exc}") from None
+    use_hypothesis_dir(directory)
 
 
 _BUDGET = re.compile(r"(?:(\d+)x(\d+)|(\d+(?:\.\d+)?)s)")
