@@ -387,6 +387,57 @@ def test_partial_traces_are_refused_unless_allowed() -> None:
     assert verify_lines(_lines([reject]), chained=False, allow_partial=True).ok
 
 
+def _partial(records: Records) -> TraceReport:
+    return verify_lines(_lines(records), chained=False, allow_partial=True)
+
+
+def test_a_partial_stream_is_held_to_the_time_bounds_from_where_it_is_first_seen() -> None:
+    window = Policy().max_recovery_window_ms
+    degraded = Policy().max_degraded_ms
+    # First seen mid-session, already RECOVERING at 1,000 (a reject, then a transition).
+    for first_ts, src in ((1_000, "RECOVERING"), (1_000, "DEGRADED")):
+        bound = window if src == "RECOVERING" else degraded
+        reject = {"v": V, "type": "reject", "class": "OPERATIONAL_REJECT",
+                  "session_id": "00" * 16, "role": "client", "reason": "EVENT_NOT_APPLICABLE",
+                  "phase": src, "state_version": 7, "event": "PacketLoss", "ts_ms": first_ts}
+        for end, ok in ((first_ts + bound, True), (first_ts + bound + 1, False)):
+            change = {"v": V, "type": "state_change", "session_id": "00" * 16,
+                      "role": "client", "from": src, "to": "TERMINATED",
+                      "reason": "RECOVERY_WINDOW_EXCEEDED" if src == "RECOVERING"
+                      else "DEGRADED_TIMEOUT", "state_version": 8, "ts_ms": end}
+            report = _partial([reject, change])
+            assert report.ok is ok, (src, end, report.violation)
+            if not ok:
+                assert report.violation is not None
+                assert report.violation.line == 2
+                assert f"{src} for {bound + 1} ms" in report.violation.message
+    # First seen by a transition into RECOVERING: the phase began at that record.
+    entered = _session_records(("ATTACHED", "DELIVERY_TIMEOUT", "RECOVERING", 500),
+                               ("RECOVERING", "RECOVERY_WINDOW_EXCEEDED", "TERMINATED",
+                                501 + window))
+    entered = [{**r, "state_version": r["state_version"] + 3} for r in entered]
+    report = _partial(entered)
+    assert report.violation is not None
+    assert report.violation.line == 2
+
+
+def test_a_partial_stream_counts_recovery_rounds_from_where_it_is_first_seen() -> None:
+    rounds = Policy().max_recovery_rounds
+    steps = [("RECOVERING", "RECOVERY_PARTIAL", "DEGRADED", 20)]
+    for n in range(rounds + 1):
+        steps += [("DEGRADED", "CANDIDATE_AVAILABLE", "RECOVERING", 30 + 20 * n),
+                  ("RECOVERING", "RECOVERY_PARTIAL", "DEGRADED", 40 + 20 * n)]
+    records = [{**r, "state_version": r["state_version"] + 4}
+               for r in _session_records(*steps)]
+    report = _partial(records)
+    assert report.violation is not None
+    # The first record is not an entry; the (rounds + 1)-th entry into RECOVERING breaks it.
+    assert report.violation.line == 2 + 2 * rounds
+    assert "max_recovery_rounds" in report.violation.message
+    # Exactly max_recovery_rounds entries seen: allowed.
+    assert _partial(records[: 1 + 2 * rounds]).ok
+
+
 def test_blank_lines_are_skipped_in_a_bare_log_and_counted_nowhere() -> None:
     records = _seeded_with_transitions()
     lines = _lines(records)

@@ -110,8 +110,8 @@ class _Stream:
     phase: Phase
     version: int
     clock: int
-    phase_since: int | None
-    rounds: int | None
+    phase_since: int
+    rounds: int
     reattach_times: list[int]
 
 
@@ -239,10 +239,11 @@ class _Checker:
             raise _RecordError(f"{where}: stream does not start at BIRTH (first record in "
                                f"{src.value} "
                        f"at version {version}): session id changed or records dropped")
+        # A stream first seen mid-way (partial mode) was in `src` at `ts` at the latest and
+        # entered no RECOVERING seen so far: time in the phase and rounds are counted from
+        # here, lower bounds of the true figures, so the bounds still hold on what is seen.
         return _Stream(self.policies.get(script, self.policy), src, start,
-                       ts if kind == "state_change" else 0,
-                       ts if src is Phase.BIRTH else None,
-                       0 if src is Phase.BIRTH else None, [])
+                       ts if kind == "state_change" else 0, ts, 0, [])
 
     def _policy(self, record: dict[str, Any]) -> None:
         _check_version(record)
@@ -254,7 +255,7 @@ class _Checker:
         self.policies[script if isinstance(script, str) else None] = policy
 
     def _check_bounds(self, stream: _Stream, where: str, reason: ReasonCode, ts: int) -> None:
-        if stream.phase_since is None or reason is _RC.TIME_WENT_BACKWARDS:
+        if reason is _RC.TIME_WENT_BACKWARDS:
             return
         spent = ts - stream.phase_since
         policy = stream.policy
@@ -270,7 +271,7 @@ class _Checker:
         policy = stream.policy
         if dst is Phase.ATTACHED:
             stream.rounds = 0
-        elif dst is Phase.RECOVERING and stream.rounds is not None:
+        elif dst is Phase.RECOVERING:
             stream.rounds += 1
             if stream.rounds > policy.max_recovery_rounds:
                 raise _RecordError(f"{where}: {stream.rounds} RECOVERING episodes since ATTACHED, "
