@@ -15,7 +15,7 @@ from jumpvpn_core.errors import StateDecodeError
 from jumpvpn_core.events import DeliveryTimeout, InboundTraffic, PacketLoss
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.policy import Policy
-from jumpvpn_core.state import SessionState
+from jumpvpn_core.state import ServerSide, SessionState
 from jumpvpn_core.transport import TransportDescriptor
 from tests.harness import LOCALS, Simulation
 
@@ -72,16 +72,20 @@ def test_the_states_round_trip_and_equal_objects_are_shared() -> None:
     for name, state in STATES.items():
         assert state_from_data(_data(name)) == state, name
     decoded = state_from_data(_data("server"))
-    last = decoded.side.last_accept  # type: ignore[union-attr]  # a ServerSide
+    side = decoded.side
+    assert isinstance(side, ServerSide)
+    last = side.last_accept
     assert last is not None
     # The stored accept repeats the binding: the decoder shares those objects.
     assert last.accept.to is decoded.link.active
-    assert last.accept.state_version == decoded.side.binding_version  # type: ignore[union-attr]
+    assert last.accept.state_version == side.binding_version
     assert last.accept.nonce == last.nonce
     # ... but never an object of another type that merely compares equal.
     data = _data("server")
     data["side"]["last_accept"]["accept"]["to"] = "udp:10.9.9.9:1"
-    other = state_from_data(data).side.last_accept  # type: ignore[union-attr]
+    other_side = state_from_data(data).side
+    assert isinstance(other_side, ServerSide)
+    other = other_side.last_accept
     assert other is not None
     assert other.accept.to == TransportDescriptor.udp("10.9.9.9", 1)
     assert other.accept.to is not decoded.link.active
