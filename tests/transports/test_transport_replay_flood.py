@@ -15,35 +15,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
 import attrs
 import pytest
 
-from jumpvpn_core import Phase, Policy, ReasonCode, StateChanged
+from jumpvpn_core import Phase, ReasonCode, StateChanged
 from jumpvpn_core.transport import TransportDescriptor
 from jumpvpn_core.transports.udp import (
-    ClientConfig,
     LocalSessionHost,
     RawUdpPeer,
     UdpClient,
     UdpServer,
 )
 from jumpvpn_core.transports.wire import MessageKind
-
-T = TypeVar("T")
-POLICY = Policy(
-    loss_threshold=3,
-    reattach_timeout_ms=200,
-    switch_cooldown_ms=100,
-    max_switches_per_minute=60,
-    reattach_rate_limit=16,
-    path_validation_timeout_ms=300,
-    max_recovery_window_ms=3_000,
-)
-CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
-                      delivery_timeout_ms=1_500)
+from tests.transports.udp_support import CONFIG, POLICY, run, until
 
 
 @attrs.frozen
@@ -62,14 +47,6 @@ class FloodResult:
     unbound_jumps: int = 0
     #: The client's end reason if it ended (only possible with `tolerate_unbound`).
     client_end_reason: str | None = None
-
-
-async def _until(condition: Any, timeout_s: float) -> None:
-    for _ in range(int(timeout_s * 200)):
-        if condition():
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("condition not reached in time")
 
 
 async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
@@ -118,8 +95,8 @@ async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
             began = time.monotonic()
             await client.rebind()
             try:
-                await _until(lambda: server.route(sid) == client.local
-                             and client.state.phase is Phase.ATTACHED, 5.0)
+                await until(lambda: server.route(sid) == client.local
+                            and client.state.phase is Phase.ATTACHED, 5.0, poll_s=0.005)
             except AssertionError:
                 if not tolerate_unbound:
                     raise
@@ -141,8 +118,8 @@ async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
         return None if state is None else state.phase
 
     with contextlib.suppress(AssertionError):  # reported through the phases below
-        await _until(lambda: client.state.phase is Phase.ATTACHED
-                     and server_phase() is Phase.ATTACHED, 5.0)
+        await until(lambda: client.state.phase is Phase.ATTACHED
+                    and server_phase() is Phase.ATTACHED, 5.0, poll_s=0.005)
     final = server_phase()
     assert final is not None, "the server lost the session"
     unexpected = sum(1 for _, e in server.audit if isinstance(e, StateChanged)
@@ -158,15 +135,11 @@ async def flood_run(rate_per_s: int, jumps: int, settle_s: float = 0.3,
     return result
 
 
-def _run(coro: Coroutine[Any, Any, T], timeout_s: float = 40.0) -> T:
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
 @pytest.mark.requirement("RM-2.2")
 @pytest.mark.requirement("RM-3.1")
 @pytest.mark.parametrize("rate", [50, 2_000])
 def test_a_replay_flood_neither_ends_the_session_nor_stops_port_jumps(rate: int) -> None:
-    result = _run(flood_run(rate, jumps=2))
+    result = run(flood_run(rate, jumps=2), timeout_s=40.0)
     assert result.replays_sent > 0
     assert len(result.bind_ms) == 2  # both port jumps bound during the flood
     assert result.bound_to_client

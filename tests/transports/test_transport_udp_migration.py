@@ -14,8 +14,8 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -45,34 +45,9 @@ from jumpvpn_core.transports.wire import (
     WireError,
     decode,
 )
+from tests.transports.udp_support import CONFIG, POLICY, run, until
 
-T = TypeVar("T")
 SCALE = 5  # interop intervals divided by this
-POLICY = Policy(
-    loss_threshold=3,
-    reattach_timeout_ms=200,
-    switch_cooldown_ms=100,
-    max_switches_per_minute=60,
-    reattach_rate_limit=16,
-    path_validation_timeout_ms=300,
-    max_recovery_window_ms=3_000,
-)
-CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
-                      delivery_timeout_ms=1_500)
-
-
-def run(coro: Coroutine[Any, Any, T], timeout_s: float = 8.0) -> T:
-    """Run one test scenario, bounded in time."""
-    return asyncio.run(asyncio.wait_for(coro, timeout_s))
-
-
-async def until(condition: Callable[[], bool], timeout_s: float = 2.0) -> None:
-    """Poll `condition` every 10 ms; fail the test if it does not hold in time."""
-    for _ in range(int(timeout_s * 100)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached in time")
 
 
 async def pair(tap: Callable[[bytes, TransportDescriptor, TransportDescriptor], None]

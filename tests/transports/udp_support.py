@@ -1,0 +1,40 @@
+"""What the UDP transport tests share: short timers, and bounded waits on a running loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from jumpvpn_core import Policy
+from jumpvpn_core.transports.udp import ClientConfig
+
+T = TypeVar("T")
+
+#: Short timers so that a port jump, a loss burst or a flood plays out in seconds.
+POLICY = Policy(
+    loss_threshold=3,
+    reattach_timeout_ms=200,
+    switch_cooldown_ms=100,
+    max_switches_per_minute=60,
+    reattach_rate_limit=16,
+    path_validation_timeout_ms=300,
+    max_recovery_window_ms=3_000,
+)
+CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
+                      delivery_timeout_ms=1_500)
+
+
+def run(coro: Coroutine[Any, Any, T], timeout_s: float = 8.0) -> T:
+    """Run one test scenario, bounded in time."""
+    return asyncio.run(asyncio.wait_for(coro, timeout_s))
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 2.0,
+                poll_s: float = 0.01) -> None:
+    """Poll `condition` every `poll_s`; fail the test if it does not hold in time."""
+    for _ in range(round(timeout_s / poll_s)):
+        if condition():
+            return
+        await asyncio.sleep(poll_s)
+    raise AssertionError("condition not reached in time")
