@@ -6,10 +6,11 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jumpvpn_core.stores import StoreSchemaError, open_store
+from jumpvpn_core.stores import StoreSchemaError, StoreUnavailableError, open_store
 from jumpvpn_core.stores.sqlite import SCHEMA_VERSION, SqliteStore
 
 # The layout every file had before the store kept a version (user_version 0).
@@ -117,3 +118,43 @@ def test_processes_opening_one_old_file_at_once_migrate_it_once(tmp_path: Path) 
         outcomes = pool.map(_open_and_report, [f"sqlite:///{path}"] * 3)
     assert sorted(outcomes) == [0, 0, 1]
     assert _inspect(path) == (SCHEMA_VERSION, True)
+
+
+class _NoWalConnection:
+    """A real connection whose `PRAGMA journal_mode = WAL` answers as SQLite does when it
+    cannot change the mode (a file system without shared memory, a VFS without WAL): with
+    the mode it kept."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.closed = False
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if " ".join(sql.upper().split()) == "PRAGMA JOURNAL_MODE = WAL":
+            return self.conn.execute("SELECT 'delete'")
+        return self.conn.execute(sql, *args)
+
+    def close(self) -> None:
+        self.closed = True
+        self.conn.close()
+
+
+def test_file_that_cannot_enter_wal_mode_is_refused_and_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without WAL a committed compare-and-set is not promised to survive a crash the way
+    the store says: it refuses to open, names the mode it got, and keeps no connection."""
+    opened: list[_NoWalConnection] = []
+    real_connect = sqlite3.connect
+
+    def connect(path: str, **kwargs: Any) -> _NoWalConnection:
+        wrapper = _NoWalConnection(real_connect(path, **kwargs))
+        opened.append(wrapper)
+        return wrapper
+
+    monkeypatch.setattr("jumpvpn_core.stores.sqlite.sqlite3.connect", connect)
+    with pytest.raises(StoreUnavailableError,
+                       match=r"^sqlite store could not enter WAL mode \(delete\)$"):
+        open_store(f"sqlite:///{tmp_path / 'nowal.db'}")
+    assert len(opened) == 1
+    assert opened[0].closed
