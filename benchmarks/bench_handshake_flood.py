@@ -12,8 +12,9 @@ compare figures taken under the same machine load:
   handed to the server endpoint's `datagram_received` (load meter, cookie MAC, the
   `COOKIE_REPLY` built and sent with a real `sendto` on loopback to a socket nobody reads;
   on loopback that system call also does the receiving side's kernel work);
-* `forged init, wrong cookie, under load`: the same with a wrong 16-byte cookie (one MAC
-  more: the check);
+* `forged init, wrong cookie, under load`: the same with a wrong 16-byte cookie naming
+  the previous secret, at a server that has rotated its cookie secret once (the steady
+  state of a flood longer than `cookie_rotation_ms`): one MAC, as for every initiation;
 * `forged init handling, send excluded`: the first row without the `sendto` (the socket
   write is stubbed): the server's own work per forged initiation;
 * `sendto of 50 bytes on loopback`: the system call alone, the floor of any answer;
@@ -157,11 +158,18 @@ async def _measure(smoke: bool) -> list[BenchResult]:
         for server in (loaded, quiet):  # the flood's first second: now "under load"
             _forged_case(server, sink, None, expect_exchange=True)(
                 server.config.handshake_load_per_s + 1).body()
+        # One rotation (a flood older than cookie_rotation_ms): a previous secret exists,
+        # so a wrong cookie is checked under both secrets.
+        jar = loaded._cookies
+        jar.make(bytes(3), bytes(32), loaded._clock.now_ms() + jar.rotation_ms)
+        assert jar._previous_tag is not None
+        # A wrong cookie naming the previous secret: its reply is made under that secret.
+        wrong = jar._previous_tag + b"\x5a" * (COOKIE_SIZE - 1)
         cases: dict[str, tuple[Callable[[int], Prepared], int]] = {
             _EXCHANGE: (_exchange_case, 500),
             _RESPOND: (_respond_case, 300),
             _NO_COOKIE: (_forged_case(loaded, sink, None, False), 2_000),
-            _BAD_COOKIE: (_forged_case(loaded, sink, b"\x5a" * COOKIE_SIZE, False), 2_000),
+            _BAD_COOKIE: (_forged_case(loaded, sink, wrong, False), 2_000),
             _HANDLING: (_forged_case(quiet, sink, None, False), 2_000),
             _SENDTO: (_sendto_case(sink), 2_000),
             _UNPROTECTED: (_forged_case(open_server, sink, None, True), 200),

@@ -21,15 +21,18 @@ takes a session over from a shared store serves its data plane too (`UdpServer.a
 Under load the server answers an initiation with a stateless cookie instead of a key
 exchange (`CookieJar`, `HandshakeLoad`; WireGuard's cookie reply, QUIC's Retry):
 
-    cookie = BLAKE2s(key=cookie secret, digest_size=16,
-                     "jumpvpn-core/v3 cookie" || address || client_public)
+    cookie = u8 generation || BLAKE2s(key=cookie secret, digest_size=15,
+                                      person="jvpn-ck3", address || client_public)
 
 where `address` is the initiation's source as `u8 len | host | u16 port`
-(`cookie_address`). The cookie secret is 32 random bytes, replaced every `rotation_ms`; a
-cookie made under the current or the previous secret is accepted. Keyed BLAKE2s is the MAC
-WireGuard's cookies use; here it is also the cheapest MAC of the standard library. So a
-forged initiation costs the server one short MAC, and only a client that receives datagrams
-at its source address gets a key exchange.
+(`cookie_address`) and `generation` names the secret (1 to 255, then 1 again). The label
+is BLAKE2s's personalisation parameter, not a message prefix, so the message of an IPv4
+source fits one 64-byte block. The cookie secret is 32 random bytes, replaced every
+`rotation_ms`; a cookie made under the current or the previous secret is accepted, and
+its first byte says which, so every initiation under load costs exactly one MAC. Keyed
+BLAKE2s is the MAC WireGuard's cookies use; here it is also the cheapest MAC of the
+standard library. So a forged initiation costs the server one short MAC, and only a
+client that receives datagrams at its source address gets a key exchange.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ DATA_KEY_SIZE = 32
 _INFO = b"jumpvpn-core/v1 reference handshake"
 _DATA_SALT = b"jumpvpn-core/v1 reference data"
 _DATA_INFO = b"jumpvpn-core/v1 data key"
-_COOKIE_LABEL = b"jumpvpn-core/v3 cookie"
+#: BLAKE2s personalisation (8 bytes): the domain separation of cookie MACs.
+_COOKIE_PERSON = b"jvpn-ck3"
 COOKIE_SECRET_SIZE = 32
 
 
@@ -166,7 +170,11 @@ def cookie_address(host: str, port: int) -> bytes:
     """The address a cookie covers: `u8 len | host | u16 port`, `host` the textual address
     the socket reported (ASCII; anything else is replaced, never raised on)."""
     raw = host.encode("ascii", "replace")[:255]
-    return bytes((len(raw),)) + raw + (port & 0xFFFF).to_bytes(2, "big")
+    return b"%c%b%b" % (len(raw), raw, _PORTS[port & 0xFFFF])
+
+
+#: Every u16 port as its 2 big-endian bytes (the cookie is made per flooded datagram).
+_PORTS = tuple(port.to_bytes(2, "big") for port in range(1 << 16))
 
 
 class CookieJar:
@@ -175,12 +183,18 @@ class CookieJar:
     `random(n)` supplies the secrets (default `os.urandom`); `rotation_ms` is how long one
     secret makes cookies. A cookie verifies under the current secret or the one before it,
     so a cookie stays good for at least `rotation_ms` and at most twice that. Addresses are
-    `cookie_address(...)` bytes. The MAC is keyed BLAKE2s with a 16-byte output, keyed once
-    per secret (each cookie copies the keyed state): a cookie must cost far less than an
-    exchange.
+    `cookie_address(...)` bytes.
+
+    A cookie is `u8 tag || MAC[15]`: the tag is the generation of the secret that made it
+    (1 to 255, then 1 again; never 0, so `NO_COOKIE` names no secret) and the MAC keyed
+    BLAKE2s with a 15-byte output, keyed once per secret (each cookie copies the keyed
+    state). The tag names the one secret
+    a cookie is checked under, so every initiation costs exactly one MAC, whatever its
+    cookie says, and that MAC is also the reply when the cookie is wrong.
     """
 
-    __slots__ = ("_current", "_previous", "_random", "_rotated_at", "rotation_ms")
+    __slots__ = ("_current", "_current_tag", "_previous", "_previous_tag", "_random",
+                 "_rotated_at", "rotation_ms")
 
     def __init__(self, rotation_ms: int,
                  random: Callable[[int], bytes] = os.urandom) -> None:
@@ -189,46 +203,74 @@ class CookieJar:
         self.rotation_ms = rotation_ms
         self._random = random
         self._current = self._keyed()
+        self._current_tag = _TAGS[1]
         self._previous: Any = None
+        self._previous_tag: bytes | None = None  # no previous secret: matches no cookie
         self._rotated_at: int | None = None
 
     def __repr__(self) -> str:
         return f"CookieJar(rotation_ms={self.rotation_ms})"
 
     def _keyed(self) -> Any:
-        return hashlib.blake2s(key=self._random(COOKIE_SECRET_SIZE), digest_size=COOKIE_SIZE)
+        return hashlib.blake2s(key=self._random(COOKIE_SECRET_SIZE),
+                               digest_size=COOKIE_SIZE - 1, person=_COOKIE_PERSON)
+
+    def _next(self, keep_previous: bool) -> None:
+        tag = self._current_tag
+        if keep_previous:
+            self._previous, self._previous_tag = self._current, tag
+        else:
+            self._previous, self._previous_tag = None, None
+        self._current = self._keyed()
+        self._current_tag = _TAGS[tag[0] % 255 + 1]
 
     def _rotate(self, now_ms: int) -> None:
         if self._rotated_at is None:
             self._rotated_at = now_ms
         elif now_ms - self._rotated_at >= 2 * self.rotation_ms:  # both secrets too old
-            self._previous, self._current = None, self._keyed()
+            self._next(keep_previous=False)
             self._rotated_at = now_ms
         elif now_ms - self._rotated_at >= self.rotation_ms:
-            self._previous, self._current = self._current, self._keyed()
+            self._next(keep_previous=True)
             self._rotated_at = now_ms
 
     def make(self, address: bytes, client_public: bytes, now_ms: int) -> bytes:
         """The cookie for an initiation of `client_public` from `address`."""
         self._rotate(now_ms)
-        return _cookie(self._current, address, client_public)
+        return self._current_tag + _mac(self._current, address, client_public)
+
+    def screen(self, address: bytes, client_public: bytes, cookie: bytes,
+               now_ms: int) -> bytes | None:
+        """One call per initiation under load, one MAC: None if `cookie` verifies (as
+        `check`), else the cookie to send back. That is the cookie under the secret the
+        wrong one named when it names the previous secret (good until the next rotation:
+        a client that retries later is answered under the current one), else `make`'s."""
+        rotated_at = self._rotated_at
+        if rotated_at is None or now_ms - rotated_at >= self.rotation_ms:
+            self._rotate(now_ms)
+        previous_tag = self._previous_tag
+        if previous_tag is not None and cookie[:1] == previous_tag:
+            expected = previous_tag + _mac(self._previous, address, client_public)
+        else:
+            expected = self._current_tag + _mac(self._current, address, client_public)
+        if cookie != NO_COOKIE and hmac.compare_digest(expected, cookie):
+            return None
+        return expected
 
     def check(self, address: bytes, client_public: bytes, cookie: bytes, now_ms: int) -> bool:
         """Whether `cookie` was made here for `client_public` at `address` under the current
-        or the previous secret (constant-time comparisons). `NO_COOKIE` never verifies."""
+        or the previous secret (constant-time comparison). `NO_COOKIE` never verifies."""
         self._rotate(now_ms)
-        if cookie == NO_COOKIE:
-            return False
-        if hmac.compare_digest(_cookie(self._current, address, client_public), cookie):
-            return True
-        previous = self._previous
-        return previous is not None and hmac.compare_digest(
-            _cookie(previous, address, client_public), cookie)
+        return self.screen(address, client_public, cookie, now_ms) is None
 
 
-def _cookie(keyed: Any, address: bytes, client_public: bytes) -> bytes:
+#: The one-byte generation tags (index 0 unused: no secret's tag is 0).
+_TAGS = tuple(bytes((tag,)) for tag in range(256))
+
+
+def _mac(keyed: Any, address: bytes, client_public: bytes) -> bytes:
     mac = keyed.copy()
-    mac.update(_COOKIE_LABEL + address + client_public)
+    mac.update(address + client_public)
     digest: bytes = mac.digest()
     return digest
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -23,6 +24,7 @@ from jumpvpn_core.gateway import Gateway, GatewayPolicy
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.testing.attacker import RawUdpPeer
 from jumpvpn_core.transport import TransportDescriptor
+from jumpvpn_core.transports import handshake
 from jumpvpn_core.transports.errors import HandshakeTimeoutError
 from jumpvpn_core.transports.handshake import CookieJar, HandshakeLoad, cookie_address
 from jumpvpn_core.transports.udp import (
@@ -90,6 +92,62 @@ def test_a_cookie_lives_through_one_rotation_and_not_two() -> None:
     late = CookieJar(1_000, _counting_random())
     stale = late.make(A, pub, 0)
     assert not late.check(A, pub, stale, 5_000)  # long silence: both secrets replaced
+
+
+def test_every_screened_initiation_costs_exactly_one_mac(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever the cookie says (none, wrong, naming the current or the previous secret or
+    no secret at all, valid under either), `screen` computes one MAC; a wrong cookie's reply
+    is that MAC's cookie, and it verifies."""
+    calls: list[int] = []
+    real = handshake._mac
+
+    def counted(keyed: Any, address: bytes, client_public: bytes) -> bytes:
+        calls.append(1)
+        return real(keyed, address, client_public)
+
+    monkeypatch.setattr(handshake, "_mac", counted)
+    jar = CookieJar(1_000, _counting_random())
+    pub = bytes(range(32))
+    old = jar.make(A, pub, 0)
+    new = jar.make(A, pub, 1_000)  # rotated: `old` is under the previous secret
+    assert old[0] != new[0]  # the generation tags differ
+    wrong_old, wrong_new = old[:1] + bytes(15), new[:1] + bytes(15)
+    cases = [(NO_COOKIE, new), (wrong_new, new), (bytes([new[0] + 7]) + bytes(15), new),
+             (wrong_old, old), (old, None), (new, None)]
+    for cookie, reply in cases:
+        calls.clear()
+        assert jar.screen(A, pub, cookie, 1_500) == reply
+        assert len(calls) == 1, cookie.hex()
+        if reply is not None:
+            assert jar.check(A, pub, reply, 1_500)
+
+
+def test_a_reply_under_the_previous_secret_is_good_until_the_next_rotation() -> None:
+    jar = CookieJar(1_000, _counting_random())
+    pub = bytes(32)
+    old = jar.make(A, pub, 0)
+    jar.make(A, pub, 1_000)
+    reply = jar.screen(A, pub, old[:1] + bytes(15), 1_200)
+    assert reply == old
+    assert jar.check(A, pub, reply, 1_999)
+    assert not jar.check(A, pub, reply, 2_000)  # rotated again: two generations old
+    fresh = jar.screen(A, pub, reply, 2_000)  # answered under the current secret
+    assert fresh is not None
+    assert fresh[0] == old[0] + 2
+    assert jar.check(A, pub, fresh, 2_000)
+
+
+def test_the_generation_tag_skips_zero_and_a_cookie_255_generations_old_fails() -> None:
+    made = iter(range(1_000))
+    jar = CookieJar(1, lambda n: hashlib.sha256(bytes([next(made) % 256, 7])).digest()[:n])
+    pub = bytes(32)
+    first = jar.make(A, pub, 0)
+    assert first[0] == 1
+    tags = [jar.make(A, pub, t)[0] for t in range(1, 256)]
+    assert tags[253:] == [255, 1]  # 255 then 1 again: never 0
+    assert 0 not in tags
+    assert not jar.check(A, pub, first, 255)  # the same tag, another secret
+    assert jar.check(A, pub, jar.make(A, pub, 255), 255)
 
 
 def test_load_is_the_initiations_of_the_last_second() -> None:

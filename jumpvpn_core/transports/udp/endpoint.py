@@ -75,7 +75,9 @@ class Clock:
 
     def now_ms(self) -> int:
         """The current time in integer milliseconds; never smaller than the last answer."""
-        now = max(self._last, int(self._loop.time() * 1000))
+        now = int(self._loop.time() * 1000)
+        if now < self._last:
+            return self._last
         self._last = now
         return now
 

@@ -380,18 +380,16 @@ class UdpServer(Driver):
             self._screened = None
             if load.arrive(now) or self._table_full:
                 client_public, cookie = data[2:_COOKIE_AT], data[_COOKIE_AT:]
-                address = cookie_address(str(addr[0]), int(addr[1]))
-                if cookie == wire.NO_COOKIE:
-                    drops["handshake_cookie_required"] += 1
-                elif cookies.check(address, client_public, cookie, now):
+                # addr is the socket's (host str, port int, ...): no conversion needed
+                reply = cookies.screen(cookie_address(addr[0], addr[1]), client_public,
+                                       cookie, now)
+                if reply is None:
                     self._screened = client_public
                     inner(data, addr, endpoint)
                     return
-                else:
-                    drops["handshake_bad_cookie"] += 1
-                if not endpoint.send_unbuffered(
-                        _REPLY_HEAD + client_public + cookies.make(address, client_public, now),
-                        addr):
+                drops["handshake_cookie_required" if cookie == wire.NO_COOKIE
+                      else "handshake_bad_cookie"] += 1
+                if not endpoint.send_unbuffered(_REPLY_HEAD + client_public + reply, addr):
                     drops["cookie_reply_unsent"] += 1
                 return
             inner(data, addr, endpoint)
