@@ -238,7 +238,7 @@ def _migrate(conn: sqlite3.Connection) -> int | None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):  # BEGIN itself may have failed
+        with contextlib.suppress(sqlite3.Error):  # the failure may have ended it already
             conn.execute("ROLLBACK")
         raise
     return 1 if exists else None

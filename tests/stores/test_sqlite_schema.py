@@ -3,6 +3,7 @@ from before versioning, and refusal of a file from a newer release."""
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sqlite3
 from pathlib import Path
@@ -158,3 +159,131 @@ def test_file_that_cannot_enter_wal_mode_is_refused_and_closed(
         open_store(f"sqlite:///{tmp_path / 'nowal.db'}")
     assert len(opened) == 1
     assert opened[0].closed
+
+
+def test_file_marked_schema_1_is_migrated_and_the_migration_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file whose user_version says 1 (the first layout, marked) migrates like an unmarked
+    one, and the open says so at WARNING with the file and both versions."""
+    path = tmp_path / "marked.db"
+    _layout_1(path)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with caplog.at_level(logging.WARNING, logger="jumpvpn_core.stores.sqlite"):
+        store = SqliteStore(str(path))
+    store.close()
+    assert store.schema_migrated_from == 1
+    assert _inspect(path) == (SCHEMA_VERSION, True)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"sqlite store {path} migrated from schema 1 to {SCHEMA_VERSION}"]
+
+
+def test_open_while_another_writer_holds_the_file_is_unavailable_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The schema check needs the write lock: held elsewhere past the timeout, the open
+    fails as unavailable (the failed BEGIN leaves nothing to roll back) and logs the
+    error's type."""
+    path = tmp_path / "busy.db"
+    open_store(f"sqlite:///{path}").close()
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with caplog.at_level(logging.WARNING, logger="jumpvpn_core.stores.sqlite"), \
+                pytest.raises(StoreUnavailableError,
+                              match=r"^cannot initialise sqlite store: database is locked$"):
+            SqliteStore(str(path), timeout_s=0.1)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot initialise sqlite store: OperationalError"]
+    SqliteStore(str(path)).close()  # nothing was left locked
+
+
+def test_a_failing_call_is_logged_once_naming_the_store_and_the_call(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "wiped.db"
+    store = SqliteStore(str(path))
+    wiper = sqlite3.connect(path, isolation_level=None)
+    wiper.execute("DROP TABLE sessions")
+    wiper.close()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="jumpvpn_core.stores.sqlite"):
+            for _ in range(2):
+                with pytest.raises(StoreUnavailableError):
+                    store.get(b"\x01" * 16)
+    finally:
+        store.close()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.WARNING, "sqlite store get failed (OperationalError: no such table: "
+                          "sessions); further failures are logged at DEBUG until it "
+                          "answers again"),
+        (logging.DEBUG, "sqlite store get failed (OperationalError: no such table: "
+                        "sessions)"),
+    ]
+
+
+class _CloseFails:
+    """A connection whose close fails (a handle broken under the store)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.conn.execute(sql, *args)
+
+    def close(self) -> None:
+        self.conn.close()
+        raise sqlite3.ProgrammingError("handle broken")
+
+
+def test_a_close_that_fails_is_unavailable_and_the_store_stays_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_connect = sqlite3.connect
+
+    def connect(path: str, **kwargs: Any) -> _CloseFails:
+        return _CloseFails(real_connect(path, **kwargs))
+
+    monkeypatch.setattr("jumpvpn_core.stores.sqlite.sqlite3.connect", connect)
+    store = SqliteStore(str(tmp_path / "c.db"))
+    with pytest.raises(StoreUnavailableError, match=r"^sqlite close failed: handle broken$"):
+        store.close()
+    store.close()  # closed all the same: a second close is a no-op
+
+
+class _BrokenInTransaction(_CloseFails):
+    """A connection that breaks inside the schema transaction: reading the schema version
+    fails, and so does the ROLLBACK after it (the handle is gone)."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql in ("PRAGMA user_version", "ROLLBACK"):
+            raise sqlite3.OperationalError(f"disk I/O error ({sql.split()[0]})")
+        return self.conn.execute(sql, *args)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def test_a_failure_whose_rollback_fails_too_reports_the_first_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ROLLBACK's own error is swallowed: the caller sees why the open failed."""
+    real_connect = sqlite3.connect
+    monkeypatch.setattr("jumpvpn_core.stores.sqlite.sqlite3.connect",
+                        lambda path, **kwargs: _BrokenInTransaction(real_connect(path, **kwargs)))
+    with pytest.raises(StoreUnavailableError,
+                       match=r"^cannot initialise sqlite store: disk I/O error \(PRAGMA\)$"):
+        SqliteStore(str(tmp_path / "b.db"))
+
+
+def test_the_default_lock_wait_is_two_seconds(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "t.db"))
+    try:
+        assert store._connection().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    finally:
+        store.close()
