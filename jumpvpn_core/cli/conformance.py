@@ -3,7 +3,7 @@
 Every run prints its coverage (after a failure on stderr): the distinct (role, phase,
 event, reason) triples the reference went through and the boundaries the fuzzer landed on
 (the full lists are in `--json`). `--budget` bounds a run: `EXAMPLESxSTEPS` (reproducible
-from the seed; the default is 200x30) or `SECONDSs` (wall clock: as many examples as fit,
+from the seed; the default is 400x30) or `SECONDSs` (wall clock: as many examples as fit,
 not reproducible).
 `--catalogue` runs the broken-implementation catalogue in-process instead and prints how
 often each one is caught over `--seeds` seeds at the budget.
@@ -47,9 +47,9 @@ __all__ = ["command"]
 @click.option("--cmd", default=None,
               help='the program to test, e.g. "python -m jumpvpn_core.testing.stdio_reference"'
               " (required unless --catalogue)")
-# 200 and 30: `DEFAULT_EXAMPLES` and `DEFAULT_STEPS` of jumpvpn_core.testing.stateful (not
+# 400 and 30: `DEFAULT_EXAMPLES` and `DEFAULT_STEPS` of jumpvpn_core.testing.stateful (not
 # imported here: the kit needs hypothesis, the rest of the command does not).
-@click.option("--examples", type=int, default=200, show_default=True, help="examples to run")
+@click.option("--examples", type=int, default=400, show_default=True, help="examples to run")
 @click.option("--seed", type=int, default=0, show_default=True, help="random seed")
 @click.option("--steps", type=int, default=30, show_default=True, help="steps per example")
 @click.option("--step-timeout-ms", type=int, default=2_000, show_default=True,

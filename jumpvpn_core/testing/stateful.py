@@ -84,11 +84,18 @@ _FLOOD_EXTRA = 2
 
 #: Offsets from an edge: on it half the time, else one millisecond before or after.
 _AROUND_EDGE = (-1, 0, 0, 1)
+#: The same, on the edge itself two times in three (a streak of losses moves the session
+#: away from ATTACHED whichever side of the edge it lands on: the rule is a scarce draw).
+_ON_EDGE_MOSTLY = (-1, 0, 0, 0, 0, 1)
+#: Where the honest client's request nonces start (server role): usually 1, sometimes
+#: two below 2^31, 2^32 or 2^53, so a session crosses the width a port might hold its
+#: nonces in (a signed or unsigned 32-bit int, a double's exact integers).
+_FIRST_NONCES = (1, 1, 1, 1, 1, 2**31 - 2, 2**32 - 2, 2**53 - 2, 2**53 - 2)
 _NONCE_EDGES = ("window-back", "window-back", "window-back", "window-ahead", "top",
                 "double-exact", "double-exact", "u64-max")
 _ENDING_EDGES = frozenset({"deadline", "birth-timeout", "transport-lost-ttl"})
 
-DEFAULT_EXAMPLES = 200
+DEFAULT_EXAMPLES = 400
 """The default budget: examples per run (each of up to `DEFAULT_STEPS` steps). At it, the
 broken catalogue is measured (`docs/conformance.md`)."""
 DEFAULT_STEPS = 30
@@ -250,13 +257,15 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @initialize(role=st.sampled_from(tuple(Role)), session_id=session_ids(),
                 secret=session_secrets(), start=st.integers(min_value=0, max_value=10_000),
-                policy=policies(), attach=st.one_of(st.none(), transports(), transports()))
+                policy=policies(), attach=st.one_of(st.none(), transports(), transports()),
+                first_nonce=st.sampled_from(_FIRST_NONCES))
     def create(self, role: Role, session_id: bytes, secret: bytes, start: int, policy: Policy,
-               attach: TransportDescriptor | None) -> None:
+               attach: TransportDescriptor | None, first_nonce: int) -> None:
         """Create the session on both sides (and usually attach it at once)."""
         recorder = type(self).recorder
         if recorder is not None:
             recorder.example_started()
+        self.nonce = first_nonce
         self._start(role, session_id, secret, start, policy, attach)
 
     def _start(self, role: Role, session_id: bytes, secret: bytes, start: int,
@@ -271,15 +280,16 @@ class ConformanceMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.created and not self._live())
     @rule(role=st.sampled_from(tuple(Role)), session_id=session_ids(),
           secret=session_secrets(), policy=policies(),
-          attach=st.one_of(st.none(), transports(), transports(), transports()))
+          attach=st.one_of(st.none(), transports(), transports(), transports()),
+          first_nonce=st.sampled_from(_FIRST_NONCES))
     def next_session(self, role: Role, session_id: bytes, secret: bytes, policy: Policy,
-                     attach: TransportDescriptor | None) -> None:
+                     attach: TransportDescriptor | None, first_nonce: int) -> None:
         """The session has ended: the rest of the example drives a new one (a fresh
         lockstep, so a failure's counterexample holds only the session that diverged)."""
         implementation = type(self).implementation
         assert implementation is not None
         self.lock = Lockstep(implementation)
-        self.nonce, self.held = 1, None
+        self.nonce, self.held = first_nonce, None
         self.captured, self.requests_seen, self.challenges = [], [], []
         self._start(role, session_id, secret, self.now, policy, attach)
 
@@ -319,10 +329,17 @@ class ConformanceMachine(RuleBasedStateMachine):
     # --- client: loss, failures, candidates, the honest server --------------------------
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
-    @rule(count=loss_bursts())
-    def loss_burst(self, count: int) -> None:
-        """A burst of consecutive losses."""
-        self._apply(ev.PacketLoss(self.now, count))
+    @rule(count=loss_bursts(), edge=st.sampled_from((None, None, *_ON_EDGE_MOSTLY)))
+    def loss_burst(self, count: int, edge: int | None) -> None:
+        """A burst of consecutive losses; with `edge`, in ATTACHED, a streak whose last
+        losses arrive when the loss window is exactly that old (as `losses_at_window_edge`:
+        this rule is drawn far more often, and the edge needs a streak to be running)."""
+        state = self.lock.state
+        if edge is None or state.phase is not CorePhase.ATTACHED or \
+                state.ident.policy.loss_threshold < 2:
+            self._apply(ev.PacketLoss(self.now, count))
+            return
+        self._streak_across_window_edge(edge)
 
     @precondition(lambda self: self.role is Role.CLIENT and self._live())
     @rule()
@@ -440,14 +457,24 @@ class ConformanceMachine(RuleBasedStateMachine):
         """The clock lands on a deadline or window edge (-1, 0, +1 ms), and what that edge
         bounds happens right there: a Tick at a deadline, a switch at the cooldown's edge,
         a request at the rate window's edge, one more loss at the loss window's edge."""
-        found = edges(self.lock.state)
-        if not found:
+        state = self.lock.state
+        found = edges(state)
+        # No loss streak yet: the loss window's edge is one loss away (it starts one).
+        startable = (self.role is Role.CLIENT and state.phase is CorePhase.ATTACHED
+                     and not state.link.loss_streak and state.ident.policy.loss_threshold >= 2)
+        if not found and not startable:
             return
         # Edges that end the session when crossed are drawn a third as often as the others
         # (an ended session has nothing left to test).
-        kinds = sorted({label.rstrip("+-1") for label, _ in found})
+        kinds = sorted({label.rstrip("+-1") for label, _ in found} |
+                       ({"loss-window"} if startable else set()))
         weighted = [k for k in kinds for _ in range(1 if k in _ENDING_EDGES else 3)]
         kind = data.draw(st.sampled_from(weighted), label="edge")
+        if kind == "loss-window" and startable:
+            self._apply(ev.PacketLoss(self.now, 1))
+            if not self._live() or not self.lock.state.link.loss_streak:
+                return
+            found = edges(self.lock.state)
         around = [(la, t) for la, t in found if la.rstrip("+-1") == kind]
         around += [(la, t) for la, t in around if la == kind]  # on the edge half the time
         label, at = data.draw(st.sampled_from(around), label="at")
@@ -600,6 +627,29 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self._live() and self.role is Role.SERVER
                   and self.lock.state.phase is not CorePhase.BIRTH)
+    @rule(from_active=st.booleans(), source=rebinding_sources(),
+          later=st.sampled_from((0, 0, 1, 100)), elsewhere=rebinding_sources(),
+          moved=st.booleans())
+    def request_then_replay(self, from_active: bool, source: TransportDescriptor, later: int,
+                            elsewhere: TransportDescriptor, moved: bool) -> None:
+        """An honest request past the rate window, then the same request again at once or a
+        little later, verbatim or from another address: everything but the replay window
+        lets the copy through."""
+        self._past_rate_limit()
+        active = self.lock.state.link.active
+        if from_active and active is not None:
+            source = active
+        sent = self._request(source, self._server().binding_version, size=1200)
+        self.captured.append(sent)
+        self._apply(sent)
+        if not self._live():
+            return
+        self.now += later  # the copy arrives now; what it carries is the original's
+        self._apply(attrs.evolve(sent, now_ms=self.now, source=elsewhere if moved
+                                 else sent.source))
+
+    @precondition(lambda self: self._live() and self.role is Role.SERVER
+                  and self.lock.state.phase is not CorePhase.BIRTH)
     @rule(data=st.data(), bound=st.sampled_from(("proof-age", "clock-skew")),
           delta=st.sampled_from(_AROUND_EDGE))
     def freshness_edge(self, data: st.DataObject, bound: str, delta: int) -> None:
@@ -685,13 +735,19 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self._live() and self.role is Role.CLIENT
                   and self.lock.state.phase is CorePhase.ATTACHED)
-    @rule(delta=st.sampled_from(_AROUND_EDGE))
+    @rule(delta=st.sampled_from(_ON_EDGE_MOSTLY))
     def losses_at_window_edge(self, delta: int) -> None:
         """One loss starts a streak; the rest of the threshold arrives when the loss window
         is exactly (or 1 ms less or more than) that old."""
+        if self.lock.state.ident.policy.loss_threshold >= 2:
+            self._streak_across_window_edge(delta)
+
+    def _streak_across_window_edge(self, delta: int) -> None:
         policy = self.lock.state.ident.policy
-        if policy.loss_threshold < 2:
-            return
+        link = self.lock.state.link
+        if link.loss_streak and self.now - link.loss_start_ms <= policy.loss_window_ms:
+            # A streak is running: let it lapse, so the edge is timed from this loss.
+            self.now = link.loss_start_ms + policy.loss_window_ms + 1
         self._apply(ev.PacketLoss(self.now, 1))
         link = self.lock.state.link
         if not self._live() or not link.loss_streak:

@@ -87,8 +87,11 @@ def transports() -> st.SearchStrategy[TransportDescriptor]:
 
 
 def rebinding_sources() -> st.SearchStrategy[TransportDescriptor]:
-    """A NAT rebinding: the same hosts seen from a new UDP port."""
-    return st.builds(TransportDescriptor.udp, st.sampled_from(HOSTS),
+    """A NAT rebinding: the same hosts seen from a new UDP port (one host in three IPv6,
+    with and without a zone id, so a binding moves onto a zoned address too)."""
+    return st.builds(TransportDescriptor.udp,
+                     st.one_of(st.sampled_from(HOSTS), st.sampled_from(HOSTS),
+                               st.sampled_from(IPV6_HOSTS)),
                      st.integers(min_value=30000, max_value=30003))
 
 
