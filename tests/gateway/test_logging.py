@@ -20,6 +20,7 @@ from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.stores.sqlite import SqliteStore
 
 from .support import CLIENT, T0, make_gateway, reattach, secret_for, sid
+from .test_fail_closed import ScriptedStore
 
 GATEWAY = "jumpvpn_core.gateway"
 
@@ -56,8 +57,7 @@ def test_a_refusal_is_logged_at_debug_only_with_its_reason(
     assert again.reason is not None
     lines = [r for r in caplog.records if r.name == GATEWAY]
     assert [r.levelno for r in lines] == [logging.DEBUG]
-    assert again.reason.value in lines[0].getMessage()
-    assert sid(1).hex() in lines[0].getMessage()
+    assert lines[0].getMessage() == f"session {sid(1).hex()} refused: {again.reason.value}"
     _assert_secret_free(caplog.text, store, sid(1))
 
 
@@ -133,8 +133,32 @@ def test_ownership_ambiguity_is_a_warning_once(caplog: pytest.LogCaptureFixture)
         ended = owner.handle_reattach(reattach(sid(5), nonce=1, version=1, now=T0 + 1))
     assert ended.reason is ReasonCode.OWNERSHIP_AMBIGUOUS
     lines = [r for r in caplog.records if r.name == GATEWAY]
-    assert len(lines) == 1
-    assert "ownership ambiguous" in lines[0].getMessage()
+    assert [r.getMessage() for r in lines] == [
+        f"session {sid(5).hex()}: its record changed behind this node (ownership "
+        "ambiguous); terminating it"]
+
+
+def test_ownership_ambiguity_is_logged_when_found_not_when_the_termination_is_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = ScriptedStore(MemoryStore())
+    owner = make_gateway(store, mode=OwnershipMode.STICKY)
+    assert owner.open_session(sid(6), secret_for(sid(6)), CLIENT, T0).accepted
+    record = store.inner.get(sid(6))
+    assert record is not None
+    assert store.inner.compare_and_set(sid(6), record.version, record.version + 1,
+                                       record.data)
+    store.script["get"] = ["fail"]  # the termination cannot read the store this time
+    with caplog.at_level(logging.WARNING, logger=GATEWAY):
+        first = owner.handle_reattach(reattach(sid(6), nonce=1, version=1, now=T0 + 1))
+    assert first.reason is ReasonCode.STORE_UNAVAILABLE
+    assert ["ownership ambiguous" in r.getMessage() for r in caplog.records
+            if r.name == GATEWAY] == [True]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=GATEWAY):
+        second = owner.handle_reattach(reattach(sid(6), nonce=1, version=1, now=T0 + 2))
+    assert second.reason is ReasonCode.OWNERSHIP_AMBIGUOUS  # retried, ended this time
+    assert [r for r in caplog.records if r.name == GATEWAY] == []
 
 
 class _ClockStore(MemoryStore):
