@@ -178,3 +178,14 @@ def test_failing_sinks_change_no_state_and_no_decision(tmp_path: Path) -> None:
     assert sum(1 for o in outcomes if not o[0]) > 100
     effects: list[Effect] = [e for o in outcomes for e in o[3]]
     assert effects
+
+
+def test_close_gives_the_sinks_two_seconds_by_default_and_passes_a_given_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gw = make_gateway(MemoryStore())
+    bounds: list[float] = []
+    monkeypatch.setattr(gw._fanout, "close", bounds.append)
+    gw.close()
+    gw.close(0.25)
+    assert bounds == [2.0, 0.25]
