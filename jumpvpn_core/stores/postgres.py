@@ -40,6 +40,7 @@ too). The `ssl*` options go to libpq as they are.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import re
@@ -90,6 +91,8 @@ _SYNC_STANDBY_MODES = ("on", "remote_write", "remote_apply")
 # pg_advisory_xact_lock key serialising schema work of every store table ("jump").
 _SCHEMA_LOCK = 0x6A756D70
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_MAX_IDENTIFIER = 63
+_INDEX_SUFFIX = "_updated_at"
 _SCAN_BATCH = 500
 _log = logging.getLogger("jumpvpn_core.stores.postgres")
 
@@ -110,9 +113,16 @@ def validate_table_name(name: str) -> str:
 
 
 def _index_name(table: str) -> str:
-    # PostgreSQL cuts identifiers at 63 bytes; the index name stays unique per table
-    # because the table name itself is at most 63 and only the suffix is cut.
-    return (table + "_updated_at")[:63]
+    # `<table>_updated_at`. PostgreSQL cuts identifiers at 63 bytes, and cutting the suffix
+    # could give the table's own name (a 63-character table: CREATE INDEX IF NOT EXISTS
+    # would then skip the index) or another table's: a long name keeps a prefix of the
+    # table and a digest of the whole name instead.
+    name = table + _INDEX_SUFFIX
+    if len(name) <= _MAX_IDENTIFIER:
+        return name
+    digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+    keep = _MAX_IDENTIFIER - len(_INDEX_SUFFIX) - len(digest) - 1
+    return f"{table[:keep]}_{digest}{_INDEX_SUFFIX}"
 
 
 class PostgresStore:
