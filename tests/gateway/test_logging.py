@@ -96,7 +96,9 @@ def test_a_record_that_stops_decoding_is_a_warning(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger=GATEWAY):
         ended = gw.handle_reattach(reattach(sid(3), nonce=1, version=1, now=T0 + 1))
     assert ended.reason is ReasonCode.STORE_RECORD_INVALID
-    assert "does not decode" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name == GATEWAY] == [
+        f"store record of session {sid(3).hex()} (version 2) does not decode "
+        "(RecordInvalidError): refused, never repaired"]
     assert "s3cret" not in caplog.text
 
 
@@ -118,8 +120,10 @@ def test_a_store_that_went_backwards_is_an_error(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.ERROR, logger=GATEWAY):
         refused = gw.handle_reattach(reattach(sid(4), nonce=1, version=1, now=T0 + 2))
     assert refused.reason is ReasonCode.STORE_UNAVAILABLE
-    assert "went backwards" in caplog.text
-    assert [r.levelno for r in caplog.records if r.name == GATEWAY] == [logging.ERROR]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.name == GATEWAY] == [
+        (logging.ERROR, f"store returned version {first.version} of session {sid(4).hex()} "
+                        f"after this node had seen {accepted.store_version}: the store went "
+                        "backwards; refused")]
 
 
 def test_ownership_ambiguity_is_a_warning_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -214,3 +218,15 @@ def test_a_store_outage_is_one_warning_then_debug_then_info_on_recovery(
     assert "compare_and_set" in caplog.records[0].getMessage()
     assert secret_for(sid(6)).hex() not in caplog.text
     assert "control-key" not in caplog.text
+
+
+def test_accepted_totals_count_each_kind_of_input_exactly() -> None:
+    store = MemoryStore()
+    gw = make_gateway(store)
+    assert gw.accepted_totals == {"open_session": 0, "reattach": 0, "event": 0}
+    for n in (1, 2):
+        assert gw.open_session(sid(n), secret_for(sid(n)), CLIENT, T0).accepted
+    assert gw.handle_reattach(reattach(sid(1), nonce=1, version=1, now=T0 + 1)).accepted
+    assert not gw.handle_reattach(reattach(sid(2), nonce=1, version=1, now=T0 + 1,
+                                           forge=True)).accepted
+    assert gw.accepted_totals == {"open_session": 2, "reattach": 1, "event": 0}
