@@ -313,20 +313,28 @@ class RedisStore:
         while True:
             with _errors("scan", self._outage):
                 cursor, keys = self._client.scan(cursor, match=pattern, count=_SCAN_COUNT)
-                fresh = [k for k in keys
-                         if isinstance(k, bytes) and k not in seen and k != revision_key]
+                fresh: list[tuple[bytes, bytes]] = []
+                for k in keys:
+                    if not isinstance(k, bytes) or k in seen or k == revision_key:
+                        continue
+                    seen.add(k)
+                    try:
+                        fresh.append((k, bytes.fromhex(k[len(prefix) :].decode("ascii"))))
+                    except (UnicodeDecodeError, ValueError):
+                        _log.warning("skipping a redis key under the store prefix that is "
+                                     "not a session id: %r", k[:80])
                 pipe = self._client.pipeline(transaction=False)
-                for k in fresh:
+                for k, _ in fresh:
                     pipe.hmget(k, ["v", "d"])
-                rows = pipe.execute() if fresh else []
-            for k, (version, data) in zip(fresh, rows, strict=True):
-                seen.add(k)
-                try:
-                    session_id = bytes.fromhex(k[len(prefix) :].decode("ascii"))
-                except (UnicodeDecodeError, ValueError):
+                # One key of another type (a string someone SET under the prefix) fails
+                # its own HMGET with WRONGTYPE, not the page: raise_on_error=False.
+                rows = pipe.execute(raise_on_error=False) if fresh else []
+            for (k, session_id), row in zip(fresh, rows, strict=True):
+                if isinstance(row, redis.exceptions.ResponseError):
                     _log.warning("skipping a redis key under the store prefix that is not a "
-                                 "session id: %r", k[:80])
+                                 "session record (%s): %r", type(row).__name__, k[:80])
                     continue
+                version, data = row
                 record = _record(session_id, version, data)
                 if record is not None:  # deleted between SCAN and HMGET
                     yield record
