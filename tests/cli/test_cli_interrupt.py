@@ -18,11 +18,19 @@ from pathlib import Path
 import pytest
 
 
+def _interruptible() -> None:
+    # As a terminal's foreground job: Ctrl-C's default action. A shell that runs the suite
+    # as a background job (`cmd &` without job control) starts it with SIGINT ignored, a
+    # disposition children inherit and Python then keeps (it installs its handler only
+    # over SIG_DFL).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path, *argv: str) -> subprocess.Popen[str]:
     # The arguments are this test's own constants.
     return subprocess.Popen([sys.executable, "-m", "jumpvpn_core", *argv],  # noqa: S603
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_interruptible)
 
 
 def _wait_for(path: Path, process: subprocess.Popen[str], timeout_s: float = 120) -> None:
