@@ -538,3 +538,18 @@ def test_scan_includes_the_empty_session_id(postgres_store_url: str) -> None:
             (b"", b"empty"), (b"\x00", b"zero")]
     finally:
         store.close()
+
+
+def test_a_long_table_names_index_is_a_prefix_a_digest_and_the_suffix() -> None:
+    """53 to 63 characters: the first 43 characters, `_`, 8 hex digits of the name's SHA-256,
+    `_updated_at`: exactly 63 bytes, PostgreSQL's identifier limit (docs/operations.md)."""
+    import hashlib
+
+    from jumpvpn_core.stores.postgres import _index_name
+
+    assert _index_name("t" * 52) == "t" * 52 + "_updated_at"  # fits: unchanged
+    for table in ("a" * 53, "b" * 63, "sessions_" + "x" * 54):
+        digest = hashlib.sha256(table.encode()).hexdigest()[:8]
+        name = _index_name(table)
+        assert name == f"{table[:43]}_{digest}_updated_at"
+        assert len(name) == 63

@@ -164,15 +164,17 @@ def test_scan_skips_and_logs_keys_of_another_type_instead_of_failing(
     """A string SET under the prefix, named like a session or not, fails its own read with
     WRONGTYPE: the scan skips it with a warning and returns every record (one such key used
     to fail the whole scan, and with it a gateway's resume)."""
-    store = _store(base_prefix)
+    prefix = base_prefix + "long-" * 4  # a key name past the 80 characters a log line shows
+    store = _store(prefix)
     try:
         expected = {}
         for i in range(10):
             assert store.create(sid(i), i, b"ok")
             expected[sid(i)] = (i, b"ok")
-        named = f"{base_prefix}{sid(99).hex()}".encode()
+        named = f"{prefix}{sid(99).hex()}".encode()
+        assert len(named) > 80
         admin.set(named, b"a string")
-        admin.set(f"{base_prefix}plain".encode(), b"a string")
+        admin.set(f"{prefix}plain".encode(), b"a string")
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger=_LOGGER):
             records = list(store.scan())
@@ -180,9 +182,9 @@ def test_scan_skips_and_logs_keys_of_another_type_instead_of_failing(
         messages = sorted(r.getMessage() for r in caplog.records if r.name == _LOGGER)
         assert messages == sorted([
             "skipping a redis key under the store prefix that is not a session id: "
-            f"{f'{base_prefix}plain'.encode()!r}",
+            f"{f'{prefix}plain'.encode()!r}",
             "skipping a redis key under the store prefix that is not a session record "
-            f"(ResponseError): {named!r}",
+            f"(ResponseError): {named[:80]!r}",
         ])
     finally:
         store.close()
