@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 import pytest
@@ -35,6 +35,24 @@ TIMEOUT_S = 5.0
 def with_query(url: str, **query: str) -> str:
     """`url` with its query replaced by `query`."""
     return urlsplit(url)._replace(query=urlencode(query)).geturl()
+
+
+def without_query(url: str) -> str:
+    """`url` with no query."""
+    return url.split("?")[0]
+
+
+def postgres_table(url: str) -> str:
+    """The `table` of a PostgreSQL store URL's query."""
+    return dict(parse_qsl(urlsplit(url).query))["table"]
+
+
+def plus_query(url: str, **extra: str) -> str:
+    """`url` with `extra` added to (or replacing keys of) its query."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(extra)
+    return parts._replace(query=urlencode(query)).geturl()
 
 
 def delete_redis_prefix(base_url: str, prefix: str) -> None:

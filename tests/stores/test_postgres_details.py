@@ -11,7 +11,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -31,27 +31,18 @@ from jumpvpn_core.stores.postgres import (
     validate_table_name,
 )
 from tests.services import postgres_url_or_skip
-from tests.stores.conftest import TIMEOUT_S, drop_postgres_table
+from tests.stores.conftest import (
+    TIMEOUT_S,
+    drop_postgres_table,
+    plus_query,
+    postgres_table,
+    without_query,
+)
 
 pytestmark = pytest.mark.services
 
 Connection = psycopg.Connection[tuple[object, ...]]
 LOGGER = "jumpvpn_core.stores.postgres"
-
-
-def _base(url: str) -> str:
-    return url.split("?")[0]
-
-
-def _table(url: str) -> str:
-    return dict(parse_qsl(urlsplit(url).query))["table"]
-
-
-def _plus(url: str, **extra: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(extra)
-    return parts._replace(query=urlencode(query)).geturl()
 
 
 def _show(store: PostgresStore, setting: str) -> str:
@@ -165,7 +156,8 @@ def test_a_database_named_like_the_path_separator_is_a_database(base_url: str) -
 
 
 def test_default_timeout_reaches_the_server_sessions(postgres_store_url: str) -> None:
-    store = PostgresStore(_base(postgres_store_url), table=_table(postgres_store_url))
+    store = PostgresStore(without_query(postgres_store_url),
+                          table=postgres_table(postgres_store_url))
     try:
         assert (_show(store, "statement_timeout"), _show(store, "lock_timeout")) == ("2s", "2s")
         assert _connect_timeout(store) == "2"
@@ -189,7 +181,7 @@ def test_timeout_reaches_pool_and_sessions(postgres_store_url: str) -> None:
         pool = store.pool
         assert pool is not None
         assert pool.timeout == 0.5
-        assert pool.name == f"jumpvpn-{_table(postgres_store_url)}"
+        assert pool.name == f"jumpvpn-{postgres_table(postgres_store_url)}"
     finally:
         store.close()
     store = open_postgres_store(postgres_store_url, timeout_s=TIMEOUT_S)
@@ -201,15 +193,16 @@ def test_timeout_reaches_pool_and_sessions(postgres_store_url: str) -> None:
 
 
 def test_pool_size_up_to_100_is_accepted(postgres_store_url: str) -> None:
-    store = open_store(_plus(postgres_store_url, pool_size="100"), timeout_s=TIMEOUT_S)
+    store = open_store(plus_query(postgres_store_url, pool_size="100"), timeout_s=TIMEOUT_S)
     assert isinstance(store, PostgresStore)
     try:
         assert store.pool is not None
         assert (store.pool.min_size, store.pool.max_size) == (1, 100)
     finally:
         store.close()
-    direct = PostgresStore(_base(postgres_store_url), table=_table(postgres_store_url),
-                           pool_size=100, timeout_s=TIMEOUT_S)
+    direct = PostgresStore(without_query(postgres_store_url),
+                           table=postgres_table(postgres_store_url), pool_size=100,
+                           timeout_s=TIMEOUT_S)
     try:
         assert direct.pool is not None
         assert direct.pool.max_size == 100
@@ -252,7 +245,7 @@ def test_a_server_lost_while_the_pool_fills_gives_up_after_the_timeout(
     # The first direct attempt reaches the server; the pool's connections do not (as when
     # the server goes away just after): the store reports it within its timeout.
     real_connect = psycopg.connect
-    base = _base(postgres_store_url)
+    base = without_query(postgres_store_url)
 
     def first_attempt_reaches_the_server(conninfo: str, **kwargs: Any) -> Connection:
         return real_connect(base, **kwargs)
@@ -263,7 +256,7 @@ def test_a_server_lost_while_the_pool_fills_gives_up_after_the_timeout(
     def opener() -> None:
         try:
             PostgresStore("postgresql://postgres@127.0.0.1:1/test",
-                          table=_table(postgres_store_url), timeout_s=1.0)
+                          table=postgres_table(postgres_store_url), timeout_s=1.0)
         except BaseException as exc:  # the outcome is checked by the test
             outcome.append(exc)
 
@@ -280,9 +273,9 @@ def test_failures_name_the_call_in_the_error_and_the_log(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     pool: ConnectionPool[Connection] = ConnectionPool(
-        _base(postgres_store_url), min_size=1, max_size=1, open=True,
+        without_query(postgres_store_url), min_size=1, max_size=1, open=True,
         kwargs={"autocommit": True})
-    store = PostgresStore(pool=pool, table=_table(postgres_store_url), timeout_s=TIMEOUT_S)
+    store = PostgresStore(pool=pool, table=postgres_table(postgres_store_url), timeout_s=TIMEOUT_S)
     pool.close()  # by its owner: every call of the store now fails in the driver
     calls: list[tuple[str, Any]] = [
         ("get", lambda: store.get(b"\x12" * 16)),
@@ -313,7 +306,7 @@ def test_failures_name_the_call_in_the_error_and_the_log(
 def test_a_scan_that_fails_on_a_later_page_says_so(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL("INSERT INTO {} (session_id, version, data)"
@@ -343,11 +336,11 @@ def test_a_schema_change_refused_at_open_names_the_open(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A read-only session cannot create the table: the open fails, and says so.
-    with psycopg.connect(_base(postgres_store_url), autocommit=True,
+    with psycopg.connect(without_query(postgres_store_url), autocommit=True,
                          options="-c default_transaction_read_only=on") as conn:
         with caplog.at_level(logging.DEBUG, logger=LOGGER), \
                 pytest.raises(StoreUnavailableError) as info:
-            PostgresStore(connection=conn, table=_table(postgres_store_url))
+            PostgresStore(connection=conn, table=postgres_table(postgres_store_url))
         assert not conn.closed
     assert str(info.value).startswith("postgres open failed: ReadOnlySqlTransaction: ")
     assert [m.split(" (")[0] for m in _messages(caplog, logging.WARNING)] == [
@@ -358,7 +351,7 @@ def test_a_schema_change_refused_at_open_names_the_open(
 def test_more_than_one_changed_row_is_an_error_not_a_success(postgres_store_url: str) -> None:
     # A table whose key constraint was dropped by hand holds two rows for one id: the store
     # must not report such a write as one compare-and-set.
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     store = open_store(postgres_store_url, timeout_s=TIMEOUT_S)
     sid = b"\x13" * 16
     try:
@@ -385,8 +378,8 @@ def test_more_than_one_changed_row_is_an_error_not_a_success(postgres_store_url:
 def test_open_logs_the_table_and_the_servers_settings(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    table = _table(postgres_store_url)
-    with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+    table = postgres_table(postgres_store_url)
+    with psycopg.connect(without_query(postgres_store_url), autocommit=True) as conn:
         commit = conn.execute("SHOW synchronous_commit").fetchone()
         standbys = conn.execute("SHOW synchronous_standby_names").fetchone()
     assert commit is not None
@@ -403,14 +396,14 @@ def test_open_logs_the_table_and_the_servers_settings(
 def test_a_migration_is_logged_with_the_table_and_both_versions(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     with psycopg.connect(base, autocommit=True) as conn:  # the layout before versioning
         conn.execute(sql.SQL(
             "CREATE TABLE {} (session_id bytea PRIMARY KEY, version bigint NOT NULL,"
             " data bytea NOT NULL, updated_at timestamptz DEFAULT now())"
         ).format(sql.Identifier(table)))
     with caplog.at_level(logging.INFO, logger=LOGGER):
-        store = open_store(_plus(postgres_store_url, durability="none"), timeout_s=TIMEOUT_S)
+        store = open_store(plus_query(postgres_store_url, durability="none"), timeout_s=TIMEOUT_S)
         store.close()
     assert _messages(caplog, logging.WARNING) == [
         f"postgres table {table} migrated from schema 1 to {SCHEMA_VERSION}",
@@ -420,11 +413,11 @@ def test_a_migration_is_logged_with_the_table_and_both_versions(
 
 def test_synchronous_commit_off_error_says_how_to_fix_it(postgres_store_url: str) -> None:
     pool: ConnectionPool[Connection] = ConnectionPool(
-        _base(postgres_store_url), min_size=1, max_size=1, open=True,
+        without_query(postgres_store_url), min_size=1, max_size=1, open=True,
         kwargs={"autocommit": True, "options": "-c synchronous_commit=off"})
     try:
         with pytest.raises(StoreConfigError) as info:
-            PostgresStore(pool=pool, table=_table(postgres_store_url))
+            PostgresStore(pool=pool, table=postgres_table(postgres_store_url))
         assert str(info.value) == (
             "postgres synchronous_commit is off: a server crash would lose acknowledged "
             "commits. Set synchronous_commit to on (or remote_apply with synchronous "
@@ -459,16 +452,16 @@ class _StandbyConnection(psycopg.Connection[tuple[Any, ...]]):
 def test_replicas_mode_with_a_synchronous_standby(
     postgres_store_url: str, commit: str, refused: str | None,
 ) -> None:
-    conn = _StandbyConnection.connect(_base(postgres_store_url), autocommit=True,
+    conn = _StandbyConnection.connect(without_query(postgres_store_url), autocommit=True,
                                       options=f"-c synchronous_commit={commit}")
     try:
         if refused is not None:
             with pytest.raises(StoreConfigError) as info:
-                PostgresStore(connection=conn, table=_table(postgres_store_url),
+                PostgresStore(connection=conn, table=postgres_table(postgres_store_url),
                               durability="replicas")
             assert str(info.value) == refused
             return
-        store = PostgresStore(connection=conn, table=_table(postgres_store_url),
+        store = PostgresStore(connection=conn, table=postgres_table(postgres_store_url),
                               durability="replicas")
         assert (store.synchronous_commit, store.synchronous_standby_names) == (
             commit, "standby_a")
@@ -482,7 +475,7 @@ def test_replicas_mode_with_a_synchronous_standby(
 
 
 def test_the_index_is_named_after_the_table(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
     indexes = _indexes(base, table)
     assert f"{table}_updated_at" in indexes  # the name docs/operations.md gives

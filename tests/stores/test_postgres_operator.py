@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import psycopg
 import pytest
@@ -18,26 +17,11 @@ from jumpvpn_core.gateway import Gateway
 from jumpvpn_core.stores import StoreConfigError, StoreSchemaError, StoreUnavailableError
 from jumpvpn_core.stores.factory import open_store
 from jumpvpn_core.stores.postgres import SCHEMA_TABLE, SCHEMA_VERSION, PostgresStore
-from tests.stores.conftest import TIMEOUT_S
+from tests.stores.conftest import TIMEOUT_S, plus_query, postgres_table, without_query
 
 pytestmark = pytest.mark.services
 
 Connection = psycopg.Connection[tuple[object, ...]]
-
-
-def _base(url: str) -> str:
-    return url.split("?")[0]
-
-
-def _table(url: str) -> str:
-    return dict(parse_qsl(urlsplit(url).query))["table"]
-
-
-def _plus(url: str, **extra: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(extra)
-    return parts._replace(query=urlencode(query)).geturl()
 
 
 def _schema_row(base: str, table: str) -> int | None:
@@ -60,7 +44,7 @@ def _has_index(base: str, table: str) -> bool:
 
 def test_ssl_options_reach_libpq(postgres_store_url: str, tmp_path: os.PathLike[str]) -> None:
     ca = os.path.join(tmp_path, "ca.pem")
-    url = _plus(postgres_store_url, sslmode="disable", sslrootcert=ca)
+    url = plus_query(postgres_store_url, sslmode="disable", sslrootcert=ca)
     store = open_store(url, timeout_s=TIMEOUT_S)
     assert isinstance(store, PostgresStore)
     try:
@@ -75,12 +59,12 @@ def test_ssl_options_reach_libpq(postgres_store_url: str, tmp_path: os.PathLike[
 
 def test_sslmode_require_is_enforced_by_libpq(postgres_store_url: str) -> None:
     # The test server has TLS off: libpq refuses to go on without it, as asked.
-    with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+    with psycopg.connect(without_query(postgres_store_url), autocommit=True) as conn:
         ssl_on = conn.execute("SHOW ssl").fetchone() == ("on",)
     if ssl_on:
         pytest.skip("the test server has TLS on: sslmode=require would succeed")
     with pytest.raises(StoreUnavailableError, match=r"(?i)ssl"):
-        open_store(_plus(postgres_store_url, sslmode="require"), timeout_s=TIMEOUT_S)
+        open_store(plus_query(postgres_store_url, sslmode="require"), timeout_s=TIMEOUT_S)
 
 
 @pytest.mark.parametrize(
@@ -112,7 +96,7 @@ def test_bad_query_option_is_a_config_error_naming_it_never_its_value(
 def test_store_from_url_owns_a_pool_of_the_asked_size_and_closes_it(
     postgres_store_url: str,
 ) -> None:
-    store = open_store(_plus(postgres_store_url, pool_size="3"), timeout_s=TIMEOUT_S)
+    store = open_store(plus_query(postgres_store_url, pool_size="3"), timeout_s=TIMEOUT_S)
     assert isinstance(store, PostgresStore)
     pool = store.pool
     assert pool is not None
@@ -143,11 +127,12 @@ def test_store_from_url_owns_a_pool_of_the_asked_size_and_closes_it(
 
 @pytest.mark.parametrize("autocommit", [True, False])
 def test_passed_pool_is_used_and_never_closed(postgres_store_url: str, autocommit: bool) -> None:
-    base = _base(postgres_store_url)
+    base = without_query(postgres_store_url)
     pool: ConnectionPool[Connection] = ConnectionPool(
         base, min_size=1, max_size=2, kwargs={"autocommit": autocommit}, open=True)
     try:
-        store = PostgresStore(pool=pool, table=_table(postgres_store_url), timeout_s=TIMEOUT_S)
+        store = PostgresStore(pool=pool, table=postgres_table(postgres_store_url),
+                              timeout_s=TIMEOUT_S)
         assert store.pool is pool
         sid = b"\x01" * 16
         assert store.create(sid, 0, b"a")
@@ -159,7 +144,7 @@ def test_passed_pool_is_used_and_never_closed(postgres_store_url: str, autocommi
         with psycopg.connect(base, autocommit=True) as other:
             row = other.execute(
                 sql.SQL("SELECT version, data FROM {} WHERE session_id = %s").format(
-                    sql.Identifier(_table(postgres_store_url))), (sid,)).fetchone()
+                    sql.Identifier(postgres_table(postgres_store_url))), (sid,)).fetchone()
         assert row == (1, b"b")
         with pool.connection() as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
@@ -168,9 +153,9 @@ def test_passed_pool_is_used_and_never_closed(postgres_store_url: str, autocommi
 
 
 def test_passed_connection_is_used_and_never_closed(postgres_store_url: str) -> None:
-    conn = psycopg.connect(_base(postgres_store_url), autocommit=True)
+    conn = psycopg.connect(without_query(postgres_store_url), autocommit=True)
     try:
-        store = PostgresStore(connection=conn, table=_table(postgres_store_url))
+        store = PostgresStore(connection=conn, table=postgres_table(postgres_store_url))
         assert store.pool is None
         sid = b"\x02" * 16
         assert store.create(sid, 0, b"a")
@@ -189,8 +174,8 @@ def test_passed_connection_is_used_and_never_closed(postgres_store_url: str) -> 
 def test_broken_passed_connection_is_unavailable_not_a_driver_error(
     postgres_store_url: str,
 ) -> None:
-    conn = psycopg.connect(_base(postgres_store_url), autocommit=True)
-    store = PostgresStore(connection=conn, table=_table(postgres_store_url))
+    conn = psycopg.connect(without_query(postgres_store_url), autocommit=True)
+    store = PostgresStore(connection=conn, table=postgres_table(postgres_store_url))
     conn.close()
     with pytest.raises(StoreUnavailableError, match="closed or broken"):
         store.get(b"\x03" * 16)
@@ -198,9 +183,9 @@ def test_broken_passed_connection_is_unavailable_not_a_driver_error(
 
 
 def test_passed_connection_outside_autocommit_is_refused(postgres_store_url: str) -> None:
-    with psycopg.connect(_base(postgres_store_url)) as conn, \
+    with psycopg.connect(without_query(postgres_store_url)) as conn, \
             pytest.raises(StoreConfigError, match="autocommit"):
-        PostgresStore(connection=conn, table=_table(postgres_store_url))
+        PostgresStore(connection=conn, table=postgres_table(postgres_store_url))
 
 
 def test_exactly_one_source_of_connections() -> None:
@@ -219,12 +204,13 @@ def test_new_table_is_created_at_the_current_schema(postgres_store_url: str) -> 
     assert isinstance(store, PostgresStore)
     store.close()
     assert store.schema_migrated_from is None
-    assert _schema_row(_base(postgres_store_url), _table(postgres_store_url)) == SCHEMA_VERSION
-    assert _has_index(_base(postgres_store_url), _table(postgres_store_url))
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
+    assert _schema_row(base, table) == SCHEMA_VERSION
+    assert _has_index(base, table)
 
 
 def test_table_of_schema_1_is_migrated_with_its_records(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     with psycopg.connect(base, autocommit=True) as conn:  # the layout before versioning
         conn.execute(sql.SQL(
             "CREATE TABLE {} (session_id bytea PRIMARY KEY, version bigint NOT NULL,"
@@ -253,7 +239,7 @@ def test_table_of_schema_1_is_migrated_with_its_records(postgres_store_url: str)
 
 
 def test_table_of_a_newer_schema_is_refused_and_left_alone(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL("UPDATE {} SET version = %s WHERE store_table = %s").format(
@@ -264,7 +250,7 @@ def test_table_of_a_newer_schema_is_refused_and_left_alone(postgres_store_url: s
 
 
 def test_stores_opening_one_old_table_at_once_migrate_it_once(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL(
             "CREATE TABLE {} (session_id bytea PRIMARY KEY, version bigint NOT NULL,"
@@ -300,7 +286,7 @@ def test_stores_opening_one_old_table_at_once_migrate_it_once(postgres_store_url
 def test_open_reports_the_servers_synchronous_commit(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+    with psycopg.connect(without_query(postgres_store_url), autocommit=True) as conn:
         row = conn.execute("SHOW synchronous_commit").fetchone()
     assert row is not None
     if row[0] == "off":
@@ -319,10 +305,10 @@ def _pool_with(base: str, setting: str) -> ConnectionPool[Connection]:
 
 
 def test_synchronous_commit_off_is_refused(postgres_store_url: str) -> None:
-    pool = _pool_with(_base(postgres_store_url), "off")
+    pool = _pool_with(without_query(postgres_store_url), "off")
     try:
         with pytest.raises(StoreConfigError, match="synchronous_commit is off"):
-            PostgresStore(pool=pool, table=_table(postgres_store_url))
+            PostgresStore(pool=pool, table=postgres_table(postgres_store_url))
         assert not pool.closed  # refused, and still not closed: it is not the store's
     finally:
         pool.close()
@@ -331,10 +317,10 @@ def test_synchronous_commit_off_is_refused(postgres_store_url: str) -> None:
 def test_synchronous_commit_off_is_accepted_when_the_operator_opts_out(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pool = _pool_with(_base(postgres_store_url), "off")
+    pool = _pool_with(without_query(postgres_store_url), "off")
     try:
         with caplog.at_level(logging.WARNING, logger="jumpvpn_core.stores.postgres"):
-            store = PostgresStore(pool=pool, table=_table(postgres_store_url),
+            store = PostgresStore(pool=pool, table=postgres_table(postgres_store_url),
                                   durability="none")
         assert store.synchronous_commit == "off"
         assert store.create(b"\x05" * 16, 0, b"x")
@@ -344,25 +330,26 @@ def test_synchronous_commit_off_is_accepted_when_the_operator_opts_out(
 
 
 def test_url_opt_out_and_replicas_mode(postgres_store_url: str) -> None:
-    store = open_store(_plus(postgres_store_url, durability="none"), timeout_s=TIMEOUT_S)
+    store = open_store(plus_query(postgres_store_url, durability="none"), timeout_s=TIMEOUT_S)
     store.close()
-    with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+    with psycopg.connect(without_query(postgres_store_url), autocommit=True) as conn:
         row = conn.execute("SHOW synchronous_standby_names").fetchone()
     if row != ("",):
         pytest.skip("the test server has synchronous standbys configured")
     with pytest.raises(StoreConfigError, match="synchronous_standby_names=empty"):
-        open_store(_plus(postgres_store_url, durability="replicas"), timeout_s=TIMEOUT_S)
+        open_store(plus_query(postgres_store_url, durability="replicas"), timeout_s=TIMEOUT_S)
 
 
 def test_remote_apply_with_standby_names_passes_replicas_mode(postgres_store_url: str) -> None:
     # The session's own settings are what the check reads: a session that asks for
     # remote_apply and names a standby is what durability=replicas requires.
     pool: ConnectionPool[Connection] = ConnectionPool(
-        _base(postgres_store_url), min_size=1, max_size=1, open=True,
+        without_query(postgres_store_url), min_size=1, max_size=1, open=True,
         kwargs={"autocommit": True, "options": "-c synchronous_commit=remote_apply"})
     try:
         with pytest.raises(StoreConfigError, match="synchronous_standby_names=empty"):
-            PostgresStore(pool=pool, table=_table(postgres_store_url), durability="replicas")
+            PostgresStore(pool=pool, table=postgres_table(postgres_store_url),
+                          durability="replicas")
     finally:
         pool.close()
 
@@ -373,13 +360,13 @@ def test_remote_apply_with_standby_names_passes_replicas_mode(postgres_store_url
 def test_a_lost_connection_is_logged_once_and_the_recovery_too(
     postgres_store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = open_store(_plus(postgres_store_url, pool_size="1"), timeout_s=TIMEOUT_S)
+    store = open_store(plus_query(postgres_store_url, pool_size="1"), timeout_s=TIMEOUT_S)
     assert isinstance(store, PostgresStore)
     logger = "jumpvpn_core.stores.postgres"
     try:
         assert store.create(b"\x06" * 16, 0, b"s3cret-data")
         pid = store.backend_pid()
-        with psycopg.connect(_base(postgres_store_url), autocommit=True) as admin:
+        with psycopg.connect(without_query(postgres_store_url), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with caplog.at_level(logging.DEBUG, logger=logger):
             with pytest.raises(StoreUnavailableError):
@@ -411,9 +398,9 @@ def test_a_passed_pool_closed_by_its_owner_is_unavailable_not_a_driver_error(
     postgres_store_url: str,
 ) -> None:
     pool: ConnectionPool[Connection] = ConnectionPool(
-        _base(postgres_store_url), min_size=1, max_size=1, open=True,
+        without_query(postgres_store_url), min_size=1, max_size=1, open=True,
         kwargs={"autocommit": True})
-    store = PostgresStore(pool=pool, table=_table(postgres_store_url))
+    store = PostgresStore(pool=pool, table=postgres_table(postgres_store_url))
     pool.close()
     with pytest.raises(StoreUnavailableError) as info:
         store.get(b"\x07" * 16)
@@ -425,7 +412,7 @@ def test_server_clock_is_the_clusters_time_reference(postgres_store_url: str) ->
     store = open_store(postgres_store_url, timeout_s=TIMEOUT_S)
     assert isinstance(store, PostgresStore)
     try:
-        with psycopg.connect(_base(postgres_store_url), autocommit=True) as conn:
+        with psycopg.connect(without_query(postgres_store_url), autocommit=True) as conn:
             before = conn.execute(
                 "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint").fetchone()
         server_ms = store.time_ms()
@@ -441,7 +428,7 @@ def test_server_clock_is_the_clusters_time_reference(postgres_store_url: str) ->
 
 
 def test_a_table_dropped_behind_its_version_row_is_created_afresh(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))
@@ -457,7 +444,7 @@ def test_a_table_dropped_behind_its_version_row_is_created_afresh(postgres_store
 
 
 def test_a_version_row_below_1_is_refused(postgres_store_url: str) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()
     with psycopg.connect(base, autocommit=True) as conn:
         conn.execute(sql.SQL("UPDATE {} SET version = 0 WHERE store_table = %s").format(
@@ -469,7 +456,7 @@ def test_a_version_row_below_1_is_refused(postgres_store_url: str) -> None:
 def test_a_role_trusted_with_its_table_only_opens_a_current_table(
     postgres_store_url: str,
 ) -> None:
-    base, table = _base(postgres_store_url), _table(postgres_store_url)
+    base, table = without_query(postgres_store_url), postgres_table(postgres_store_url)
     role = f"jumpvpn_test_role_{table[-12:]}"
     open_store(postgres_store_url, timeout_s=TIMEOUT_S).close()  # migrated by the owner
     with psycopg.connect(base, autocommit=True) as admin:
