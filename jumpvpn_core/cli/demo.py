@@ -49,7 +49,7 @@ from jumpvpn_core.transports.udp import (
 )
 from jumpvpn_core.transports.wire import MessageKind
 
-__all__ = ["DEMO_POLICY", "command", "run_demo"]
+__all__ = ["DEMO_CONFIG", "DEMO_POLICY", "command", "run_demo"]
 
 #: Short timers so the whole story fits in a few seconds.
 DEMO_POLICY = Policy(
@@ -61,8 +61,9 @@ DEMO_POLICY = Policy(
     path_validation_timeout_ms=300,
     max_recovery_window_ms=3_000,
 )
-_CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
-                       delivery_timeout_ms=1_500)
+#: The client driver's timers to match (a tick and a datagram every 10 ms).
+DEMO_CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
+                           delivery_timeout_ms=1_500)
 _BURST = 8
 _OVERALL_TIMEOUT_S = 30.0
 
@@ -182,7 +183,7 @@ class _Demo:
         server = await UdpServer.bind("127.0.0.1", 0, policy=DEMO_POLICY, sessions=sessions,
                                       observer=self.observe)
         self.note(f"server listening on {server.address}")
-        client = await UdpClient.connect(server.address, policy=DEMO_POLICY, config=_CONFIG,
+        client = await UdpClient.connect(server.address, policy=DEMO_POLICY, config=DEMO_CONFIG,
                                          observer=self.observe, tap=self.tap)
         attacker: RawUdpPeer | None = None
         try:

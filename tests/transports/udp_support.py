@@ -6,23 +6,14 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from jumpvpn_core import Policy
-from jumpvpn_core.transports.udp import ClientConfig
+from jumpvpn_core.cli.demo import DEMO_CONFIG, DEMO_POLICY
 
 T = TypeVar("T")
 
-#: Short timers so that a port jump, a loss burst or a flood plays out in seconds.
-POLICY = Policy(
-    loss_threshold=3,
-    reattach_timeout_ms=200,
-    switch_cooldown_ms=100,
-    max_switches_per_minute=60,
-    reattach_rate_limit=16,
-    path_validation_timeout_ms=300,
-    max_recovery_window_ms=3_000,
-)
-CONFIG = ClientConfig(tick_ms=10, data_interval_ms=10, ack_timeout_ms=300,
-                      delivery_timeout_ms=1_500)
+#: Short timers so that a port jump, a loss burst or a flood plays out in seconds: the
+#: demo's, which tell the same story on loopback.
+POLICY = DEMO_POLICY
+CONFIG = DEMO_CONFIG
 
 
 def run(coro: Coroutine[Any, Any, T], timeout_s: float = 8.0) -> T:
