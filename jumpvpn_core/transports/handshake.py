@@ -188,9 +188,9 @@ class CookieJar:
     A cookie is `u8 tag || MAC[15]`: the tag is the generation of the secret that made it
     (1 to 255, then 1 again; never 0, so `NO_COOKIE` names no secret) and the MAC keyed
     BLAKE2s with a 15-byte output, keyed once per secret (each cookie copies the keyed
-    state). The tag names the one secret
-    a cookie is checked under, so every initiation costs exactly one MAC, whatever its
-    cookie says, and that MAC is also the reply when the cookie is wrong.
+    state). The tag names the one secret a cookie is checked under, so every initiation
+    costs exactly one MAC, whatever its cookie says, and that MAC is also the reply when the
+    cookie is wrong.
     """
 
     __slots__ = ("_current", "_current_tag", "_previous", "_previous_tag", "_random",
@@ -260,7 +260,6 @@ class CookieJar:
     def check(self, address: bytes, client_public: bytes, cookie: bytes, now_ms: int) -> bool:
         """Whether `cookie` was made here for `client_public` at `address` under the current
         or the previous secret (constant-time comparison). `NO_COOKIE` never verifies."""
-        self._rotate(now_ms)
         return self.screen(address, client_public, cookie, now_ms) is None
 
 
