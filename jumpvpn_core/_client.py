@@ -41,7 +41,9 @@ from jumpvpn_core.events import (
     InboundTraffic,
     PacketLoss,
     PathChallengeReceived,
+    ProbeLost,
     ReattachAccepted,
+    RttSample,
     TransportFailed,
 )
 from jumpvpn_core.proof import (
@@ -49,6 +51,7 @@ from jumpvpn_core.proof import (
     verify_challenge_mac,
     verify_proof,
 )
+from jumpvpn_core.quality import migration_due, ranked, sampled, upgrade_target
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import (
     ClientSide,
@@ -61,8 +64,8 @@ from jumpvpn_core.transport import TransportDescriptor
 
 
 def viable_paths(link: Link, roaming: Roaming) -> tuple[TransportDescriptor, ...]:
-    """Transports a reattach may be tried on, in a stable order: active first, then
-    candidates in discovery order."""
+    """Transports a reattach may be tried on, in a stable order: active first (unless
+    failed), then candidates in discovery order. `client_attempt` ranks them by quality."""
     if link.active is not None and not link.active_failed:
         return (link.active, *roaming.candidates)
     return roaming.candidates
@@ -70,10 +73,13 @@ def viable_paths(link: Link, roaming: Roaming) -> tuple[TransportDescriptor, ...
 
 def client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: Roaming,
                     now: int) -> tuple[ClientSide, list[Effect]]:
-    """Send a reattach request on the next viable transport (round robin), if any."""
+    """Send a reattach request on the next viable transport, if any: attempt `n` goes to
+    the `n`-th (cyclically) of the viable paths ranked best first (`quality.ranked`)."""
     viable = viable_paths(link, roaming)
     if not viable:
-        return ClientSide(side.known_version, side.next_nonce, None, side.attempt), []
+        return ClientSide(side.known_version, side.next_nonce, None, side.attempt,
+                          side.quality, side.better, side.better_since_ms), []
+    viable = ranked(viable, side.quality, state.ident.policy, now)
     via = viable[side.attempt % len(viable)]
     nonce = side.next_nonce
     ident = state.ident
@@ -82,7 +88,8 @@ def client_attempt(state: SessionState, side: ClientSide, link: Link, roaming: R
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now, via,
                                   b"", proof)
     pending = PendingReattach(request, now + ident.policy.reattach_timeout_ms, 1)
-    return ClientSide(side.known_version, nonce + 1, pending, side.attempt + 1), [request]
+    return ClientSide(side.known_version, nonce + 1, pending, side.attempt + 1, side.quality,
+                      side.better, side.better_since_ms), [request]
 
 
 def enter_recovery(state: SessionState, reason: ReasonCode, now: int, link: Link,
@@ -112,12 +119,17 @@ def reattach_timed_out(state: SessionState, side: ClientSide, now: int) -> Out:
         # get it back (a new one would carry a version the server has moved past).
         again = PendingReattach(pending.request, now + policy.reattach_timeout_ms,
                                 pending.sends + 1)
-        new_side = ClientSide(side.known_version, side.next_nonce, again, side.attempt)
+        new_side = ClientSide(side.known_version, side.next_nonce, again, side.attempt,
+                              side.quality, side.better, side.better_since_ms)
         return same_phase(state, now, side=new_side), [pending.request]
     if state.phase is R or state.phase is D:
         new_side, sends = client_attempt(state, side, link, state.roaming, now)
         return same_phase(state, now, side=new_side), sends
-    return same_phase(state, now, side=drop_pending(side)), []
+    # ATTACHED: a migration (or an answer to the server's challenge) went unanswered. The
+    # hysteresis starts over: the next sample must find a better path again and wait out
+    # a whole dwell time before another migration is tried.
+    return same_phase(state, now, side=ClientSide(side.known_version, side.next_nonce, None,
+                                                  side.attempt, side.quality, None, 0)), []
 
 
 def client_inbound(state: SessionState, event: InboundTraffic) -> Out:
@@ -275,7 +287,8 @@ def client_challenge(state: SessionState, event: PathChallengeReceived) -> Out:
     request = SendReattachRequest(via, ident.session_id, nonce, side.known_version, now,
                                   event.observed, event.challenge, proof)
     answer = PendingReattach(request, now + policy.reattach_timeout_ms, 1)
-    new_side = ClientSide(side.known_version, nonce + 1, answer, side.attempt)
+    new_side = ClientSide(side.known_version, nonce + 1, answer, side.attempt, side.quality,
+                          side.better, side.better_since_ms)
     return same_phase(state, now, side=new_side), [request]
 
 
@@ -310,13 +323,84 @@ def client_accepted(state: SessionState, event: ReattachAccepted) -> Out:
                         ident.session_id, event.nonce, event.state_version, event.timestamp_ms,
                         event.bound):
         return reject(state, event, RC.ACCEPT_INVALID)
+    reason = RC.REATTACHED
     if switched:
         remaining = tuple(c for c in roaming.candidates if c != event.via)
+        if state.phase is A and event.via == side.better and link.active is not None and \
+                not link.active_failed:
+            # A proactive migration: the path left behind still works, so it stays a
+            # candidate (the one removed leaves room for it) and may be measured again.
+            reason = RC.MIGRATED_TO_BETTER_PATH
+            remaining = (*remaining, link.active)
         roaming = record_switch(roaming, ident.policy, now, remaining)
     new_link = link_heard(event.via, False, now)
-    new_side = ClientSide(event.state_version, side.next_nonce, None, 0)
-    new, effects = transition(state, RC.REATTACHED, now, new_link, roaming, new_side)
+    new_side = ClientSide(event.state_version, side.next_nonce, None, 0, side.quality, None, 0)
+    new, effects = transition(state, reason, now, new_link, roaming, new_side)
     if switched:
         effects.append(BindTransport(ident.session_id, event.via, link.active))
     return new, effects
 
+
+
+# --- path quality (specs/path-quality.md) -------------------------------------------------
+
+
+def start_migration(state: SessionState, side: ClientSide, target: TransportDescriptor,
+                    now: int) -> tuple[ClientSide, SendReattachRequest]:
+    """Send a proof-backed reattach request on `target` asking to bind it (proactive)."""
+    ident = state.ident
+    nonce = side.next_nonce
+    proof = compute_proof(ident.control_key, REQUEST, ident.session_id,
+                          nonce, side.known_version, now, target)
+    request = SendReattachRequest(target, ident.session_id, nonce, side.known_version, now,
+                                  target, b"", proof)
+    pending = PendingReattach(request, now + ident.policy.reattach_timeout_ms, 1)
+    return ClientSide(side.known_version, nonce + 1, pending, side.attempt, side.quality,
+                      side.better, side.better_since_ms), request
+
+
+def reconsider(state: SessionState, side: ClientSide, now: int) -> Out:
+    """ATTACHED, no request pending: re-evaluate the hysteresis and migrate once it says so.
+
+    The candidate that beats the active path (`upgrade_target`) is tracked in `better`
+    from the first evaluation that finds it; another one (or none) restarts the dwell.
+    Once `migration_due` has passed with no request in flight, the migration starts.
+    """
+    policy = state.ident.policy
+    roaming = state.roaming
+    target = upgrade_target(state.link, roaming, side.quality, policy, now)
+    if target is None:
+        better, since = None, 0
+    elif target == side.better:
+        better, since = side.better, side.better_since_ms
+    else:
+        better, since = target, now
+    if better is not side.better or since != side.better_since_ms:
+        side = ClientSide(side.known_version, side.next_nonce, side.pending, side.attempt,
+                          side.quality, better, since)
+    if better is not None and now >= migration_due(side, roaming, policy):
+        side, request = start_migration(state, side, better, now)
+        return same_phase(state, now, side=side), [request]
+    return same_phase(state, now, side=side), NO_EFFECTS
+
+
+def client_sample(state: SessionState, event: RttSample | ProbeLost) -> Out:
+    """An RTT sample or a lost probe on a known local path: update its score, and in
+    ATTACHED with no request pending reconsider a proactive migration (a request in flight,
+    a migration or an answer to the server's challenge, runs to its outcome first)."""
+    transport = event.transport
+    link = state.link
+    roaming = state.roaming
+    if transport != link.active and transport not in roaming.candidates:
+        return reject(state, event, RC.UNKNOWN_TRANSPORT)
+    side = state.side
+    assert isinstance(side, ClientSide)
+    now = event.now_ms
+    known = roaming.candidates if link.active is None else (link.active, *roaming.candidates)
+    rtt = event.rtt_ms if type(event) is RttSample else None
+    quality = sampled(side.quality, transport, rtt, now, known)
+    side = ClientSide(side.known_version, side.next_nonce, side.pending, side.attempt, quality,
+                      side.better, side.better_since_ms)
+    if state.phase is A and side.pending is None:
+        return reconsider(state, side, now)
+    return same_phase(state, now, side=side), NO_EFFECTS

@@ -211,7 +211,8 @@ def drop_pending(side: ServerSide | ClientSide) -> ServerSide | ClientSide:
             side.challenge_counter,
             side.last_accept,
         )
-    return ClientSide(side.known_version, side.next_nonce, None, side.attempt)
+    return ClientSide(side.known_version, side.next_nonce, None, side.attempt, side.quality,
+                      side.better, side.better_since_ms)
 
 
 def switch_refusal(roaming: Roaming, policy: Policy, now: int) -> ReasonCode | None:
@@ -262,7 +263,8 @@ def on_attach(state: SessionState, event: Attach) -> Out:
         new_side = ServerSide(version, side.replay_top, side.replay_bits, side.verified_times,
                               None, side.challenge_counter, None)
     else:
-        new_side = ClientSide(version, side.next_nonce, None, side.attempt)
+        new_side = ClientSide(version, side.next_nonce, None, side.attempt, side.quality,
+                              None, 0)
     roaming = state.roaming
     if transport in roaming.candidates:
         roaming = Roaming.of(tuple(c for c in roaming.candidates if c != transport),

@@ -16,15 +16,18 @@ from typing import Any, TypeVar
 
 from jumpvpn_core.effects import SendReattachAccept, SendReattachRequest
 from jumpvpn_core.errors import InvalidTransportError, PolicyError, StateDecodeError, describe
+from jumpvpn_core.events import RTT_MAX_MS
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import CONTROL_KEY_SIZE, PROOF_SIZE, SESSION_ID_SIZE, U64_MAX
+from jumpvpn_core.quality import LOSS_ONE_Q16
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import (
     AcceptRecord,
     ClientSide,
     Identity,
     Link,
+    PathScore,
     PendingPath,
     PendingReattach,
     Roaming,
@@ -38,11 +41,16 @@ __all__ = ["COUNTER_MAX", "STATE_FORMAT_VERSION", "state_from_data", "state_to_d
 _V = TypeVar("_V")
 _E = TypeVar("_E", bound=enum.Enum)
 
-STATE_FORMAT_VERSION = 2
+STATE_FORMAT_VERSION = 3
 # Format 1 had no `request_nonce` in a pending path validation; such a record still decodes,
 # the validation read as opened by unproven traffic (0), the reading that lets a
-# proof-backed request pre-empt it (see specs/state-format.md).
-_FORMATS = (1, STATE_FORMAT_VERSION)
+# proof-backed request pre-empt it (see specs/state-format.md). Formats 1 and 2 had no path
+# quality: the client's `quality`, `better` and `better_since_ms` read as empty, and the
+# policy's path-quality fields as their defaults (a session that never measured a path
+# behaves exactly as before).
+_FORMATS = (1, 2, STATE_FORMAT_VERSION)
+_QUALITY_POLICY_FIELDS = ("quality_max_age_ms", "quality_loss_penalty_ms",
+                          "migration_margin_ms", "migration_dwell_ms")
 
 
 def _transport_or_none(value: TransportDescriptor | None) -> str | None:
@@ -104,6 +112,14 @@ def state_to_data(state: SessionState, *, include_secrets: bool = False) -> dict
                 "sends": pending.sends,
             },
             "attempt": side.attempt,
+            "quality": [{
+                "transport": score.transport.to_data(),
+                "srtt_ms": score.srtt_ms,
+                "loss_q16": score.loss_q16,
+                "updated_ms": score.updated_ms,
+            } for score in side.quality],
+            "better": _transport_or_none(side.better),
+            "better_since_ms": side.better_since_ms,
         }
     data: dict[str, Any] = {
         "format": STATE_FORMAT_VERSION,
@@ -292,7 +308,26 @@ def _server_side(side_r: _Reader, policy: Policy, ident: Identity, link: Link,
                       last_accept)
 
 
-def _client_side(side_r: _Reader, ident: Identity) -> ClientSide:
+def _quality(side_r: _Reader, policy: Policy) -> tuple[PathScore, ...]:
+    raw = side_r._get("quality")
+    bound = policy.max_candidates + 1
+    if not isinstance(raw, list) or len(raw) > bound:
+        raise side_r.fail("quality", f"must be a list of at most {bound} path scores, "
+                                     f"got {describe(raw)}")
+    scores = []
+    for index, item in enumerate(raw):
+        score_r = _Reader(item, f"{side_r.path}quality[{index}].")
+        scores.append(PathScore(score_r.get_transport("transport"),
+                                score_r.get_int("srtt_ms", RTT_MAX_MS),
+                                score_r.get_int("loss_q16", LOSS_ONE_Q16),
+                                score_r.get_int("updated_ms")))
+    if len({score.transport for score in scores}) != len(scores):
+        raise side_r.fail("quality", "must not score a transport twice")
+    return tuple(scores)
+
+
+def _client_side(side_r: _Reader, ident: Identity,
+                 version: int = STATE_FORMAT_VERSION) -> ClientSide:
     next_nonce = side_r.get_int("next_nonce", COUNTER_MAX, minimum=1)
     pend_r = side_r.get_sub_or_none("pending")
     pending = None
@@ -308,8 +343,15 @@ def _client_side(side_r: _Reader, ident: Identity) -> ClientSide:
         )
         pending = PendingReattach(request, pend_r.get_int("deadline_ms"),
                                   pend_r.get_int("sends"))
+    if version < 3:
+        return ClientSide(side_r.get_int("known_version"), next_nonce, pending,
+                          side_r.get_int("attempt"), (), None, 0)
+    better = side_r.get_transport_or_none("better")
+    since = side_r.get_int("better_since_ms")
+    if better is None and since:
+        raise side_r.fail("better_since_ms", "must be 0 while no candidate is tracked")
     return ClientSide(side_r.get_int("known_version"), next_nonce, pending,
-                      side_r.get_int("attempt"))
+                      side_r.get_int("attempt"), _quality(side_r, ident.policy), better, since)
 
 
 def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionState:
@@ -333,8 +375,16 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
         raise root.fail("end_reason", "must be set exactly when the phase is TERMINATED")
     if end_reason is not None and end_reason not in _ENDING_REASONS:
         raise root.fail("end_reason", "must be a reason that ends a session")
+    policy_data = root._get("policy")
+    if version < 3 and isinstance(policy_data, dict):
+        newer = [name for name in _QUALITY_POLICY_FIELDS if name in policy_data]
+        if newer:
+            raise StateDecodeError(f"policy: field {newer[0]!r} is not in format {version}")
+        defaults = Policy()
+        policy_data = {**policy_data,
+                       **{name: getattr(defaults, name) for name in _QUALITY_POLICY_FIELDS}}
     try:
-        policy = Policy.from_data(root._get("policy"))
+        policy = Policy.from_data(policy_data)
     except PolicyError as exc:
         raise StateDecodeError(f"policy: {exc}") from None
     if "control_key" in root.data:
@@ -383,7 +433,7 @@ def state_from_data(data: Any, *, control_key: bytes | None = None) -> SessionSt
     if role is Role.SERVER:
         side = _server_side(side_r, policy, ident, link, state_version, version)
     else:
-        side = _client_side(side_r, ident)
+        side = _client_side(side_r, ident, version)
     if phase is Phase.TERMINATED and side.pending is not None:
         raise side_r.fail("pending", "must be null once TERMINATED")
     return SessionState(ident, phase, state_version, root.get_int("phase_since_ms"),

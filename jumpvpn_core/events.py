@@ -30,8 +30,10 @@ __all__ = [
     "OwnershipAmbiguous",
     "PacketLoss",
     "PathChallengeReceived",
+    "ProbeLost",
     "ReattachAccepted",
     "ReattachRequest",
+    "RttSample",
     "StoreRecordInvalid",
     "Tick",
     "TransportFailed",
@@ -64,6 +66,17 @@ def _size(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
 def _transport(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, TransportDescriptor):
         raise InvalidEventError(f"{attr.name} must be a TransportDescriptor, got {describe(value)}")
+
+
+#: Largest round-trip sample accepted, in ms (ten minutes: anything slower is no path).
+RTT_MAX_MS = 600_000
+
+
+def _rtt(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
+    if type(value) is not int or not 1 <= value <= RTT_MAX_MS:
+        raise InvalidEventError(
+            f"{attr.name} must be an int of milliseconds in 1..{RTT_MAX_MS}, "
+            f"got {describe(value)}")
 
 
 def _session_id(_inst: object, attr: attrs.Attribute[Any], value: object) -> None:
@@ -200,6 +213,33 @@ class CandidateLost:
 
 
 @attrs.frozen
+class RttSample:
+    """A probe or packet sent on `transport` was answered after `rtt_ms` (path quality).
+
+    `transport` is the local transport: the active one or a stored candidate. A sample
+    below 1 ms is reported as 1. Samples only rank paths and may start a proactive
+    migration to a better one (`specs/path-quality.md`); loss *detection* on the active
+    path stays with `PacketLoss` and `DeliveryTimeout`.
+    """
+
+    now_ms: int = attrs.field(validator=_time)
+    transport: TransportDescriptor = attrs.field(validator=_transport)
+    rtt_ms: int = attrs.field(validator=_rtt)
+
+
+@attrs.frozen
+class ProbeLost:
+    """A probe or packet sent on `transport` went unanswered (path quality).
+
+    Counts toward the path's smoothed loss (`specs/path-quality.md`); it does not extend
+    the active path's loss streak, which only `PacketLoss` does.
+    """
+
+    now_ms: int = attrs.field(validator=_time)
+    transport: TransportDescriptor = attrs.field(validator=_transport)
+
+
+@attrs.frozen
 class PathChallengeReceived:
     """A path challenge arrived on `via`; the server says it sees this client as `observed`.
 
@@ -273,6 +313,8 @@ Event = (
     | PathChallengeReceived
     | ReattachAccepted
     | ReattachRequest
+    | RttSample
+    | ProbeLost
 )
 
 EVENT_TYPES: tuple[type, ...] = get_args(Event)

@@ -21,12 +21,13 @@ from typing import Any
 
 import attrs
 
-from jumpvpn_core.effects import Effect, Rejected, StateChanged
+from jumpvpn_core.effects import Effect, Rejected, SendReattachRequest, StateChanged
 from jumpvpn_core.events import Attach, ReattachAccepted, ReattachRequest
 from jumpvpn_core.machine import advance_time, step
 from jumpvpn_core.phases import TRANSITION_TABLE, Phase, Role
 from jumpvpn_core.policy import SWITCH_WINDOW_MS
 from jumpvpn_core.proof import MessageType, verify_proof
+from jumpvpn_core.quality import LOSS_ONE_Q16, migration_due, upgrade_target
 from jumpvpn_core.reasons import ReasonClass, ReasonCode
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState
 
@@ -53,7 +54,8 @@ class Violation:
 Checker = Callable[[SessionState, Any, SessionState, Sequence[Effect]], list[Violation]]
 
 _ENTER_ATTACHED = frozenset(
-    {ReasonCode.ATTACH_COMPLETED, ReasonCode.REATTACHED, ReasonCode.PATH_REVERTED}
+    {ReasonCode.ATTACH_COMPLETED, ReasonCode.REATTACHED, ReasonCode.PATH_REVERTED,
+     ReasonCode.MIGRATED_TO_BETTER_PATH}
 )
 
 
@@ -288,6 +290,43 @@ def secrets_never_exposed(before: SessionState, event: Any, after: SessionState,
     return []
 
 
+def controlled_migration(before: SessionState, event: Any, after: SessionState,
+                         effects: Sequence[Effect]) -> list[Violation]:
+    """§3.1 never uncontrolled switching: a client in ATTACHED asks for a new path on its
+    own (a new request without a challenge, no transition in the step) only for the
+    candidate its hysteresis tracks, once the dwell time has passed, where neither anti-flap
+    bound would refuse the switch, and only while that candidate still beats the active
+    path by the margin (`specs/path-quality.md`)."""
+    side = after.side
+    if not isinstance(side, ClientSide) or after.phase is not Phase.ATTACHED or \
+            before.phase is not Phase.ATTACHED or _changes(effects):
+        return []
+    before_side = before.side
+    assert isinstance(before_side, ClientSide)
+    out: list[Violation] = []
+    for effect in effects:
+        if type(effect) is not SendReattachRequest or effect.challenge or \
+                effect.nonce < before_side.next_nonce:
+            continue  # a re-send, or an answer to the server's challenge
+        policy = after.ident.policy
+        now = event.now_ms
+        if side.better != effect.candidate or effect.via != effect.candidate:
+            out.append(Violation("controlled_migration",
+                                 f"request for {effect.candidate} that the hysteresis does "
+                                 f"not track"))
+        elif now < migration_due(side, before.roaming, policy):
+            out.append(Violation("controlled_migration", "migration before its dwell time "
+                                                         "or an anti-flap bound allowed it"))
+        elif effect.candidate not in (
+                upgrade_target(before.link, before.roaming, before_side.quality, policy, now),
+                upgrade_target(before.link, before.roaming, side.quality, policy, now)):
+            # Decided before the event (a due deadline) or after it (a sample): the
+            # candidate must beat the active path under the scores of one or the other.
+            out.append(Violation("controlled_migration",
+                                 "migration to a path that does not beat the active one"))
+    return out
+
+
 STEP_CHECKERS: tuple[Checker, ...] = (
     identity_unchanged,
     version_monotonic,
@@ -299,6 +338,7 @@ STEP_CHECKERS: tuple[Checker, ...] = (
     fail_closed,
     bounded_recovery,
     bounded_switch_rate,
+    controlled_migration,
     bounded_memory,
     amplification_capped,
     one_audit_record_per_transition,
@@ -322,8 +362,19 @@ def check_state(state: SessionState) -> list[Violation]:
             out.append(Violation("bounded_memory", "replay bitmap wider than the window"))
         if len(side.verified_times) > policy.reattach_rate_limit:
             out.append(Violation("bounded_memory", "verified request history unbounded"))
-    elif isinstance(side, ClientSide) and state.ident.role is not Role.CLIENT:
-        out.append(Violation("role_layout", "client side in a server state"))
+    elif isinstance(side, ClientSide):
+        if state.ident.role is not Role.CLIENT:
+            out.append(Violation("role_layout", "client side in a server state"))
+        if len(side.quality) > policy.max_candidates + 1:
+            out.append(Violation("bounded_memory", f"{len(side.quality)} path scores"))
+        if len({score.transport for score in side.quality}) != len(side.quality):
+            out.append(Violation("bounded_memory", "a path scored twice"))
+        if any(score.loss_q16 > LOSS_ONE_Q16 or score.updated_ms > state.link.clock_ms
+               for score in side.quality):
+            out.append(Violation("path_quality", "a score beyond 100 % loss or from the "
+                                                 "future"))
+        if side.better is None and side.better_since_ms:
+            out.append(Violation("path_quality", "a dwell time with no tracked candidate"))
     if state.phase is Phase.TERMINATED and state.side.pending is not None:
         out.append(Violation("terminated_absorbing", "TERMINATED state keeps a pending exchange"))
     return out

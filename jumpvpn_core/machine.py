@@ -38,13 +38,16 @@ from jumpvpn_core._client import (
     client_delivery_timeout,
     client_inbound,
     client_loss,
+    client_sample,
     client_transport_failed,
     reattach_timed_out,
+    reconsider,
     viable_paths,
 )
 from jumpvpn_core._kernel import (
     CLIENT,
     RC,
+    A,
     B,
     D,
     ListOut,
@@ -65,6 +68,7 @@ from jumpvpn_core._server import (
 )
 from jumpvpn_core.effects import Effect
 from jumpvpn_core.errors import InvalidEventError
+from jumpvpn_core.quality import migration_due
 from jumpvpn_core.state import (
     ClientSide,
     SessionState,
@@ -104,6 +108,8 @@ _CLIENT_HANDLERS: dict[type, _Handler] = {
     ev.CandidateLost: client_candidate_lost,
     ev.PathChallengeReceived: client_challenge,
     ev.ReattachAccepted: client_accepted,
+    ev.RttSample: client_sample,
+    ev.ProbeLost: client_sample,
 }
 
 _SERVER_HANDLERS: dict[type, _Handler] = {
@@ -182,9 +188,18 @@ def next_deadline(state: SessionState) -> int | None:
             bound = state.phase_since_ms + policy.max_degraded_ms
             if bound < deadline:
                 deadline = bound
-    pending = state.side.pending
-    if pending is not None and pending.deadline_ms < deadline:
-        deadline = pending.deadline_ms
+    side = state.side
+    pending = side.pending
+    if pending is not None:
+        if pending.deadline_ms < deadline:
+            deadline = pending.deadline_ms
+    elif phase is A and ident.role is CLIENT:
+        # The hysteresis of a proactive migration (specs/path-quality.md).
+        assert isinstance(side, ClientSide)
+        if side.better is not None:
+            bound = migration_due(side, state.roaming, policy)
+            if bound < deadline:
+                deadline = bound
     return deadline
 
 
@@ -205,10 +220,14 @@ def _fire_one(state: SessionState, now: int) -> Out:
     if phase is D and now >= state.phase_since_ms + policy.max_degraded_ms:
         return transition(state, RC.DEGRADED_TIMEOUT, now)
     side = state.side
-    if side.pending is not None and now >= side.pending.deadline_ms:
-        if isinstance(side, ClientSide):
-            return reattach_timed_out(state, side, now)
-        return validation_timed_out(state, side, now)
+    if side.pending is not None:
+        if now >= side.pending.deadline_ms:
+            if isinstance(side, ClientSide):
+                return reattach_timed_out(state, side, now)
+            return validation_timed_out(state, side, now)
+    elif phase is A and isinstance(side, ClientSide) and side.better is not None and \
+            now >= migration_due(side, state.roaming, policy):
+        return reconsider(state, side, now)
     return state, []
 
 

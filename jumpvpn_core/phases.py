@@ -29,7 +29,7 @@ __all__ = [
 ]
 
 #: Version of the transition table contract. Bumped on any row change.
-TRANSITION_TABLE_VERSION = 1
+TRANSITION_TABLE_VERSION = 2
 
 
 class Role(enum.StrEnum):
@@ -85,6 +85,9 @@ TRANSITION_TABLE: Mapping[tuple[Phase, ReasonCode], Phase] = {
     (_A, _RC.REATTACHED): _A,
     (_R, _RC.REATTACHED): _A,
     (_D, _RC.REATTACHED): _A,
+    # Client only: a proactive, proof-backed move to a path whose measured quality beat the
+    # active one's by the policy margin for the policy dwell time (path quality).
+    (_A, _RC.MIGRATED_TO_BETTER_PATH): _A,
     # Server only: validation of a new address failed while the old path kept working.
     (_R, _RC.PATH_REVERTED): _A,
     # §9 ladder.

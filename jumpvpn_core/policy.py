@@ -103,6 +103,22 @@ POLICY_FIELD_DOCS: dict[str, tuple[str, int, int, str]] = {
         "ms", 1, 3_600_000,
         "server: sliding window of the per-session reattach rate limit (§3.1)",
     ),
+    "quality_max_age_ms": (
+        "ms", 1, 3_600_000,
+        "client: a path measurement older than this counts as no measurement",
+    ),
+    "quality_loss_penalty_ms": (
+        "ms", 0, 600_000,
+        "client: cost added to a path's smoothed RTT by 100 % smoothed probe loss",
+    ),
+    "migration_margin_ms": (
+        "ms", 1, 600_000,
+        "client: a candidate's cost must undercut the active path's by at least this",
+    ),
+    "migration_dwell_ms": (
+        "ms", 0, 3_600_000,
+        "client: ... for at least this long before a proactive migration starts",
+    ),
 }
 
 
@@ -139,6 +155,10 @@ class Policy:
     path_challenge_size_bytes: int = _int_field(144)
     reattach_rate_limit: int = _int_field(4)
     reattach_rate_window_ms: int = _int_field(1_000)
+    quality_max_age_ms: int = _int_field(10_000)
+    quality_loss_penalty_ms: int = _int_field(1_000)
+    migration_margin_ms: int = _int_field(20)
+    migration_dwell_ms: int = _int_field(5_000)
 
     def __attrs_post_init__(self) -> None:
         problems: list[str] = []

@@ -12,7 +12,7 @@ import enum
 __all__ = ["REASON_CODES_VERSION", "ReasonClass", "ReasonCode", "reason_class"]
 
 #: Version of the reason-code vocabulary. Bumped when a code is added.
-REASON_CODES_VERSION = 3
+REASON_CODES_VERSION = 4
 
 
 class ReasonCode(enum.StrEnum):
@@ -28,6 +28,7 @@ class ReasonCode(enum.StrEnum):
     TRANSPORT_COLLAPSE = "TRANSPORT_COLLAPSE"
     REATTACHED = "REATTACHED"
     PATH_REVERTED = "PATH_REVERTED"
+    MIGRATED_TO_BETTER_PATH = "MIGRATED_TO_BETTER_PATH"
     RECOVERY_PARTIAL = "RECOVERY_PARTIAL"
     RECOVERY_WINDOW_EXCEEDED = "RECOVERY_WINDOW_EXCEEDED"
     NO_VIABLE_CANDIDATE = "NO_VIABLE_CANDIDATE"

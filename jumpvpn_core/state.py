@@ -32,6 +32,7 @@ __all__ = [
     "ClientSide",
     "Identity",
     "Link",
+    "PathScore",
     "PendingPath",
     "PendingReattach",
     "Roaming",
@@ -224,15 +225,40 @@ class PendingReattach:
         return self.request.candidate
 
 
+@fast_init  # built on every quality sample (see jumpvpn_core.records)
+@attrs.frozen
+class PathScore:
+    """Client: what the measurements of one local path say (`specs/path-quality.md`).
+
+    `srtt_ms` is the smoothed round-trip time (0 until a first `RttSample`), `loss_q16`
+    the smoothed probe loss in 1/65536 (65536: every probe lost), `updated_ms` the time of
+    the latest sample. Integers only: every client computes the same ranking, bit for bit.
+    """
+
+    transport: TransportDescriptor
+    srtt_ms: int
+    loss_q16: int
+    updated_ms: int
+
+
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
 @attrs.frozen
 class ClientSide:
-    """Client protocol state. `known_version` is the server's binding version as last told."""
+    """Client protocol state. `known_version` is the server's binding version as last told.
+
+    `quality` holds one `PathScore` per measured path (at most `max_candidates + 1`).
+    `better` is the candidate that beat the active path by the migration margin at the
+    latest evaluation, continuously since `better_since_ms` (None and 0 when none did):
+    the hysteresis of proactive migration.
+    """
 
     known_version: int
     next_nonce: int
     pending: PendingReattach | None
     attempt: int
+    quality: tuple[PathScore, ...]
+    better: TransportDescriptor | None
+    better_since_ms: int
 
 
 @fast_init  # hot path: built on every step (see jumpvpn_core.records)
@@ -298,7 +324,7 @@ def new_session(
     side: ServerSide | ClientSide
     side = (
         ServerSide(0, 0, 0, (), None, 0, None) if role is Role.SERVER
-        else ClientSide(0, 1, None, 0)
+        else ClientSide(0, 1, None, 0, (), None, 0)
     )
     return SessionState(
         ident=Identity(role, session_id, derive_control_key(session_secret, session_id),

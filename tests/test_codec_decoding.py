@@ -92,7 +92,7 @@ def test_the_states_round_trip_and_equal_objects_are_shared() -> None:
 
 
 @pytest.mark.parametrize(("name", "path", "value", "message"), [
-    ("client", "format", 3, "format is 3, this decoder reads 1, 2"),
+    ("client", "format", 4, "format is 4, this decoder reads 1, 2, 3"),
     ("client", "format", "2", "format must be an int in 0..18446744073709551615, got a "
                               "string of length 1"),
     ("client", "role", "boss", "role must be a Role value"),
@@ -225,13 +225,16 @@ def test_the_control_key_comes_from_the_data_or_the_caller() -> None:
         with pytest.raises(StateDecodeError) as caught:
             state_from_data(without, control_key=bad)  # type: ignore[arg-type]  # on purpose
         assert str(caught.value) == f"control_key= must be 32 bytes, got {described}"
-    assert STATE_FORMAT_VERSION == 2
+    assert STATE_FORMAT_VERSION == 3
 
 
 def test_format_1_pending_validation_reads_as_opened_by_traffic() -> None:
     data = _data("server")
     data["format"] = 1
     del data["side"]["pending"]["request_nonce"]
+    for name in ("quality_max_age_ms", "quality_loss_penalty_ms", "migration_margin_ms",
+                 "migration_dwell_ms"):
+        del data["policy"][name]
     decoded = state_from_data(data)
     assert decoded.side.pending is not None
     assert decoded.side.pending.request_nonce == 0  # type: ignore[union-attr]  # PendingPath

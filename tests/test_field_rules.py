@@ -19,6 +19,7 @@ from jumpvpn_core.phases import Role
 from jumpvpn_core.state import (
     AcceptRecord,
     ClientSide,
+    PathScore,
     PendingPath,
     PendingReattach,
     ServerSide,
@@ -37,7 +38,7 @@ def _table_fields() -> list[str]:
     section = text.split("## 5. Every field", 1)[1]
     fields = []
     for line in section.splitlines():
-        match = re.match(r"^\| `([a-z_.]+)` \|", line)
+        match = re.match(r"^\| `([a-z0-9_.]+)` \|", line)
         if match:
             fields.append(match.group(1))
     return fields
@@ -52,7 +53,8 @@ def _full_states() -> list[SessionState]:
                              1, AcceptRecord(3, 1, b"q" * 32, accept))
     client = new_session(Role.CLIENT, sid, b"s" * 32, 1_000)
     request = SendReattachRequest(path, sid, 1, 0, 1_000, path, b"", b"r" * 32)
-    client_side = ClientSide(0, 2, PendingReattach(request, 1_500, 1), 1)
+    client_side = ClientSide(0, 2, PendingReattach(request, 1_500, 1), 1,
+                             (PathScore(path, 30, 0, 1_000),), path, 1_000)
     return [
         SessionState(server.ident, server.phase, 0, 1_000, server.link, server.roaming,
                      server_side, None),
@@ -68,6 +70,10 @@ def _paths(data: dict[str, Any], prefix: str) -> set[str]:
         if isinstance(value, dict) and key != "policy" and path not in _LEAF_RECORDS:
             out.add(path)  # the record itself has a row too (when it is set, when null)
             out |= _paths(value, f"{path}.")
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out.add(path)  # a list of records (`client.quality`): its items' fields too
+            for item in value:
+                out |= _paths(item, f"{path}.")
         else:
             out.add(path)
     return out
@@ -105,12 +111,12 @@ def test_every_field_of_state_format_md_has_a_row() -> None:
     is the last component of some row of the field table."""
     text = (SPECS / "state-format.md").read_text(encoding="utf-8")
     block = text.split("```json", 1)[1].split("```", 1)[0]
-    documented = set(re.findall(r'"([a-z_]+)":', block))
+    documented = set(re.findall(r'"([a-z0-9_]+)":', block))
     sides = text.split("Server `side`:", 1)[1]
-    documented |= set(re.findall(r"`([a-z_]+)` \(", sides))
+    documented |= set(re.findall(r"`([a-z0-9_]+)` \(", sides))
     for record in re.findall(r"[{}]([^{}]*)", sides):
         documented |= {m.group(1) for piece in record.split(",")
-                       if (m := re.fullmatch(r"\s*([a-z_]+)\s*(?:\(hex\))?\s*:?\s*", piece))}
+                       if (m := re.fullmatch(r"\s*([a-z0-9_]+)\s*(?:\(hex\))?\s*:?\s*", piece))}
     documented -= {"side", "link", "roaming", "include_secrets"}
     leaves = {row.rsplit(".", 1)[-1] for row in _table_fields()}
     # Fields of the accept and request copies are described by their record's row.
@@ -120,4 +126,5 @@ def test_every_field_of_state_format_md_has_a_row() -> None:
     assert missing == set(), f"state-format.md fields with no row: {sorted(missing)}"
     assert {"heard_in_phase", "loss_start_ms", "attempt", "sends", "recovery_rounds",
             "challenge_sent", "bytes_received", "bytes_sent", "verified_times",
-            "switch_times"} <= documented
+            "switch_times", "quality", "srtt_ms", "loss_q16", "better",
+            "better_since_ms"} <= documented

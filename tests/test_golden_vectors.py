@@ -104,7 +104,7 @@ def test_cli_generates_and_checks_vectors(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["vectors", "generate", "--out", str(tmp_path)]) == 0
     assert main(["vectors", "check", str(tmp_path / "server.jsonl")]) == 0
-    assert "141/141 vectors match" in capsys.readouterr().out
+    assert "151/151 vectors match" in capsys.readouterr().out
     lines = (tmp_path / "client.jsonl").read_text(encoding="utf-8").splitlines()
     tampered = json.loads(lines[3])
     tampered["expected"]["effects"] = []

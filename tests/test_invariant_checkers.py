@@ -240,7 +240,7 @@ def test_state_bounds_are_reported() -> None:
         side, replay_bits=1 << (POLICY.replay_window_bits - 1)))
     times = attrs.evolve(state, side=attrs.evolve(
         side, verified_times=tuple(range(POLICY.reattach_rate_limit + 1))))
-    client_side = attrs.evolve(state, side=ClientSide(0, 1, None, 0))
+    client_side = attrs.evolve(state, side=ClientSide(0, 1, None, 0, (), None, 0))
     ended, _ = step(state, Close(T0 + 1))
     pending = attrs.evolve(ended, side=attrs.evolve(side, pending=PendingPath(
         A2, b"c" * 16, T0, 0, 0, False, 0)))
@@ -254,7 +254,7 @@ def test_state_bounds_are_reported() -> None:
     assert check_state(attrs.evolve(client, side=side))[0].invariant == "role_layout"
     client_pending = attrs.evolve(client, phase=Phase.TERMINATED, side=ClientSide(
         0, 2, PendingReattach(SendReattachRequest(A1, SESSION_ID, 1, 0, T0, A1, b"",
-                                                  bytes(32)), T0, 1), 0))
+                                                  bytes(32)), T0, 1), 0, (), None, 0))
     assert "terminated_absorbing" in [v.invariant for v in check_state(client_pending)]
 
 

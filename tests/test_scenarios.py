@@ -178,6 +178,7 @@ _BY_NAME = {
     "nonce": st.integers(1, _U64),
     "count": st.integers(1, _U64),
     "size": st.integers(0, 1 << 20),
+    "rtt_ms": st.integers(1, 600_000),
     "session_id": st.binary(min_size=16, max_size=16),
     "proof": st.binary(min_size=32, max_size=32),
     "mac": st.binary(min_size=32, max_size=32),

@@ -125,6 +125,7 @@ def _samples() -> dict[type, Any]:
         events_module.PacketLoss(1, 2), events_module.DeliveryTimeout(1),
         events_module.TransportFailed(1, HOME), events_module.AllTransportsFailed(1),
         events_module.CandidateDiscovered(1, HOME), events_module.CandidateLost(1, HOME),
+        events_module.RttSample(1, HOME, 30), events_module.ProbeLost(1, HOME),
         events_module.PathChallengeReceived(1, HOME, challenge, peer, 0, 1, 1, proof),
         events_module.ReattachAccepted(1, HOME, SESSION_ID, 1, 2, 1, peer, proof),
         events_module.ReattachRequest(1, peer, SESSION_ID, 1, 2, 1, HOME, proof, b"", 9),

@@ -265,10 +265,13 @@ def test_a_state_record_of_format_1_decodes_its_validation_as_unproven() -> None
     server = _server()
     opened, _ = checked_step(server, next_request(server, 1_000, CLIENT_NAT, size=128))
     data = state_to_data(opened, include_secrets=True)
-    assert data["format"] == 2
+    assert data["format"] == 3
     assert data["side"]["pending"]["request_nonce"] == 1
     data["format"] = 1
     del data["side"]["pending"]["request_nonce"]
+    for name in ("quality_max_age_ms", "quality_loss_penalty_ms", "migration_margin_ms",
+                 "migration_dwell_ms"):
+        del data["policy"][name]
     old = state_from_data(data)
     side = old.side
     assert isinstance(side, ServerSide)

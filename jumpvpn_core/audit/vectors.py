@@ -42,6 +42,7 @@ from jumpvpn_core.peer import (
 )
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
+from jumpvpn_core.quality import path_cost
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
@@ -169,6 +170,9 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
     def discover(t: TransportDescriptor) -> Step:
         return lambda s: ev.CandidateDiscovered(s.link.clock_ms + 5, t)
 
+    def rtt(t: TransportDescriptor, rtt_ms: int) -> Step:
+        return lambda s: ev.RttSample(s.link.clock_ms + 5, t, rtt_ms)
+
     return [
         # Loss spike, reattach on the same path, then a delivery timeout.
         [attach, heard, discover(C2), loss, lambda s: _accept(s, s.link.clock_ms + 20),
@@ -193,6 +197,15 @@ def _client_scripts(policy: Policy) -> list[list[Step]]:
         [attach, discover(C2), discover(C3), lambda s: ev.TransportFailed(s.link.clock_ms, C1),
          lambda s: _accept(s, s.link.clock_ms + 10),
          lambda s: ev.TransportFailed(s.link.clock_ms + 10, C2)],
+        # Path quality: a candidate beats the active path by the margin; after the dwell
+        # time the client migrates proactively (the deadline fires the request), answers
+        # the server's challenge and is accepted: MIGRATED_TO_BETTER_PATH.
+        [attach, discover(C2), rtt(C1, 120), rtt(C2, 30), tick_deadline,
+         lambda s: challenge_pending(s, s.link.clock_ms + 10, b"\x03" * 16, observed=OBSERVED),
+         lambda s: _accept(s, s.link.clock_ms + 10), rtt(C2, 200), rtt(C1, 40)],
+        # A migration that is never answered: the request times out and the dwell restarts.
+        [attach, discover(C2), rtt(C1, 120), rtt(C2, 30), tick_deadline, tick_deadline,
+         tick_deadline, tick_deadline, lambda s: ev.ProbeLost(s.link.clock_ms + 5, C2)],
         # Birth only, then end by lifetime/birth timeout.
         [tick_deadline],
         [attach, lambda s: ev.Tick(s.ident.created_ms + policy.session_max_lifetime_ms)],
@@ -303,6 +316,8 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
             ("all transports failed at a server", ev.AllTransportsFailed(now)),
             ("candidate discovered at a server", ev.CandidateDiscovered(now, A2)),
             ("candidate lost at a server", ev.CandidateLost(now, A2)),
+            ("rtt sample at a server", ev.RttSample(now, A1, 30)),
+            ("lost probe at a server", ev.ProbeLost(now, A1)),
             ("path challenge at a server",
              Peer.of(state).challenge(now, A1, challenge=b"\x01" * 16, observed=OBSERVED,
                                       state_version=state.state_version)),
@@ -310,6 +325,15 @@ def event_variants(state: SessionState) -> list[tuple[str, Any]]:
              ev.ReattachAccepted(now, A1, state.session_id, 1, 1, now, A1, FORGED_PROOF)),
         ]
     return out
+
+
+def _active_cost(state: SessionState, now: int) -> int:
+    """The active path's cost at `now` (0 when it is unmeasured or unset)."""
+    side = state.side
+    assert isinstance(side, ClientSide)
+    if state.link.active is None:
+        return 0
+    return path_cost(side.quality, state.link.active, state.ident.policy, now)[1]
 
 
 def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
@@ -334,6 +358,15 @@ def _client_variants(state: SessionState, now: int) -> list[tuple[str, Any]]:
         ("known candidate rediscovered", ev.CandidateDiscovered(now, candidate)),
         ("candidate lost", ev.CandidateLost(now, candidate)),
         ("unknown candidate lost", ev.CandidateLost(now, C9)),
+        ("rtt sample on the active transport", ev.RttSample(now, active, 100)),
+        ("rtt sample on a candidate, far better", ev.RttSample(now, candidate, 10)),
+        ("rtt sample on a candidate, exactly the margin better",
+         ev.RttSample(now, candidate, max(1, _active_cost(state, now) -
+                                          policy.migration_margin_ms))),
+        ("rtt sample on an unknown transport", ev.RttSample(now, C9, 10)),
+        ("lost probe on the active transport", ev.ProbeLost(now, active)),
+        ("lost probe on a candidate", ev.ProbeLost(now, candidate)),
+        ("lost probe on an unknown transport", ev.ProbeLost(now, C9)),
         ("path challenge on the active transport",
          challenge_pending(state, now, b"\x02" * 16, observed=OBSERVED, via=active)),
         ("path challenge on an unknown transport",

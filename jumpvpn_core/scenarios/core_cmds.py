@@ -377,6 +377,13 @@ def _cmd_show(world: World, args: list[str]) -> list[str]:
         pending = (f"nonce={side.pending.nonce} via={side.pending.via}"
                    if side.pending else "none")
         lines.append(f"known_version={side.known_version} pending={pending}")
+        if side.quality or side.better is not None:
+            # Path quality, shown only once something was measured (older scripts unchanged).
+            scores = " ".join(f"{score.transport}:srtt={score.srtt_ms},loss_q16="
+                              f"{score.loss_q16},at={score.updated_ms}"
+                              for score in side.quality)
+            lines.append(f"quality={scores or 'none'}")
+            lines.append(f"better={format_value(side.better)} since={side.better_since_ms}")
     else:
         pending = str(side.pending.address) if side.pending else "none"
         lines.append(f"binding_version={side.binding_version} validating={pending}")

@@ -126,6 +126,9 @@ def event_strategies() -> dict[type, st.SearchStrategy[Event]]:
                                      st.integers(min_value=0, max_value=1500)),
         ev.PacketLoss: st.builds(ev.PacketLoss, t, st.integers(min_value=1, max_value=64)),
         ev.TransportFailed: st.builds(ev.TransportFailed, t, _transports()),
+        ev.RttSample: st.builds(ev.RttSample, t, _transports(),
+                                st.integers(min_value=1, max_value=ev.RTT_MAX_MS)),
+        ev.ProbeLost: st.builds(ev.ProbeLost, t, _transports()),
         ev.CandidateDiscovered: st.builds(ev.CandidateDiscovered, t, _transports()),
         ev.CandidateLost: st.builds(ev.CandidateLost, t, _transports()),
         ev.PathChallengeReceived: st.builds(

@@ -10,6 +10,7 @@ timers) so that collisions, deadlines and limits are reached within a few dozen 
                           any event a peer, a network or a driver could deliver to a role,
                           with arbitrary (mostly invalid) proofs; nonces, versions and
                           timestamps now and then past 2^31, 2^53 or at u64 max.
+* `rtt_samples()`          round-trip samples, mostly a few values 10 ms apart.
 * `loss_bursts()`, `clock_jumps()`, `network_faults()`, `rebinding_sources()`
                           network chaos: loss bursts, NAT rebinding, clock jumps (also
                           backwards), and drop / duplicate / reorder of in-flight messages.
@@ -44,6 +45,7 @@ __all__ = [
     "network_faults",
     "policies",
     "rebinding_sources",
+    "rtt_samples",
     "server_events",
     "session_ids",
     "session_secrets",
@@ -132,12 +134,24 @@ def policies(draw: st.DrawFn) -> Policy:
         path_challenge_size_bytes=draw(st.integers(min_value=16, max_value=256)),
         reattach_rate_limit=draw(st.integers(min_value=1, max_value=6)),
         reattach_rate_window_ms=draw(st.integers(min_value=100, max_value=2_000)),
+        quality_max_age_ms=draw(st.integers(min_value=200, max_value=10_000)),
+        quality_loss_penalty_ms=draw(st.sampled_from((0, 100, 1_000))),
+        migration_margin_ms=draw(st.sampled_from((1, 10, 20))),
+        migration_dwell_ms=draw(st.integers(min_value=0, max_value=3_000)),
     )
 
 
 def loss_bursts() -> st.SearchStrategy[int]:
     """How many consecutive packets one loss report covers."""
     return st.integers(min_value=1, max_value=8)
+
+
+def rtt_samples() -> st.SearchStrategy[int]:
+    """Round-trip samples in ms: mostly from a few values 10 ms apart, so a cost difference
+    lands exactly on a migration margin (1, 10, 20) often; now and then anything."""
+    return st.one_of(st.sampled_from((1, 10, 20, 21, 30, 40, 50, 100)),
+                     st.sampled_from((1, 10, 20, 21, 30, 40, 50, 100)),
+                     st.integers(min_value=1, max_value=ev.RTT_MAX_MS))
 
 
 def clock_jumps() -> st.SearchStrategy[int]:
@@ -200,6 +214,8 @@ def client_events(now: int) -> st.SearchStrategy[Event]:
         st.builds(ev.AllTransportsFailed, t),
         st.builds(ev.CandidateDiscovered, t, transports()),
         st.builds(ev.CandidateLost, t, transports()),
+        st.builds(ev.RttSample, t, transports(), rtt_samples()),
+        st.builds(ev.ProbeLost, t, transports()),
         st.builds(ev.PathChallengeReceived, t, transports(),
                   st.binary(min_size=1, max_size=32), transports(),
                   _ints(0, 20), _ints(0, 20), _times(now), _proofs()),
