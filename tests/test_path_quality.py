@@ -163,6 +163,7 @@ def test_samples_are_state_changes_in_birth_and_do_not_touch_the_loss_streak() -
 # --- best-first recovery ----------------------------------------------------------------------
 
 
+@pytest.mark.requirement("RM-2.1")
 def test_recovery_tries_the_best_measured_path_first_then_down_the_ranking() -> None:
     policy = attrs.evolve(POLICY, loss_threshold=1, reattach_retransmits=0,
                           reattach_timeout_ms=100)
@@ -207,6 +208,7 @@ def test_a_candidate_better_by_exactly_the_margin_is_tracked_one_ms_less_is_not(
     assert next_deadline(short) == 60_000  # only the transport-lost TTL (from attach at 0)
 
 
+@pytest.mark.requirement("RM-3.1")
 def test_migration_waits_the_whole_dwell_then_requests_the_candidate_with_proof() -> None:
     state = _measured()
     before, effects = checked_step(state, ev.Tick(1_099))
@@ -250,6 +252,7 @@ def test_an_unmeasured_active_path_is_never_migrated_away_from() -> None:
     assert upgrade_target(state.link, state.roaming, _side(state).quality, POLICY, 100) is None
 
 
+@pytest.mark.requirement("RM-10")
 def test_the_accepted_migration_is_its_own_reason_and_keeps_the_old_path() -> None:
     state, effects = checked_step(_measured(), ev.Tick(1_100))
     state, effects = checked_step(state, challenge_pending(state, 1_110, b"\x07" * 16,
@@ -301,6 +304,7 @@ def test_migration_waits_for_the_cooldown_and_the_switch_rate() -> None:
     assert migration_due(side, roaming, policy) == 60_040
 
 
+@pytest.mark.requirement("RM-3.1")
 def test_oscillating_quality_never_asks_to_move_faster_than_the_dwell_allows() -> None:
     """Quality swapping every second for `T` ms, nothing answered: new migration requests
     stay within ceil(T / dwell) and no two start closer than the dwell time."""
@@ -322,6 +326,7 @@ def test_oscillating_quality_never_asks_to_move_faster_than_the_dwell_allows() -
     assert state.link.active == C1  # nothing answered: the binding never moved
 
 
+@pytest.mark.requirement("RM-3.1")
 def test_attempted_migrations_respect_the_dwell_even_when_all_are_accepted() -> None:
     """Every migration request is answered at once: the switches that result stay within
     ceil(T / dwell) and no two are closer than the dwell time."""
@@ -364,6 +369,7 @@ def test_a_stable_better_path_is_reached_within_dwell_plus_one_exchange() -> Non
 # --- invariants and the state format ------------------------------------------------------------
 
 
+@pytest.mark.requirement("RM-10")
 def test_the_migration_checker_catches_an_early_or_untracked_request() -> None:
     state = _measured()
     after, effects = step(state, ev.Tick(1_100))
