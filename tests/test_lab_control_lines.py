@@ -7,6 +7,7 @@ here by a stand-in process whose stdout is a list of lines.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,3 +72,35 @@ def test_the_controller_skips_and_counts_bad_answers_and_still_matches_good_ones
         return answer
 
     assert asyncio.run(scenario())["value"] == 7
+
+
+def test_a_dead_agent_names_its_exit_status_and_the_end_of_its_log(tmp_path: Path) -> None:
+    log = tmp_path / "cli.log"
+    log.write_text("".join(f"line {n}\n" for n in range(40)) + "Traceback: boom\n")
+
+    async def scenario() -> str:
+        proc = _Proc([])
+        agent = Agent("client", "ns", proc, log)  # type: ignore[arg-type]  # a stand-in process
+        proc.returncode = -9
+        with pytest.raises(AgentError) as caught:
+            await agent.call("status", timeout_s=1)
+        return str(caught.value)
+
+    message = asyncio.run(scenario())
+    assert message.startswith("client agent is not running (exit status -9); last lines")
+    assert message.endswith("  | Traceback: boom")
+    assert "  | line 29" in message  # the last 12 lines only
+    assert "line 28" not in message
+
+
+def test_a_dead_agent_without_a_readable_log_still_says_what_happened(tmp_path: Path) -> None:
+    async def scenario() -> str:
+        proc = _Proc([])
+        missing = tmp_path / "missing.log"
+        agent = Agent("client", "ns", proc, missing)  # type: ignore[arg-type]  # a stand-in process
+        proc.returncode = 1
+        with pytest.raises(AgentError) as caught:
+            await agent.call("status", timeout_s=1)
+        return str(caught.value)
+
+    assert asyncio.run(scenario()) == "client agent is not running (exit status 1)"

@@ -83,13 +83,36 @@ def install_exit_guards() -> None:
         signal.signal(sig, on_signal)
 
 
+#: How much of a dead agent's log its error carries.
+_LOG_TAIL_LINES = 12
+_LOG_TAIL_BYTES = 4_096
+
+
+def _log_tail(log: Path | None) -> str:
+    """The last lines of `log` (at most a few KiB), or "" when there is none to read."""
+    if log is None:
+        return ""
+    try:
+        with log.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return ""
+    lines = data.decode("utf-8", "replace").splitlines()[-_LOG_TAIL_LINES:]
+    return "\n".join(f"  | {line}" for line in lines)
+
+
 class Agent:
     """A JSON-lines agent process inside one namespace."""
 
-    def __init__(self, role: str, ns: str, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, role: str, ns: str, proc: asyncio.subprocess.Process,
+                 log: Path | None = None) -> None:
         self.role = role
         self.ns = ns
         self.proc = proc
+        #: The agent's stderr: its last lines go into the error of a dead agent.
+        self.log = log
         self._next = 0
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         #: Lines from the agent that were not one JSON object.
@@ -104,7 +127,14 @@ class Agent:
                 "ip", "netns", "exec", ns, sys.executable, "-m", "jumpvpn_core.lab.agent",
                 role, "--max-s", str(_AGENT_MAX_S),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=err)
-        return cls(role, ns, proc)
+        return cls(role, ns, proc, log)
+
+    def _gone(self, what: str) -> AgentError:
+        """An error for an agent that is gone, with its exit status and last log lines
+        (the log itself is deleted with the lab's directory)."""
+        detail = f"{self.role} agent {what} (exit status {self.proc.returncode})"
+        tail = _log_tail(self.log)
+        return AgentError(f"{detail}; last lines of its log:\n{tail}" if tail else detail)
 
     async def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -123,13 +153,13 @@ class Agent:
                 future.set_result(answer)
         for future in self._waiting.values():
             if not future.done():
-                future.set_exception(AgentError(f"{self.role} agent exited"))
+                future.set_exception(self._gone("exited"))
         self._waiting.clear()
 
     async def call(self, cmd: str, timeout_s: float = 10.0, **args: Any) -> dict[str, Any]:
         """Send one request and wait for its answer."""
         if self.proc.stdin is None or self.proc.returncode is not None:
-            raise AgentError(f"{self.role} agent is not running")
+            raise self._gone("is not running")
         self._next += 1
         rid = self._next
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
