@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jumpvpn_core.gateway import OwnershipMode
+from jumpvpn_core.gateway.records import RecordInvalidError, decode_record
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.stores import StoreUnavailableError, open_store
 from jumpvpn_core.stores.memory import MemoryStore
@@ -230,3 +231,81 @@ def test_accepted_totals_count_each_kind_of_input_exactly() -> None:
     assert not gw.handle_reattach(reattach(sid(2), nonce=1, version=1, now=T0 + 1,
                                            forge=True)).accepted
     assert gw.accepted_totals == {"open_session": 2, "reattach": 1, "event": 0}
+
+
+# --- resume and the clock contract: the lines an operator greps for, pinned whole -----------
+
+
+class _ClockedStore(MemoryStore):
+    """A memory store with a clock of its own, as Redis, PostgreSQL and etcd have."""
+
+    def __init__(self, now_ms: int) -> None:
+        super().__init__()
+        self.now_ms = now_ms
+
+    def time_ms(self) -> int:
+        return self.now_ms
+
+
+def test_the_clock_contract_changes_are_logged_naming_the_node(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node = make_gateway(_ClockedStore(T0), node="edge-7", nodes=("edge-7",),
+                        max_clock_skew_ms=500)
+    with caplog.at_level(logging.INFO, logger="jumpvpn_core.gateway"):
+        node.check_clock(T0 + 501)
+        node.check_clock(T0 + 2)
+    node.close()
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "contract" in r.getMessage()]
+    assert lines == [
+        (logging.WARNING, "clock_out_of_contract: node edge-7 is 501 ms off the store's clock "
+                          "(bound 500 ms)"),
+        (logging.INFO, "clock_within_contract: node edge-7 is 2 ms off the store's clock "
+                       "(bound 500 ms)"),
+    ]
+
+
+def test_a_quarantined_record_is_logged_with_its_error_cut_to_200_characters(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    opener = make_gateway(store)
+    assert opener.open_session(sid(1), secret_for(sid(1)), CLIENT, T0).accepted
+    opener.close()
+    [record] = store.scan()
+    # A record whose error message is long: four unknown policy fields, each named.
+    data = json.loads(record.data)
+    for n in range(4):
+        data["policy"][f"{n}" * 300] = 1
+    assert store.compare_and_set(sid(1), record.version, record.version + 1,
+                                 json.dumps(data).encode())
+    [damaged] = store.scan()
+    with pytest.raises(RecordInvalidError) as caught:
+        decode_record(damaged)
+    detail = str(caught.value)
+    assert len(detail) > 200  # the cut below is exercised
+    node = make_gateway(store)
+    with caplog.at_level(logging.WARNING, logger="jumpvpn_core.gateway"):
+        assert node.resume(T0 + 5) == 0
+    node.close()
+    assert [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()] == [
+        f"resume: store record of session {sid(1).hex()} (version {damaged.version}) "
+        f"quarantined: RecordInvalidError: {detail[:200]}"
+    ]
+
+
+def test_a_record_ahead_of_the_clock_is_logged_and_left_alone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = MemoryStore()
+    opener = make_gateway(store, max_clock_skew_ms=100_000)
+    assert opener.open_session(sid(2), secret_for(sid(2)), CLIENT, T0 + 60_000).accepted
+    opener.close()
+    node = make_gateway(store, max_clock_skew_ms=1_000)
+    with caplog.at_level(logging.WARNING, logger="jumpvpn_core.gateway"):
+        assert node.resume(T0) == 0
+    node.close()
+    assert [r.getMessage() for r in caplog.records if "ahead" in r.getMessage()] == [
+        f"resume: store record of session {sid(2).hex()} is ahead of this node's clock "
+        "beyond the skew bound; left alone"
+    ]

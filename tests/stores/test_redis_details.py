@@ -751,3 +751,43 @@ def test_tls_options_of_the_url_reach_the_client(
     assert (seen["socket_timeout"], seen["socket_connect_timeout"]) == (1.5, 1.5)
     assert seen["decode_responses"] is False
     assert seen["retry"].get_retries() == 0  # a lost reply is never sent again
+
+
+def test_the_wait_for_replicas_uses_the_store_timeout_in_milliseconds(
+    base_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """WAIT gets `wait_timeout_s` in whole milliseconds (at least 1): 2 s by default, and the
+    URL's `timeout_s` when the store is opened from a URL."""
+    waits: list[tuple[int, int]] = []
+
+    def wait(_client: redis.Redis, replicas: int, timeout_ms: int) -> int:
+        waits.append((replicas, timeout_ms))
+        return replicas
+
+    # A primary that reports one connected replica and acknowledges every WAIT.
+    monkeypatch.setattr(redis.Redis, "info",
+                        lambda _client, *_a, **_k: {"role": "master", "connected_slaves": 1})
+    monkeypatch.setattr(redis.Redis, "wait", wait)
+    client = redis.Redis.from_url(redis_url_or_skip(), socket_timeout=TIMEOUT_S)
+    try:
+        for timeout, expected in ((None, 2_000), (1.5, 1_500), (0.0004, 1)):
+            waits.clear()
+            options: dict[str, Any] = {} if timeout is None else {"wait_timeout_s": timeout}
+            store = RedisStore(client, prefix=base_prefix, durability="replicas", replicas=1,
+                               **options)
+            assert store.create(sid(0), 1, b"x") is True
+            assert store.delete(sid(0), 1) is True
+            assert waits == [(1, expected), (1, expected)], timeout
+    finally:
+        client.close()
+    waits.clear()
+    opened = open_store(_shared(prefix=base_prefix, durability="replicas", replicas="1"),
+                        timeout_s=0.75)
+    assert isinstance(opened, RedisStore)
+    store = opened
+    try:
+        assert store.create(sid(1), 1, b"x") is True
+        assert waits == [(1, 750)]
+    finally:
+        store.delete(sid(1), 1)
+        store.close()
