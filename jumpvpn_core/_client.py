@@ -277,6 +277,12 @@ def client_challenge(state: SessionState, event: PathChallengeReceived) -> Out:
         # The server opened this validation on traffic alone; our own proof-backed request
         # in flight takes precedence (the server's validation for it will follow).
         return reject(state, event, RC.CHALLENGE_STALE)
+    elif state.phase is A and via != state.link.active:
+        # ATTACHED and healthy, the server saw traffic from one of our *other* paths (a
+        # packet still in flight on a path we left): answering would move the session to a
+        # path this client did not choose. A NAT rebinding of the active path arrives on
+        # the active path and is answered.
+        return reject(state, event, RC.CHALLENGE_STALE)
     if (event.state_version < side.known_version
             or event.timestamp_ms + policy.proof_max_age_ms < now
             or event.timestamp_ms > now + policy.max_clock_skew_ms):

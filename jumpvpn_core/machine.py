@@ -25,7 +25,7 @@ Contract, for drivers:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jumpvpn_core import events as ev
 from jumpvpn_core._client import (
@@ -193,9 +193,12 @@ def next_deadline(state: SessionState) -> int | None:
     if pending is not None:
         if pending.deadline_ms < deadline:
             deadline = pending.deadline_ms
-    elif phase is A and ident.role is CLIENT:
-        # The hysteresis of a proactive migration (specs/path-quality.md).
-        assert isinstance(side, ClientSide)
+    elif ident.role is CLIENT and phase is A:
+        # The hysteresis of a proactive migration (specs/path-quality.md). Performance: the
+        # role first (a server stops at one test), and `side` narrowed for the type checker
+        # only (an isinstance() call would cost about 1 % of the steady step).
+        if TYPE_CHECKING:
+            assert isinstance(side, ClientSide)
         if side.better is not None:
             bound = migration_due(side, state.roaming, policy)
             if bound < deadline:

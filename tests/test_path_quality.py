@@ -450,3 +450,25 @@ def test_a_format_2_record_reads_as_measuring_nothing_and_refuses_newer_fields()
     assert _side(old).quality == ()
     assert _side(old).better is None
     assert old.ident.policy.migration_dwell_ms == Policy().migration_dwell_ms
+
+
+@pytest.mark.requirement("RM-3.1")
+def test_after_a_migration_a_challenge_for_the_path_left_behind_is_not_answered() -> None:
+    """A packet still in flight on the old path makes the server challenge that address on
+    traffic alone (nonce 0). The ATTACHED client does not answer: answering would ask to
+    move back to the path it just left. On the active path the same challenge is answered
+    (a NAT rebinding)."""
+    state, _ = checked_step(_measured(), ev.Tick(1_100))
+    state, _ = checked_step(state, challenge_pending(state, 1_110, b"\x07" * 16,
+                                                     observed=C2))
+    state, _ = checked_step(state, accept_pending(state, 1_120))
+    assert state.link.active == C2
+    assert C1 in state.roaming.candidates
+    stray = challenge_pending(state, 1_200, b"\x08" * 16, observed=C1, via=C1, nonce=0)
+    after, effects = checked_step(state, stray)
+    assert after is state
+    assert [r.reason for r in rejections(effects)] == [ReasonCode.CHALLENGE_STALE]
+    rebinding = challenge_pending(state, 1_200, b"\x08" * 16, observed=C3, via=C2, nonce=0)
+    after, effects = checked_step(state, rebinding)
+    [answer] = _requests(effects)
+    assert (answer.via, answer.candidate) == (C2, C3)
