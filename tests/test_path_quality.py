@@ -17,7 +17,8 @@ from jumpvpn_core import events as ev
 from jumpvpn_core.codec import state_from_data, state_to_data
 from jumpvpn_core.effects import SendReattachRequest, StateChanged
 from jumpvpn_core.errors import InvalidEventError, StateDecodeError
-from jumpvpn_core.invariants import check_state, check_step
+from jumpvpn_core.invariants import check_state, check_step, controlled_migration
+from jumpvpn_core.invariants import checked_step as invariant_checked_step
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.peer import accept_pending, challenge_pending
 from jumpvpn_core.phases import Phase, Role
@@ -472,3 +473,74 @@ def test_after_a_migration_a_challenge_for_the_path_left_behind_is_not_answered(
     after, effects = checked_step(state, rebinding)
     [answer] = _requests(effects)
     assert (answer.via, answer.candidate) == (C2, C3)
+
+
+def test_the_quality_checkers_name_each_fault_exactly() -> None:
+    """Every violation the path-quality checks report, with its wording, and the cases
+    the migration checker must leave alone (a transition, another phase, a re-send)."""
+    state = _measured()
+    side = _side(state)
+    bound = POLICY.max_candidates + 1
+    at_bound = attrs.evolve(state, side=attrs.evolve(side, quality=tuple(
+        PathScore(t, 1, 0, 0) for t in LOCALS[:bound])))
+    assert check_state(at_bound) == []  # max_candidates + 1 scores are allowed
+    over = attrs.evolve(state, side=attrs.evolve(side, quality=tuple(
+        PathScore(t, 1, 0, 0) for t in LOCALS[:bound + 1])))
+    assert [str(v) for v in check_state(over)] == [f"bounded_memory: {bound + 1} path scores"]
+    twice = attrs.evolve(state, side=attrs.evolve(side, quality=side.quality * 2))
+    assert [str(v) for v in check_state(twice)] == ["bounded_memory: a path scored twice"]
+    lossy = attrs.evolve(state, side=attrs.evolve(side, quality=(
+        PathScore(C1, 1, LOSS_ONE_Q16 + 1, 0),)))
+    assert [str(v) for v in check_state(lossy)] == [
+        "path_quality: a score beyond 100 % loss or from the future"]
+    orphan = attrs.evolve(state, side=attrs.evolve(side, better=None, better_since_ms=5))
+    assert [str(v) for v in check_state(orphan)] == [
+        "path_quality: a dwell time with no tracked candidate"]
+
+    tick = ev.Tick(1_100)
+    after, effects = step(state, tick)
+    [request] = _requests(effects)
+    early_before = attrs.evolve(state, side=attrs.evolve(side, better_since_ms=500))
+    early_after = attrs.evolve(after, side=attrs.evolve(_side(after), better_since_ms=500))
+    assert [str(v) for v in check_step(early_before, tick, early_after, effects)] == [
+        "controlled_migration: migration before its dwell time or an anti-flap bound "
+        "allowed it"]
+    # The active path measured better than the candidate: nothing to migrate to.
+    worse = attrs.evolve(_side(after), quality=(PathScore(C1, 10, 0, 100),
+                                                PathScore(C2, 30, 0, 100)))
+    worse_before = attrs.evolve(state, side=attrs.evolve(side, quality=worse.quality))
+    assert [str(v) for v in check_step(worse_before, tick, attrs.evolve(after, side=worse),
+                                       effects)] == [
+        "controlled_migration: migration to a path that does not beat the active one"]
+    untracked = attrs.evolve(after, side=attrs.evolve(_side(after), better=C3))
+    # Not checked: a step with a transition, a step into or out of another phase.
+    change = StateChanged(SESSION_ID, Role.CLIENT, Phase.ATTACHED, Phase.ATTACHED,
+                          ReasonCode.REATTACHED, 2, 1_100)
+    assert controlled_migration(state, tick, untracked, (change, request)) == []
+    assert controlled_migration(state, tick, attrs.evolve(untracked, phase=Phase.RECOVERING),
+                                (request,)) == []
+    assert controlled_migration(attrs.evolve(state, phase=Phase.RECOVERING), tick, untracked,
+                                (request,)) == []
+    assert [v.invariant for v in controlled_migration(state, tick, untracked, (request,))] == [
+        "controlled_migration"]
+    # A re-send (a nonce older than next_nonce) before a new request does not stop the check.
+    older = attrs.evolve(state, side=attrs.evolve(side, next_nonce=side.next_nonce + 1))
+    fresh = attrs.evolve(request, nonce=side.next_nonce + 1)
+    assert [v.invariant for v in controlled_migration(older, tick, untracked,
+                                                      (request, fresh))] == [
+        "controlled_migration"]
+
+
+def test_checked_step_returns_the_step_and_every_violation_of_step_and_state() -> None:
+    state = _measured()
+    tick = ev.Tick(1_100)
+    after, effects, violations = invariant_checked_step(state, tick)
+    assert (after, effects) == step(state, tick)
+    assert violations == []
+    side = _side(state)
+    # A state that scores a path twice, stepped: the step's checkers (`bounded_memory`
+    # checks the new state) and the new state's own check both report it.
+    broken = attrs.evolve(state, side=attrs.evolve(side, quality=(*side.quality,
+                                                                  side.quality[0])))
+    _after, _effects, found = invariant_checked_step(broken, ev.RttSample(1_100, C2, 30))
+    assert [str(v) for v in found] == ["bounded_memory: a path scored twice"] * 2
