@@ -8,8 +8,10 @@ honest messages on them, beside its ordinary random rules (biased, not exclusive
 
 * `edges(state)`          every time edge the state arms (each deadline, the switch
                           cooldown and rate window, the loss window, the reattach rate window,
-                          the client's retransmission freshness), each at -1, 0 and +1 ms,
-                          labelled (`"recovery-window"`, `"switch-cooldown+1"`, ...).
+                          the client's retransmission freshness, the due time of a proactive
+                          migration, the age limit of each path measurement), each at -1, 0
+                          and +1 ms, labelled (`"recovery-window"`, `"switch-cooldown+1"`,
+                          `"quality-max-age-1"`, ...).
 * `freshness_offsets(policy)`
                           proof timestamps relative to now at the freshness bounds, labelled.
 * `edge_nonces(top, size)`
@@ -26,6 +28,7 @@ from jumpvpn_core.machine import next_deadline
 from jumpvpn_core.phases import Phase
 from jumpvpn_core.policy import SWITCH_WINDOW_MS, Policy
 from jumpvpn_core.proof import U64_MAX
+from jumpvpn_core.quality import migration_due
 from jumpvpn_core.state import ClientSide, ServerSide, SessionState
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -69,7 +72,11 @@ def edges(state: SessionState) -> list[Edge]:
     lifetime only appears there), `birth-timeout`, `transport-lost-ttl`,
     `recovery-window`, `degraded-window`,
     `reattach-timeout` / `validation-timeout` (the pending deadline), `switch-cooldown`,
-    `switch-rate-window`, `loss-window`, `reattach-rate-window`, `retransmit-freshness`.
+    `switch-rate-window`, `loss-window`, `reattach-rate-window`, `retransmit-freshness`,
+    `migration-due` (client, ATTACHED, a better path tracked and no request in flight: when
+    the migration to it may start, `quality.migration_due`), `quality-max-age` (client: one
+    per measured known path, `updated_ms + quality_max_age_ms`, the last millisecond the
+    measurement still counts).
     """
     if state.phase is Phase.TERMINATED:
         return []
@@ -101,6 +108,11 @@ def edges(state: SessionState) -> list[Edge]:
             _around("reattach-timeout", side.pending.deadline_ms, out)
             _around("retransmit-freshness",
                     side.pending.request.timestamp_ms + policy.proof_max_age_ms, out)
+        elif state.phase is Phase.ATTACHED and side.better is not None:
+            _around("migration-due", migration_due(side, state.roaming, policy), out)
+        for score in side.quality:
+            if score.transport == link.active or score.transport in state.roaming.candidates:
+                _around("quality-max-age", score.updated_ms + policy.quality_max_age_ms, out)
     elif isinstance(side, ServerSide):
         if side.pending is not None:
             _around("validation-timeout", side.pending.deadline_ms, out)

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 #: Version of the conformance protocol (`specs/conformance-protocol.md`).
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 WireError = FormError
 """A JSON message does not have the shape the protocol requires (`jumpvpn_core.forms`)."""

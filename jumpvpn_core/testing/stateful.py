@@ -8,7 +8,10 @@ replayed, stale-version, future-version, wrong-session, flood). Some rules aim a
 (`jumpvpn_core.testing.boundaries`): the clock jumps to a deadline or window edge (-1, 0,
 +1 ms) and the honest peer speaks there; requests carry timestamps at the freshness bounds
 and nonces at the replay window's edges or past 2^53; traffic comes from the bound
-address under another IPv6 zone; a known candidate is attached or rediscovered. Every
+address under another IPv6 zone; a known candidate is attached or rediscovered. Path
+quality is aimed at too (client): RTT samples put two paths' costs exactly on the migration
+margin or on a tie (-1, 0, +1 ms), the clock lands on a migration's due time or on a
+measurement's age limit, and the honest server answers migration requests. Every
 event goes to the reference and to the implementation under test through `Lockstep`,
 which compares them and runs the invariant checkers after every step.
 
@@ -43,7 +46,8 @@ from jumpvpn_core.phases import Phase as CorePhase
 from jumpvpn_core.phases import Role
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.proof import U64_MAX
-from jumpvpn_core.state import ClientSide, ServerSide
+from jumpvpn_core.quality import migration_due, path_cost
+from jumpvpn_core.state import ClientSide, PathScore, ServerSide
 from jumpvpn_core.testing.boundaries import (
     Edge,
     edge_nonces,
@@ -64,6 +68,7 @@ from jumpvpn_core.testing.strategies import (
     network_faults,
     policies,
     rebinding_sources,
+    rtt_samples,
     session_ids,
     session_secrets,
     transports,
@@ -94,6 +99,12 @@ _FIRST_NONCES = (1, 1, 1, 1, 1, 2**31 - 2, 2**32 - 2, 2**53 - 2, 2**53 - 2)
 _NONCE_EDGES = ("window-back", "window-back", "window-back", "window-ahead", "top",
                 "double-exact", "double-exact", "u64-max")
 _ENDING_EDGES = frozenset({"deadline", "birth-timeout", "transport-lost-ttl"})
+#: Where two paths' costs are aimed (`costs_on_the_margin`): the incumbent's cost minus the
+#: challenger's is the migration margin, or 0 (a tie), each -1, exact (drawn twice) or +1.
+_AIMS = ("migration-margin-1", "migration-margin", "migration-margin", "migration-margin+1",
+         "cost-tie-1", "cost-tie", "cost-tie", "cost-tie+1")
+_AIM_DELTAS = {aim: -1 if aim.endswith("-1") else 1 if aim.endswith("+1") else 0
+               for aim in _AIMS}
 
 DEFAULT_EXAMPLES = 400
 """The default budget: examples per run (each of up to `DEFAULT_STEPS` steps). At it, the
@@ -822,6 +833,261 @@ class ConformanceMachine(RuleBasedStateMachine):
             self._apply(ev.CandidateLost(self.now, transport))
         else:
             self._apply(ev.CandidateDiscovered(self.now, transport))
+
+    # --- path quality: scores on the margin, the dwell's end, the age limit --------------
+
+    def _known_paths(self) -> list[TransportDescriptor]:
+        """The client's known paths: the active one (failed or not), then the candidates."""
+        state = self.lock.state
+        active = state.link.active
+        return [*([active] if active is not None else []), *state.roaming.candidates]
+
+    def _score(self, transport: TransportDescriptor) -> PathScore | None:
+        return next((s for s in self._client().quality if s.transport == transport), None)
+
+    def _measured(self, transport: TransportDescriptor) -> bool:
+        """The reference counts a measurement of `transport` at the current time."""
+        score = self._score(transport)
+        return score is not None and \
+            self.now - score.updated_ms <= self.lock.state.ident.policy.quality_max_age_ms
+
+    def _cost(self, transport: TransportDescriptor) -> int:
+        return path_cost(self._client().quality, transport, self.lock.state.ident.policy,
+                         self.now)[1]
+
+    def _sample_to_cost(self, transport: TransportDescriptor, cost: int) -> None:
+        """One RTT sample on `transport` that makes its cost `cost` under the spec's EWMA
+        (the nearest sample when `cost` is out of one sample's reach). Of the eight samples
+        that give the same smoothed RTT, the smallest: one that rounds down lands 1 ms
+        lower."""
+        score = self._score(transport)
+        loss = 0 if score is None else (7 * score.loss_q16 + 4) >> 3
+        want = max(1, cost - (loss * self.lock.state.ident.policy.quality_loss_penalty_ms
+                              >> 16))
+        rtt = want if score is None or score.srtt_ms == 0 else \
+            8 * want - 7 * score.srtt_ms - 4
+        self._apply(ev.RttSample(self.now, transport, min(max(rtt, 1), ev.RTT_MAX_MS)))
+
+    def _steady_sample(self, transport: TransportDescriptor, data: st.DataObject) -> None:
+        """A sample that leaves the path's smoothed RTT as it is (a fresh one if none)."""
+        score = self._score(transport)
+        rtt = score.srtt_ms if score is not None and score.srtt_ms else \
+            data.draw(rtt_samples(), label="rtt")
+        self._apply(ev.RttSample(self.now, transport, rtt))
+
+    def _still_known(self, *paths: TransportDescriptor) -> bool:
+        known = self._known_paths()
+        return self._live() and all(path in known for path in paths)
+
+    def _gap(self, incumbent: TransportDescriptor, challenger: TransportDescriptor,
+             gap: int) -> bool:
+        """Samples until `cost(incumbent) - cost(challenger) == gap`, both measured, by
+        raising one of the two costs (one sample raises a cost anywhere, lowering it takes
+        many). True when the gap is exactly reached."""
+        for path in (incumbent, challenger):
+            if not self._measured(path):
+                # First measurements, or fresh ones for measurements that are too old.
+                self._apply(ev.RttSample(self.now, path, 10 + 10 * len(self._known_paths())))
+                if not self._still_known(incumbent, challenger):
+                    return False
+        for _ in range(2):  # a second sample when the loss EWMA moved the first one off
+            now_gap = self._cost(incumbent) - self._cost(challenger)
+            if now_gap == gap:
+                return True
+            if now_gap < gap:
+                self._sample_to_cost(incumbent, self._cost(challenger) + gap)
+            else:
+                self._sample_to_cost(challenger, self._cost(incumbent) - gap)
+            if not self._still_known(incumbent, challenger):
+                return False
+        return self._cost(incumbent) - self._cost(challenger) == gap
+
+    def _ensure_candidate(self, data: st.DataObject) -> None:
+        if not self.lock.state.roaming.candidates:
+            port = data.draw(st.integers(min_value=40_000, max_value=40_003), label="port")
+            self._apply(ev.CandidateDiscovered(self.now, TransportDescriptor.udp(
+                "192.0.2.77", port)))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data(), aim=st.sampled_from(_AIMS),
+          losses=st.sampled_from((0, 0, 0, 0, 1, 2)))
+    def costs_on_the_margin(self, data: st.DataObject, aim: str, losses: int) -> None:
+        """RTT samples (after a lost probe or two, now and then) on two known paths, chosen
+        so that their costs differ by exactly the migration margin (or 1 ms less or more),
+        or tie (or differ by 1 ms): where `<` and `<=`, or a rounding, decide the upgrade
+        target and the ranking of a recovery."""
+        self._ensure_candidate(data)
+        known = self._known_paths() if self._live() else []
+        if len(known) < 2:
+            return
+        link = self.lock.state.link
+        incumbent = link.active if link.active is not None and not link.active_failed \
+            else data.draw(st.sampled_from(known), label="incumbent")
+        challenger = data.draw(st.sampled_from([p for p in known if p != incumbent]),
+                               label="challenger")
+        for _ in range(losses):
+            self._apply(ev.ProbeLost(self.now, data.draw(st.sampled_from(
+                (incumbent, challenger)), label="lost")))
+            if not self._still_known(incumbent, challenger):
+                return
+        kind, delta = aim.rstrip("+-1"), _AIM_DELTAS[aim]
+        gap = delta + (self.lock.state.ident.policy.migration_margin_ms
+                       if kind == "migration-margin" else 0)
+        if self._gap(incumbent, challenger, gap):
+            self._boundary(aim)
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data(), kind=st.sampled_from(("migration-due", "migration-due",
+                                                "quality-max-age")),
+          delta=st.sampled_from(_AROUND_EDGE),
+          then=st.sampled_from(("tick", "tick", "sample", "timeout")))
+    def quality_edge(self, data: st.DataObject, kind: str, delta: int, then: str) -> None:
+        """The clock lands on the due time of a proactive migration (without a better path
+        tracked: a dwell time from now) or on a measurement's age limit, -1/0/+1 ms, and a
+        Tick, a sample that changes no smoothed RTT, or a delivery timeout arrives there."""
+        suffix = {-1: "-1", 0: "", 1: "+1"}[delta]
+        found = [(label, at) for label, at in edges(self.lock.state)
+                 if label == kind + suffix]
+        aged: TransportDescriptor | None = None
+        if found:
+            label, at = data.draw(st.sampled_from(found), label="at")
+            if kind == "quality-max-age":
+                aged = next(s.transport for s in self._client().quality
+                            if s.updated_ms + self.lock.state.ident.policy.quality_max_age_ms
+                            + delta == at)
+        elif kind == "migration-due" and self.lock.state.phase is CorePhase.ATTACHED:
+            label = "migration-dwell" + suffix
+            at = self.now + self.lock.state.ident.policy.migration_dwell_ms + delta
+        else:
+            return
+        if not self._keep_alive_until(at):
+            return
+        self.now = max(self.now, at)
+        self._boundary(label)
+        if then == "sample":
+            others = [p for p in self._known_paths() if p != aged]
+            if others:
+                self._steady_sample(data.draw(st.sampled_from(others), label="sampled"),
+                                    data)
+                return
+        if then == "timeout":
+            self._apply(ev.DeliveryTimeout(self.now))
+        else:
+            self._apply(ev.Tick(self.now))
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data(), behind=st.sampled_from((0, 0, 1, 10)),
+          delta=st.sampled_from(_AROUND_EDGE), hop=st.integers(min_value=1, max_value=50))
+    def recovery_at_age_limit(self, data: st.DataObject, behind: int, delta: int,
+                              hop: int) -> None:
+        """The active path is measured as cheap as a candidate or `behind` ms cheaper, the
+        candidate is measured again `hop` ms later, and a delivery timeout arrives when the
+        active path's measurement is exactly (or 1 ms less or more than)
+        `quality_max_age_ms` old: the first attempt goes to the active path while its
+        measurement still counts, to the candidate once it no longer does."""
+        if not self._attached(data):
+            return
+        self._ensure_candidate(data)
+        if not self._live() or self.lock.state.phase is not CorePhase.ATTACHED:
+            return
+        active = self.lock.state.link.active
+        candidates = self.lock.state.roaming.candidates
+        if active is None or not candidates:
+            return
+        candidate = data.draw(st.sampled_from(candidates), label="candidate")
+        if not self._gap(active, candidate, -behind):
+            return
+        self.now += hop
+        self._steady_sample(candidate, data)
+        score = self._score(active)
+        if not self._still_known(active, candidate) or score is None:
+            return
+        at = score.updated_ms + self.lock.state.ident.policy.quality_max_age_ms + delta
+        if at < self.now or not self._keep_alive_until(at):
+            return
+        self.now = at
+        self._boundary("quality-max-age" + {-1: "-1", 0: "", 1: "+1"}[delta])
+        self._apply(ev.DeliveryTimeout(self.now))
+
+    def _keep_alive_until(self, at: int) -> bool:
+        """Traffic on the active path now if the path would otherwise be declared lost by
+        `at`; False when even then it would be (or the session's lifetime ends first)."""
+        state = self.lock.state
+        policy = state.ident.policy
+        if at >= state.ident.created_ms + policy.session_max_lifetime_ms:
+            return False
+        if state.phase is CorePhase.BIRTH:
+            return at < state.phase_since_ms + policy.birth_timeout_ms
+        active = state.link.active
+        if at >= state.link.last_rx_ms + policy.transport_lost_ttl_ms and active is not None:
+            self._apply(ev.InboundTraffic(self.now, active, 100))
+        return self._live() and at < self.lock.state.link.last_rx_ms + \
+            policy.transport_lost_ttl_ms
+
+    def _attached(self, data: st.DataObject) -> bool:
+        """Bring the client to ATTACHED if one honest message does it (the handshake ends
+        in BIRTH; the server accepts the request in flight in RECOVERING or DEGRADED);
+        True when the session is ATTACHED."""
+        state = self.lock.state
+        pending = self._client().pending
+        if state.phase is CorePhase.BIRTH:
+            self._apply(ev.Attach(self.now, data.draw(transports(), label="attach")))
+        elif state.phase is not CorePhase.ATTACHED and pending is not None:
+            self._apply(self._accept(pending.request, pending.request.state_version + 1))
+        return self.lock.state.phase is CorePhase.ATTACHED
+
+    @precondition(lambda self: self._live() and self.role is Role.CLIENT)
+    @rule(data=st.data(), beyond=st.sampled_from((0, 0, 1, 7)), challenged=st.booleans(),
+          fault=_faults, challenge=st.binary(min_size=16, max_size=16))
+    def migration_answered(self, data: st.DataObject, beyond: int, challenged: bool,
+                           fault: NetworkFault, challenge: bytes) -> None:
+        """The client attached (see `_attached`), a candidate beats the active path by the
+        margin (or by `beyond` ms more), the dwell time passes, the migration request
+        leaves, and the honest server answers it: with an accept, or first with a path
+        challenge whose answer it then accepts (MIGRATED_TO_BETTER_PATH, unless the network
+        loses the accept)."""
+        if not self._attached(data):
+            return
+        side = self._client()
+        link = self.lock.state.link
+        if side.pending is None and side.better is None:
+            if link.active is None or link.active_failed:
+                return
+            self._ensure_candidate(data)
+            candidates = self.lock.state.roaming.candidates if self._live() else ()
+            if not candidates or self.lock.state.link.active != link.active:
+                return
+            target = data.draw(st.sampled_from(candidates), label="target")
+            gap = self.lock.state.ident.policy.migration_margin_ms + beyond
+            if not self._gap(link.active, target, gap):
+                return
+        if self.lock.state.phase is not CorePhase.ATTACHED:
+            return
+        side = self._client()
+        if side.pending is None and side.better is not None:
+            due = migration_due(side, self.lock.state.roaming, self.lock.state.ident.policy)
+            if due > self.now:
+                if not self._keep_alive_until(due):
+                    return
+                self.now = due
+                self._apply(ev.Tick(self.now))
+        if not self._live():
+            return
+        side = self._client()
+        pending = side.pending
+        if pending is None or pending.request.challenge or pending.via != side.better:
+            return  # no migration in flight
+        self._boundary("migration-answered")
+        request = pending.request
+        if challenged:
+            self._apply(self.peer.challenge(self.now, request.via, challenge=challenge,
+                                            observed=request.candidate, nonce=request.nonce,
+                                            state_version=request.state_version))
+            answer = self.requests_seen[-1]
+            if not self._live() or answer.challenge != challenge:
+                return
+            request = answer
+        self._send_honest(self._accept(request, request.state_version + 1), fault)
 
     # --- the attacker ------------------------------------------------------------------------
 

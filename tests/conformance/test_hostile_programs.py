@@ -62,7 +62,7 @@ def test_response_missing_a_field_is_named(capsys: pytest.CaptureFixture[str],
         "import json, sys\n"
         "for line in sys.stdin:\n"
         "    r = json.loads(line)\n"
-        "    out = {'v': 2, 'seq': r['seq'], 'ok': True, 'protocol': 2, 'phase': 'BIRTH'}\n"
+        "    out = {'v': 3, 'seq': r['seq'], 'ok': True, 'protocol': 3, 'phase': 'BIRTH'}\n"
         "    print(json.dumps(out), flush=True)\n"
     )
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
@@ -80,7 +80,7 @@ def test_error_response_is_a_protocol_failure(capsys: pytest.CaptureFixture[str]
         "for line in sys.stdin:\n"
         "    r = json.loads(line)\n"
         "    ok = r['op'] == 'hello'\n"
-        "    print(json.dumps({'v': 2, 'seq': r['seq'], 'ok': ok, 'protocol': 2,\n"
+        "    print(json.dumps({'v': 3, 'seq': r['seq'], 'ok': ok, 'protocol': 3,\n"
         "                      'error': 'not implemented'}), flush=True)\n"
     )
     status, out = _run(f"{_PY} {shlex.quote(str(script))}", capsys,
@@ -120,7 +120,7 @@ def test_protocol_failures_never_quote_what_the_program_sent(
         "import json, sys\n"
         "for line in sys.stdin:\n"
         "    r = json.loads(line)\n"
-        "    out = {'v': 2, 'seq': r['seq'], 'ok': True, 'protocol': 2,\n"
+        "    out = {'v': 3, 'seq': r['seq'], 'ok': True, 'protocol': 3,\n"
         "           'phase': r.get('secret', 'x'), 'state_version': 0}\n"
         "    print(json.dumps(out), flush=True)\n"
     )

@@ -33,17 +33,22 @@ from jumpvpn_core.testing.broken.porting import (
     AcceptBeforeBind,
     AttemptNotReset,
     ClockSkewExclusive,
+    EwmaRoundsDown,
     FailedPathStaysFailed,
     KeepsSwitchedCandidate,
     LossWindowInclusive,
+    MigrationDwellExclusive,
+    MigrationMarginStrict,
     NoncesAsDoubles,
     NoViableReportedAsExceeded,
     ProofAgeInclusive,
+    QualityAgeInclusive,
     RateLimitAfterReplayCheck,
     RateWindowInclusive,
     RecoveryDeadlineLate,
     ReplayWindowOffByOne,
     SwitchCooldownInclusive,
+    UnmeasuredAsCheapest,
     ZoneBlindAddresses,
 )
 
@@ -56,14 +61,18 @@ __all__ = [
     "AttemptNotReset",
     "BindsBeforePathValidation",
     "ClockSkewExclusive",
+    "EwmaRoundsDown",
     "FailedPathStaysFailed",
     "ForgetsVersionBump",
     "KeepsSwitchedCandidate",
     "LossWindowInclusive",
+    "MigrationDwellExclusive",
+    "MigrationMarginStrict",
     "NeverLeavesRecovering",
     "NoViableReportedAsExceeded",
     "NoncesAsDoubles",
     "ProofAgeInclusive",
+    "QualityAgeInclusive",
     "RateLimitAfterReplayCheck",
     "RateWindowInclusive",
     "RecoveryDeadlineLate",
@@ -71,20 +80,25 @@ __all__ = [
     "SkipsProofCheck",
     "SwitchCooldownInclusive",
     "UnboundedCandidates",
+    "UnmeasuredAsCheapest",
     "ZoneBlindAddresses",
     "accept_before_bind",
     "accepts_replayed_nonce",
     "attempt_not_reset",
     "binds_before_path_validation",
     "clock_skew_exclusive",
+    "ewma_rounds_down",
     "failed_path_stays_failed",
     "forgets_version_bump",
     "keeps_switched_candidate",
     "loss_window_inclusive",
+    "migration_dwell_exclusive",
+    "migration_margin_strict",
     "never_leaves_recovering",
     "no_viable_reported_as_exceeded",
     "nonces_as_doubles",
     "proof_age_inclusive",
+    "quality_age_inclusive",
     "rate_limit_after_replay_check",
     "rate_window_inclusive",
     "recovery_deadline_late",
@@ -92,6 +106,7 @@ __all__ = [
     "skips_proof_check",
     "switch_cooldown_inclusive",
     "unbounded_candidates",
+    "unmeasured_as_cheapest",
     "zone_blind_addresses",
 ]
 
@@ -230,6 +245,11 @@ failed_path_stays_failed = FailedPathStaysFailed
 attempt_not_reset = AttemptNotReset
 zone_blind_addresses = ZoneBlindAddresses
 nonces_as_doubles = NoncesAsDoubles
+migration_margin_strict = MigrationMarginStrict
+migration_dwell_exclusive = MigrationDwellExclusive
+quality_age_inclusive = QualityAgeInclusive
+ewma_rounds_down = EwmaRoundsDown
+unmeasured_as_cheapest = UnmeasuredAsCheapest
 
 
 #: The gross breakages (each caught by the kit's own tests), by factory name.

@@ -28,12 +28,20 @@ from jumpvpn_core.effects import (
     StateChanged,
 )
 from jumpvpn_core.errors import PolicyError
-from jumpvpn_core.events import InboundTraffic, ReattachAccepted, ReattachRequest, Tick
+from jumpvpn_core.events import (
+    InboundTraffic,
+    ProbeLost,
+    ReattachAccepted,
+    ReattachRequest,
+    RttSample,
+    Tick,
+)
 from jumpvpn_core.machine import step
-from jumpvpn_core.phases import Role
+from jumpvpn_core.phases import Phase, Role
+from jumpvpn_core.quality import LOSS_ONE_Q16, migration_due, upgrade_target
 from jumpvpn_core.reasons import ReasonCode
 from jumpvpn_core.replay import ReplayVerdict, check_nonce
-from jumpvpn_core.state import ClientSide, Roaming, ServerSide, SessionState
+from jumpvpn_core.state import ClientSide, PathScore, Roaming, ServerSide, SessionState
 from jumpvpn_core.subject import ReferenceImplementation
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -42,17 +50,22 @@ __all__ = [
     "AcceptBeforeBind",
     "AttemptNotReset",
     "ClockSkewExclusive",
+    "EwmaRoundsDown",
     "FailedPathStaysFailed",
     "KeepsSwitchedCandidate",
     "LossWindowInclusive",
+    "MigrationDwellExclusive",
+    "MigrationMarginStrict",
     "NoViableReportedAsExceeded",
     "NoncesAsDoubles",
     "ProofAgeInclusive",
+    "QualityAgeInclusive",
     "RateLimitAfterReplayCheck",
     "RateWindowInclusive",
     "RecoveryDeadlineLate",
     "ReplayWindowOffByOne",
     "SwitchCooldownInclusive",
+    "UnmeasuredAsCheapest",
     "ZoneBlindAddresses",
 ]
 
@@ -277,6 +290,126 @@ class AttemptNotReset(ReferenceImplementation):
         return attrs.evolve(after, side=attrs.evolve(side, attempt=old.attempt)), effects
 
 
+class MigrationMarginStrict(_PolicyOffByOne):
+    """Client: the migration margin tested with `<`: a candidate whose cost undercuts the
+    active path's by exactly `migration_margin_ms` is no upgrade target (the spec's test
+    is `cost + margin <= cost(active)`), so that migration never starts."""
+
+    name = "migration-margin-strict"
+    field, delta, role = "migration_margin_ms", 1, Role.CLIENT
+
+
+class MigrationDwellExclusive(_PolicyOffByOne):
+    """Client: the dwell tested with `>`: a migration starts only once the better path has
+    been tracked for more than `migration_dwell_ms` (the spec: at least that long), one
+    millisecond after the due time."""
+
+    name = "migration-dwell-exclusive"
+    field, delta, role = "migration_dwell_ms", 1, Role.CLIENT
+
+
+class QualityAgeInclusive(_PolicyOffByOne):
+    """Client: a measurement exactly `quality_max_age_ms` old already counts as none
+    (`>=` where the spec says `>`), so at that millisecond the path is unmeasured: no
+    migration from or to it, and recovery ranks it among the unmeasured paths."""
+
+    name = "quality-age-inclusive"
+    field, delta, role = "quality_max_age_ms", -1, Role.CLIENT
+
+
+def _rounded_down(old: int, sample: int) -> int:
+    return (7 * old + sample) >> 3
+
+
+class EwmaRoundsDown(ReferenceImplementation):
+    """Client: the path scores' EWMA rounds down, `(7 * old + x) // 8`, where the spec
+    rounds half up, `(7 * old + x + 4) // 8`: a smoothed RTT or loss one unit low, enough
+    to move a cost across the migration margin or break a tie in the ranking."""
+
+    name = "ewma-rounds-down"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        side = after.side
+        if type(event) not in (RttSample, ProbeLost) or not isinstance(side, ClientSide) \
+                or any(type(e) is Rejected for e in effects):
+            return after, effects
+        old_side = before.side
+        assert isinstance(old_side, ClientSide)
+        old = next((s for s in old_side.quality if s.transport == event.transport), None)
+        if old is None:
+            return after, effects  # a first sample is taken as it is: nothing to round
+        if type(event) is RttSample:
+            srtt = event.rtt_ms if old.srtt_ms == 0 else _rounded_down(old.srtt_ms,
+                                                                        event.rtt_ms)
+            loss = _rounded_down(old.loss_q16, 0)
+        else:
+            srtt, loss = old.srtt_ms, _rounded_down(old.loss_q16, LOSS_ONE_Q16)
+        now = event.now_ms
+        quality = tuple(PathScore(s.transport, srtt, loss, now)
+                        if s.transport == event.transport else s for s in side.quality)
+        if quality == side.quality:
+            return after, effects
+        # What the handler saw (deadlines due first), then the port's scores in its place.
+        settled, prefix = step(before, Tick(now))
+        seen = settled.side
+        assert isinstance(seen, ClientSide)
+        if settled.phase is not Phase.ATTACHED or seen.pending is not None:
+            return attrs.evolve(after, side=attrs.evolve(side, quality=quality)), effects
+        # The evaluation of the hysteresis (specs/path-quality.md), on the port's scores.
+        policy = settled.ident.policy
+        target = upgrade_target(settled.link, settled.roaming, quality, policy, now)
+        better, since = (None, 0) if target is None else \
+            (seen.better, seen.better_since_ms) if target == seen.better else (target, now)
+        primed = attrs.evolve(
+            settled, link=attrs.evolve(settled.link, clock_ms=now),
+            side=attrs.evolve(seen, quality=quality, better=better, better_since_ms=since))
+        primed_side = primed.side
+        assert isinstance(primed_side, ClientSide)
+        if better is not None and now >= migration_due(primed_side, settled.roaming, policy):
+            # Due: the reference's own deadline starts the migration (same evaluation).
+            started, sent = step(primed, Tick(now))
+            return started, (*prefix, *sent)
+        return primed, prefix
+
+
+class UnmeasuredAsCheapest(ReferenceImplementation):
+    """Client: a path with no measurement (or only a stale one) is ranked like a good path
+    of cost 0 (the spec ranks it after every good measured path), so recovery tries it
+    first and a proactive migration may pick it."""
+
+    name = "unmeasured-as-cheapest"
+
+    def alter(self, before: SessionState, event: Any, after: SessionState,
+              effects: tuple[Effect, ...]) -> _Step:
+        side = before.side
+        if not isinstance(side, ClientSide) or before.phase is Phase.TERMINATED:
+            return after, effects
+        now = event.now_ms
+        policy = before.ident.policy
+        known = [before.link.active, *before.roaming.candidates]
+        fresh = {s.transport for s in side.quality
+                 if now - s.updated_ms <= policy.quality_max_age_ms}
+        # The port's view: every known path without a measurement that counts looks
+        # measured just now, no RTT, no loss: a good path of cost 0. A sample's own path is
+        # left alone: the sample measures it, and its score is the spec's either way.
+        sampled = event.transport if type(event) in (RttSample, ProbeLost) else None
+        unmeasured = [p for p in known if p is not None and p not in fresh and p != sampled]
+        if not unmeasured:
+            return after, effects
+        kept = tuple(s for s in side.quality if s.transport not in unmeasured)
+        faked = attrs.evolve(before, side=attrs.evolve(side, quality=(
+            *kept, *(PathScore(p, 0, 0, now) for p in unmeasured))))
+        new, out = step(faked, event)
+        if new is faked:
+            return before, out
+        new_side, spec_side = new.side, after.side
+        if not isinstance(new_side, ClientSide) or not isinstance(spec_side, ClientSide):
+            return new, out
+        # The scores themselves are the spec's: only the ranking read them wrong.
+        return attrs.evolve(new, side=attrs.evolve(new_side, quality=spec_side.quality)), out
+
+
 def _without_zone(transport: TransportDescriptor) -> TransportDescriptor:
     return attrs.evolve(transport, host=transport.host.partition("%")[0])
 
@@ -332,4 +465,9 @@ PORTING_MISTAKES: dict[str, type[ReferenceImplementation]] = {
     "attempt_not_reset": AttemptNotReset,
     "zone_blind_addresses": ZoneBlindAddresses,
     "nonces_as_doubles": NoncesAsDoubles,
+    "migration_margin_strict": MigrationMarginStrict,
+    "migration_dwell_exclusive": MigrationDwellExclusive,
+    "quality_age_inclusive": QualityAgeInclusive,
+    "ewma_rounds_down": EwmaRoundsDown,
+    "unmeasured_as_cheapest": UnmeasuredAsCheapest,
 }
