@@ -12,13 +12,27 @@ Every rule reports itself through Hypothesis's `event()` (`pytest
 --hypothesis-show-statistics` prints them) and into `COVERAGE`;
 `test_every_rule_and_phase_is_exercised` fails when a rule ran fewer than
 `MIN_RULE_RUNS` times or a phase of either role was reached in fewer than
-`MIN_PHASE_SHARE` of the examples. Every attacker rule asserts that its request is refused
-and binds nothing.
+`MIN_PHASE_SHARE` of the examples, or when a proactive migration (`MIGRATED_TO_BETTER_PATH`)
+happened in fewer than `MIN_MIGRATION_SHARE` of them. Every attacker rule asserts that its
+request is refused and binds nothing.
+
+Path quality (`specs/path-quality.md`): rules feed RTT samples and lost probes to the
+client for its active path and its candidates, one at a time or as two paths swapping
+which is better faster or slower than `migration_dwell_ms`, and the honest network
+carries the migration requests, challenges and accepts as it does for any reattach. Over
+the whole run of a session the machine checks that proactive switches stay within
+ceil(T / migration_dwell_ms) in any window of length T, are never closer than the dwell
+time, and that no more switches than `max_switches_per_minute` fall in any 60 s; that
+the client's path changes only on an accept the server issued, onto a path the server
+validated; that an unmeasured path is never ranked before a measured good one; and that
+a recovery tries the best-ranked path first.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -41,15 +55,22 @@ from jumpvpn_core import (
     CandidateDiscovered,
     CandidateLost,
     DeliveryTimeout,
+    Effect,
     Event,
     InboundTraffic,
     PacketLoss,
     Phase,
     Policy,
+    ProbeLost,
+    ReasonCode,
+    ReattachAccepted,
     ReattachRequest,
     Role,
+    RttSample,
+    SendReattachAccept,
     SendReattachRequest,
     SessionState,
+    StateChanged,
     StepResult,
     Tick,
     TransportDescriptor,
@@ -59,6 +80,9 @@ from jumpvpn_core import (
     step,
 )
 from jumpvpn_core.peer import Peer
+from jumpvpn_core.policy import SWITCH_WINDOW_MS
+from jumpvpn_core.quality import GOOD_LOSS_LIMIT_Q16, migration_due, ranked, upgrade_target
+from jumpvpn_core.state import ClientSide, PathScore
 from tests import harness
 from tests.figures import report_figures
 from tests.harness import (
@@ -71,7 +95,8 @@ from tests.harness import (
     rejections,
 )
 
-# Small bounds so that every interesting edge is a few rules away.
+# Small bounds so that every interesting edge is a few rules away (the dwell times too: a
+# proactive migration must fit in a run of 40 rules).
 POLICIES = (
     Policy(
         loss_threshold=3,
@@ -91,6 +116,8 @@ POLICIES = (
         path_validation_timeout_ms=600,
         reattach_rate_limit=3,
         reattach_rate_window_ms=1_000,
+        quality_max_age_ms=3_000,
+        migration_dwell_ms=700,
     ),
     Policy(
         loss_threshold=1,
@@ -107,6 +134,8 @@ POLICIES = (
         amplification_factor=1,
         path_challenge_size_bytes=200,
         reattach_rate_limit=1,
+        migration_margin_ms=1,
+        migration_dwell_ms=1_000,
     ),
     # A path validation that outlasts the recovery window: a server that still hears the
     # old path when the window ends degrades instead of reverting (§9).
@@ -118,6 +147,8 @@ POLICIES = (
         max_degraded_ms=3_000,
         path_validation_timeout_ms=2_000,
         reattach_rate_limit=2,
+        quality_loss_penalty_ms=400,
+        migration_dwell_ms=2_000,
     ),
 )
 
@@ -127,18 +158,22 @@ Captured = tuple[SendReattachRequest, TransportDescriptor]
 #: The CI check's bounds (`test_every_rule_and_phase_is_exercised`).
 MIN_RULE_RUNS = 100
 MIN_PHASE_SHARE = 0.05
+MIN_MIGRATION_SHARE = 0.05
 #: The check's own run: the `ci` profile's size, derandomized.
 CHECK_EXAMPLES, CHECK_STEPS = 500, 40
 
 
 @attrs.define
 class Coverage:
-    """What the machine exercised: runs per rule, and per (role, phase) the number of
-    examples in which that role was in that phase at least once."""
+    """What the machine exercised: runs per rule, per (role, phase) the number of
+    examples in which that role was in that phase at least once, and the proactive
+    migrations (`MIGRATED_TO_BETTER_PATH`): how many, and in how many examples."""
 
     examples: int = 0
     rules: Counter[str] = attrs.field(factory=Counter)
     reached: Counter[tuple[Role, Phase]] = attrs.field(factory=Counter)
+    migrations: int = 0
+    migrated_examples: int = 0
 
     def problems(self, rules: list[str]) -> list[str]:
         """Every bound the coverage misses (empty: all met)."""
@@ -151,6 +186,10 @@ class Coverage:
                     found.append(f"{role.value} reached {phase.value} in "
                                  f"{self.reached[role, phase]} of {self.examples} examples "
                                  f"({share:.1%} < {MIN_PHASE_SHARE:.0%})")
+        share = self.migrated_examples / max(1, self.examples)
+        if share < MIN_MIGRATION_SHARE:
+            found.append(f"MIGRATED_TO_BETTER_PATH in {self.migrated_examples} of "
+                         f"{self.examples} examples ({share:.1%} < {MIN_MIGRATION_SHARE:.0%})")
         return found
 
 
@@ -170,11 +209,102 @@ def counted(function: _F) -> _F:
     return run  # type: ignore[return-value]  # functools.wraps keeps the signature
 
 
+@attrs.define
+class WatchedSimulation(Simulation):
+    """The harness's simulation, also watching the client over the whole session: the
+    time of every switch of its path (`switches`) and of every proactive one
+    (`proactive`), and, on each step, that its path moved only on an accept the server
+    really issued, onto a path the server validated, and that a recovery's first attempt
+    goes to the best-ranked viable path."""
+
+    switches: list[int] = attrs.field(factory=list)
+    proactive: list[int] = attrs.field(factory=list)
+    #: (nonce, state_version, timestamp_ms, proof) of every accept the server sent.
+    server_accepts: set[tuple[int, int, int, bytes]] = attrs.field(factory=set)
+
+    def to_client(self, event: Event) -> tuple[Effect, ...]:
+        before = self.client
+        effects = super().to_client(event)
+        after = self.client
+        if after.link.active != before.link.active:
+            # Path quality never binds a path: only the handshake or a verified accept.
+            if not isinstance(event, ReattachAccepted):
+                assert before.phase is Phase.BIRTH, (event, effects)
+            else:
+                assert (event.nonce, event.state_version, event.timestamp_ms,
+                        event.proof) in self.server_accepts, event
+                assert after.link.active == event.via
+                assert self.nat[event.via] in self.proven, (event.via, self.proven)
+                self.switches.append(event.now_ms)
+        self.proactive.extend(event.now_ms for e in effects if type(e) is StateChanged
+                              and e.reason is ReasonCode.MIGRATED_TO_BETTER_PATH)
+        _first_attempt_is_best_ranked(after, event.now_ms, effects)
+        return effects
+
+    def to_server(self, event: Event) -> tuple[Effect, ...]:
+        effects = super().to_server(event)
+        self.server_accepts.update((e.nonce, e.state_version, e.timestamp_ms, e.proof)
+                                   for e in effects if type(e) is SendReattachAccept)
+        return effects
+
+
+def _session(policy: Policy, now: int = 1_000, attach: bool = True) -> WatchedSimulation:
+    sim = WatchedSimulation.create(policy, now=now, attach=attach)
+    assert isinstance(sim, WatchedSimulation)
+    return sim
+
+
+def _client_side(state: SessionState) -> ClientSide:
+    side = state.side
+    assert isinstance(side, ClientSide)
+    return side
+
+
+#: Rank classes as `specs/path-quality.md` defines them, computed here from the scores
+#: alone (not through `quality`): measured good, unmeasured or stale, measured bad.
+GOOD, UNMEASURED, BAD = 0, 1, 2
+
+
+def _rank_class(quality: tuple[PathScore, ...], path: TransportDescriptor, policy: Policy,
+                now: int) -> int:
+    for score in quality:
+        if score.transport == path:
+            if now - score.updated_ms > policy.quality_max_age_ms:
+                return UNMEASURED
+            return GOOD if score.loss_q16 < GOOD_LOSS_LIMIT_Q16 else BAD
+    return UNMEASURED
+
+
+def _first_attempt_is_best_ranked(after: SessionState, now: int,
+                                  effects: tuple[Effect, ...]) -> None:
+    """Best-first recovery: the request a client sends as it enters RECOVERING from
+    ATTACHED goes to the first path of `quality.ranked` over its viable paths, whose
+    rank class is the best among them."""
+    entered = [i for i, e in enumerate(effects) if type(e) is StateChanged
+               and e.from_phase is Phase.ATTACHED and e.to_phase is Phase.RECOVERING]
+    if not entered or after.phase is not Phase.RECOVERING:
+        return
+    sent = [e for e in effects[entered[-1]:] if type(e) is SendReattachRequest]
+    if not sent:
+        return
+    link, side, policy = after.link, _client_side(after), after.ident.policy
+    viable = after.roaming.candidates if link.active is None or link.active_failed else (
+        link.active, *after.roaming.candidates)
+    assert sent[0].via == ranked(viable, side.quality, policy, now)[0]
+    assert _rank_class(side.quality, sent[0].via, policy, now) == min(
+        _rank_class(side.quality, path, policy, now) for path in viable)
+
+
 small_ms = st.integers(min_value=1, max_value=250)
 large_ms = st.integers(min_value=250, max_value=12_000)
 locals_ = st.sampled_from(LOCALS)
 attackers = st.sampled_from(ATTACKERS)
 anywhere = st.integers(min_value=0, max_value=1_000)
+#: RTT samples: a fast path and a slow one, far apart compared with the migration margins.
+rtts = st.one_of(st.integers(1, 40), st.integers(120, 400))
+#: Samples per path at each swap of an oscillation: enough for the EWMA (gain 1/8) to put
+#: the winner ahead by far more than the margin whatever the scores were before.
+SWAP_SAMPLES = 8
 
 
 class CoreMachine(RuleBasedStateMachine):
@@ -182,19 +312,24 @@ class CoreMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        self.sim = Simulation.create(POLICIES[0], attach=False)
+        self.sim = _session(POLICIES[0], attach=False)
         self.attacker_nonce = 1 << 40
+        #: Proactive switches of the sessions this example already left behind.
+        self.earlier_migrations = 0
         # Every session starts in BIRTH (the sessions are attached as they are created).
         self.reached: set[tuple[Role, Phase]] = {(role, Phase.BIRTH) for role in Role}
 
     @initialize(policy=st.sampled_from(POLICIES), start=st.integers(0, 10_000))
     def attach(self, policy: Policy, start: int) -> None:
-        self.sim = Simulation.create(policy, now=start)
+        self.sim = _session(policy, now=start)
 
     def teardown(self) -> None:
         COVERAGE.examples += 1
         for reached in self.reached:
             COVERAGE.reached[reached] += 1
+        migrations = self.earlier_migrations + len(self.sim.proactive)
+        COVERAGE.migrations += migrations
+        COVERAGE.migrated_examples += migrations > 0
 
     # --- helpers ----------------------------------------------------------------------------
 
@@ -348,7 +483,8 @@ class CoreMachine(RuleBasedStateMachine):
     def a_new_session_starts(self, policy: Policy) -> None:
         """One end is over (the other is abandoned): keep exploring with a fresh pair (the
         clock keeps running)."""
-        self.sim = Simulation.create(policy, now=self.sim.now)
+        self.earlier_migrations += len(self.sim.proactive)
+        self.sim = _session(policy, now=self.sim.now)
 
     # --- the attacker -----------------------------------------------------------------------
 
@@ -456,6 +592,197 @@ class CoreMachine(RuleBasedStateMachine):
         self.sim.to_server(InboundTraffic(self.sim.now, spoof, size))
         assert self.sim.server.link.active == bound_before
 
+    # --- path quality: samples, oscillations, proactive migration ---------------------------
+
+    def _paths(self) -> tuple[TransportDescriptor, ...]:
+        """The client's known paths: the active one (if any), then the candidates."""
+        client = self.sim.client
+        active = () if client.link.active is None else (client.link.active,)
+        return (*active, *client.roaming.candidates)
+
+    def _sample(self, path: TransportDescriptor, rtt: int | None) -> tuple[Effect, ...]:
+        """Deliver one sample of `path` (a lost probe when `rtt` is None); once accepted,
+        the path's score carries the time of the step."""
+        now = self.sim.now
+        known = path in self._paths()
+        effects = self.sim.to_client(ProbeLost(now, path) if rtt is None
+                                     else RttSample(now, path, rtt))
+        if not known:
+            assert rejections(effects), effects
+        if not rejections(effects):
+            score = [s for s in _client_side(self.sim.client).quality if s.transport == path]
+            assert len(score) == 1, score
+            assert score[0].updated_ms == now, score
+            assert rtt is None or score[0].srtt_ms > 0
+        return effects
+
+    @rule(which=st.integers(0, 5), rtt=rtts)
+    @counted
+    def rtt_sample(self, which: int, rtt: int) -> None:
+        """A probe on the active path or a candidate answered (an unknown local path,
+        which the client refuses, when it knows none)."""
+        paths = self._paths()
+        self._sample(paths[which % len(paths)] if paths else LOCALS[which], rtt)
+
+    @rule(which=st.integers(0, 5))
+    @counted
+    def probe_lost(self, which: int) -> None:
+        paths = self._paths()
+        self._sample(paths[which % len(paths)] if paths else LOCALS[which], None)
+
+    def _drive(self, until: int, prompt: bool) -> None:
+        """What a driver does while time passes until `until`: each side gets a `Tick` at
+        each of its deadlines and, with `prompt`, the network delivers everything in flight
+        at once (the honest network, carrying migrations as any reattach)."""
+        for _ in range(32):  # bounded: each tick fires at least one deadline
+            if prompt:
+                self.sim.run_until_quiet()
+            due = [d for d in (next_deadline(self.sim.client), next_deadline(self.sim.server))
+                   if d is not None and d <= until]
+            if not due:
+                break
+            self.sim.now = max(self.sim.now, min(due))
+            self.sim.tick_both()
+        if prompt:
+            self.sim.run_until_quiet()
+        self.sim.now = max(self.sim.now, until)
+
+    def _two_paths(self) -> tuple[TransportDescriptor, TransportDescriptor] | None:
+        """The active path and a candidate (one found now if there is none and room)."""
+        client = self.sim.client
+        active = client.link.active
+        if active is None or client.phase is Phase.TERMINATED:
+            return None
+        if not client.roaming.candidates:
+            free = [local for local in LOCALS if local != active]
+            self.sim.to_client(CandidateDiscovered(self.sim.now, free[0]))
+        candidates = self.sim.client.roaming.candidates
+        return (active, candidates[0]) if candidates else None
+
+    def _swap(self, winner: TransportDescriptor, loser: TransportDescriptor, how: str,
+              samples: int = SWAP_SAMPLES) -> bool:
+        """`winner` answers fast, `loser` slowly (or loses its probes). True when the
+        swap is decisive: the client is ATTACHED and its upgrade target is `winner`, or
+        none when `winner` is the active path (no other candidate gets in the way)."""
+        for _ in range(samples):
+            self._sample(loser, 300 if how == "delay" else None)
+            self._sample(winner, 5)
+        client = self.sim.client
+        side = _client_side(client)
+        wanted = None if winner == client.link.active else winner
+        target = upgrade_target(client.link, client.roaming, side.quality, self.sim.policy,
+                                self.sim.now)
+        return client.phase is Phase.ATTACHED and target == wanted
+
+    def _moves_within_dwell(self, winner: TransportDescriptor, end: int, prompt: bool,
+                            refresh: str | None = None) -> str:
+        """Time passes until `end` while `winner` stays better than the active path (with
+        `refresh`, both are sampled again every quarter of the dwell time). The client
+        must ask for `winner` exactly at `migration_due` as it stands now (the dwell time
+        from when the candidate first beat the active path, or later where an anti-flap
+        bound holds it back) if that is before `end`, and not before. Returns what
+        happened, for the statistics."""
+        client = self.sim.client
+        side = _client_side(client)
+        if side.better != winner or side.pending is not None:
+            self._drive(end, prompt)
+            return "request already in flight"
+        due = migration_due(side, client.roaming, self.sim.policy)
+        sent_before = len(self.sim.sent_requests)
+        loser = client.link.active
+        step_ms = max(1, self.sim.policy.migration_dwell_ms // 4)
+        while refresh is not None and loser is not None and self.sim.now + step_ms < end and \
+                self.sim.client.link.active == loser and self.sim.client.phase is Phase.ATTACHED:
+            self._drive(self.sim.now + step_ms, prompt)
+            self._swap(winner, loser, refresh, samples=1)
+        self._drive(end, prompt)
+        asked = [m.timestamp_ms for m, _source in self.sim.sent_requests[sent_before:]
+                 if m.candidate == winner and m.via == winner and not m.challenge]
+        migrated = self.sim.client.link.active == winner
+        if due > end:
+            assert not asked, (asked, due, end)
+            return "held back by an anti-flap bound"
+        if not asked:
+            # Only leaving ATTACHED (here: the session ended) stops the request.
+            assert self.sim.client.phase is not Phase.ATTACHED, (due, end, self.sim.client)
+            return "left ATTACHED"
+        assert asked[0] == due, (asked, due)
+        return "migrated" if migrated else "asked, not (yet) accepted"
+
+    @rule(pace=st.sampled_from(("faster", "slower")), percent=st.integers(20, 80),
+          halves=st.integers(2, 6), how=st.sampled_from(("delay", "loss")),
+          prompt=st.sampled_from((True, True, True, False)))
+    @counted
+    def quality_oscillates(self, pace: str, percent: int, halves: int, how: str,
+                           prompt: bool) -> None:
+        """Two uplinks swap places: the active path and a candidate take turns at being
+        the better one (fast answers) and the worse one (slow answers, or lost probes),
+        for `halves` half-periods, each shorter than `migration_dwell_ms` ("faster", 20 to
+        80 % of it) or longer ("slower", 140 to 260 %). A driver ticks both sides at their
+        deadlines and keeps traffic flowing on the active path; with `prompt` the network
+        carries every message at once.
+
+        The first half-period is the active path's. When nothing was in flight at the
+        start and every swap is decisive (`_swap`): faster than the dwell, no proactive
+        switch happens at all; slower, in each half-period that the path not in use wins,
+        the client asks for it exactly when the dwell time (and the anti-flap bounds)
+        allow (`_moves_within_dwell`)."""
+        self.sim.traffic(100)  # a NAT rebinding seen only now would open a validation
+        self._drive(self.sim.now, prompt=True)
+        pair = self._two_paths()
+        if pair is None:
+            event("oscillation: no two paths")
+            return
+        policy = self.sim.policy
+        dwell = policy.migration_dwell_ms
+        period = max(1, dwell * percent // 100) if pace == "faster" else \
+            dwell * (100 + 2 * percent) // 100 + 1
+        decisive = _client_side(self.sim.client).pending is None
+        switches_before = len(self.sim.proactive)
+        origin = self.sim.now
+        for half in range(halves):
+            winner, loser = pair if half % 2 == 0 else pair[::-1]
+            start = origin + half * period
+            self._drive(start, prompt)
+            if self.sim.client.phase is Phase.TERMINATED:
+                return
+            self.sim.traffic(100)
+            decisive = self._swap(winner, loser, how) and decisive
+            if pace == "slower" and decisive and winner != self.sim.client.link.active:
+                event(f"oscillation slower: "
+                      f"{self._moves_within_dwell(winner, start + period - 1, prompt)}")
+        made = len(self.sim.proactive) - switches_before
+        event(f"oscillation {pace}: {'decisive' if decisive else 'not decisive'}, "
+              f"{'some' if made else 'no'} proactive switch")
+        if pace == "faster" and decisive:
+            assert made == 0, (self.sim.proactive, period, dwell)
+
+    @rule(how=st.sampled_from(("delay", "loss")), extra=st.integers(0, 3_000),
+          prompt=st.sampled_from((True, True, True, False)))
+    @counted
+    def a_candidate_stays_better(self, how: str, extra: int, prompt: bool) -> None:
+        """A stable better path: a candidate answers fast and the active path slowly (or
+        loses its probes), sampled again every quarter of the dwell time, for the dwell
+        time and `extra` ms more. If the swap is decisive and nothing was in flight, the
+        client asks for the candidate exactly when `migration_due` allows (the dwell
+        time, or later where an anti-flap bound holds it back). Whether the exchange then
+        completes (with `prompt`, in the same instant) is counted, not asserted: the
+        server may refuse the new path for reasons of its own (its switch rate, the
+        amplification limit)."""
+        self.sim.traffic(100)  # a NAT rebinding seen only now would open a validation
+        self._drive(self.sim.now, prompt=True)
+        pair = self._two_paths()
+        if pair is None:
+            event("stays better: no two paths")
+            return
+        active, candidate = pair
+        quiet = _client_side(self.sim.client).pending is None
+        if not (self._swap(candidate, active, how) and quiet):
+            event("stays better: not decisive")
+            return
+        end = self.sim.now + self.sim.policy.migration_dwell_ms + extra
+        event(f"stays better: {self._moves_within_dwell(candidate, end, prompt, how)}")
+
     # --- recoveries that stall on a usable path (§9: DEGRADED) ----------------------------
 
     def _can_stall(self, role: Role) -> bool:
@@ -542,6 +869,43 @@ class CoreMachine(RuleBasedStateMachine):
         assert getattr(client_side, "known_version", 0) <= self.sim.server.state_version
 
     @invariant()
+    def proactive_switches_within_the_hysteresis_bound(self) -> None:
+        """Over the session so far: at most ceil(T / migration_dwell_ms) proactive switches
+        in any window of length T (the session's whole span, and the tightest windows,
+        which start at one switch and end just after another), none closer than the dwell
+        time, and no more switches of any kind than `max_switches_per_minute` in any 60 s."""
+        policy = self.sim.policy
+        dwell = policy.migration_dwell_ms
+        times = self.sim.proactive
+        span = self.sim.now - self.sim.client.ident.created_ms  # the session's own span
+        assert dwell == 0 or len(times) <= math.ceil(span / dwell), (times, span, dwell)
+        for i, j in itertools.combinations_with_replacement(range(len(times)), 2):
+            if dwell > 0:
+                window = times[j] - times[i] + 1
+                assert j - i + 1 <= math.ceil(window / dwell), (times, dwell)
+        for earlier, later in itertools.pairwise(times):
+            assert later - earlier >= dwell, (times, dwell)
+        every = self.sim.switches
+        assert every == sorted(every)
+        for i, j in itertools.combinations(range(len(every)), 2):
+            if every[j] - every[i] < SWITCH_WINDOW_MS:
+                assert j - i + 1 <= policy.max_switches_per_minute, every
+        assert set(times) <= set(every)
+
+    @invariant()
+    def unmeasured_never_ranked_before_measured_good(self) -> None:
+        """`quality.ranked` over the client's paths, now and at its own clock: measured good
+        paths first, then unmeasured (or stale) ones, then measured bad ones."""
+        client = self.sim.client
+        side = _client_side(client)
+        paths = self._paths()
+        for now in {client.link.clock_ms, self.sim.now}:
+            order = ranked(paths, side.quality, self.sim.policy, now)
+            assert sorted(map(str, order)) == sorted(map(str, paths))
+            classes = [_rank_class(side.quality, p, self.sim.policy, now) for p in order]
+            assert classes == sorted(classes), (order, side.quality, now)
+
+    @invariant()
     def both_states_are_well_formed(self) -> None:
         assert check_state(self.sim.client) == []
         assert check_state(self.sim.server) == []
@@ -563,6 +927,7 @@ def test_every_rule_and_phase_is_exercised() -> None:
     COVERAGE.examples = 0
     COVERAGE.rules.clear()
     COVERAGE.reached.clear()
+    COVERAGE.migrations = COVERAGE.migrated_examples = 0
     run_state_machine_as_test(CoreMachine, settings=settings(
         max_examples=CHECK_EXAMPLES, stateful_step_count=CHECK_STEPS, deadline=None,
         database=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]))
@@ -572,7 +937,9 @@ def test_every_rule_and_phase_is_exercised() -> None:
                        for name in sorted(_RULES, key=COVERAGE.rules.__getitem__)[:3])
            + "; DEGRADED reached in "
            + ", ".join(f"{role.value} {COVERAGE.reached[role, Phase.DEGRADED]}"
-                       for role in Role) + " examples")
+                       for role in Role) + " examples; "
+           + f"{COVERAGE.migrations} proactive migrations, in {COVERAGE.migrated_examples} "
+           + "examples")
     assert len(_RULES) >= 25, _RULES  # the rules were found (counted reads them by name)
     problems = COVERAGE.problems(_RULES)
     assert not problems, "\n".join(problems)
@@ -590,3 +957,23 @@ def test_checked_step_raises_on_a_broken_step(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(harness, "step", step_with_duplicate_records)
     with pytest.raises(InvariantBrokenError, match="version_monotonic"):
         checked_step(sim.client, DeliveryTimeout(sim.now + 1))
+
+
+def test_checked_step_catches_a_path_bound_by_its_score(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`no_bind_without_proof` runs on every step of the suite: a client that makes a
+    path active because a sample says it is better is stopped at that very step."""
+    sim = Simulation.create(POLICIES[0])
+    candidate = LOCALS[1]
+    sim.to_client(CandidateDiscovered(sim.now, candidate))
+    real_step = step
+
+    def step_binding_on_score(state: SessionState, event: Event) -> StepResult:
+        new, effects = real_step(state, event)
+        if isinstance(event, RttSample) and event.transport == candidate:
+            new = attrs.evolve(new, link=attrs.evolve(new.link, active=candidate))
+        return new, effects
+
+    monkeypatch.setattr(harness, "step", step_binding_on_score)
+    with pytest.raises(InvariantBrokenError, match="no_bind_without_proof"):
+        checked_step(sim.client, RttSample(sim.now + 1, candidate, 5))
