@@ -6,6 +6,14 @@ machine-readable) and unless `--no-plots`, `timeline.png` (phase occupancy acros
 sessions beside the sample sessions' timelines) and `recovery-cdf.png` (recovery-time CDF
 over all sessions). See `docs/simulator.md`.
 
+A run whose path-quality driver probes (the `drifting-*` scenarios) runs twice, with the
+same sessions, seeds and path histories: the client fed samples (`trace.jsonl`,
+`sessions.csv`) and the first-available baseline fed none (`baseline-trace.jsonl`,
+`baseline-sessions.csv`); `summary.json` compares them under `path_quality`, and the
+plots add `time-on-best.png` and `path-timeseries.png`. `--scenario drifting` runs every
+drifting scenario, each in its own subdirectory of `--out`, with one combined
+`summary.json` and `time-on-best.png`.
+
 The sessions are sharded across `--workers` processes (`jumpvpn_core.sim.shards`): the
 trace, CSV and figures are byte-identical for a seed whatever the number of workers.
 
@@ -43,9 +51,11 @@ from jumpvpn_core.cli._common import (
     verb,
 )
 from jumpvpn_core.errors import JsonDecodeError
+from jumpvpn_core.sim.bestpath import GRID_MS, best_path, cost_series
+from jumpvpn_core.sim.compare import behaviour_figures, comparison
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.plots import SimTally
-from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
+from jumpvpn_core.sim.scenarios import SCENARIOS, SUITES, ScenarioError, build_scenario
 from jumpvpn_core.sim.shards import (
     Keyed,
     RunResult,
@@ -67,7 +77,8 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|m)?\s*$")
 _UNITS = {"ms": 1, "s": 1_000, "m": 60_000, None: 1_000}
 # Keys a `--config` file may override, beside `paths`.
 _CONFIG_KEYS = ("heartbeat_ms", "delivery_timeout_ms", "start_spread_ms",
-                "collapse_probability", "collapse_start_ms", "collapse_length_ms")
+                "collapse_probability", "collapse_start_ms", "collapse_length_ms",
+                "probe_interval_ms", "feed_samples", "drift_offset_ms")
 # Cluster counters printed even when zero: a zero here is the result (§4.1).
 _CLUSTER_ROWS = ("dual_bindings", "dual_commits", "races", "store_unavailable")
 _LINK_KEYS = tuple(a.name for a in attrs.fields(LinkSpec))
@@ -253,6 +264,41 @@ def _summary_table(data: dict[str, Any]) -> Any:
     return table
 
 
+def _quality_table(rows: list[tuple[str, dict[str, Any]]]) -> Any:
+    """Per scenario and behaviour: time on the best path, switches against the bound,
+    recovery (`path_quality` of each summary)."""
+    from rich.table import Table
+
+    table = Table(title="path quality: samples fed vs first available (same sessions, "
+                        "seeds and path histories); switches per session, bound ceil(T / "
+                        "dwell)")
+    table.add_column("scenario")
+    table.add_column("client")
+    for name in ("on best", "worst", "switches", "bound", "recovered", "p50/p95",
+                 "alive"):
+        table.add_column(name, justify="right")
+    for scenario, data in rows:
+        for key, label in (("quality", "samples fed"), ("baseline", "first available")):
+            figures = data.get(key)
+            if figures is None:
+                continue
+            share = figures["time_on_best"]
+            worst = figures["session_time_on_best_min"]
+            switches = figures["switches_per_session"]
+            p50, p95 = figures["recovery_p50_ms"], figures["recovery_p95_ms"]
+            table.add_row(
+                scenario, label,
+                "no eligible time" if share is None else f"{100 * share:.1f}%",
+                "-" if worst is None else f"{100 * worst:.1f}%",
+                f"{switches['mean']:g} ({switches['max']})",
+                f"{data['hysteresis_bound']:,}",
+                f"{figures['recovered']:,}/{figures['recovery_episodes']:,}",
+                "-" if p50 is None else f"{p50:,}/{p95:,} ms",
+                f"{figures['surviving']:,}",
+            )
+    return table
+
+
 @contextlib.contextmanager
 def _held_sigint() -> Iterator[list[int]]:
     """Hold SIGINT for the block; the yielded list is non-empty if one arrived."""
@@ -310,11 +356,159 @@ def _run(run: ShardedRun, scenario: str, err: Any, progress: ProgressLines,
         windows(lines)
 
 
+@attrs.frozen
+class _Outcome:
+    """One run of a world: its merged result, its tally, its wall time, whether Ctrl-C
+    stopped it."""
+
+    result: RunResult
+    tally: SimTally
+    elapsed_s: float
+    interrupted: bool
+
+
+def _run_world(config: SimConfig, label: str, trace_path: Path, key: bytes | None,
+               workers: int, err: Any) -> _Outcome:
+    """Run `config` to its end (or Ctrl-C), streaming its trace to `trace_path`.
+    `SimWorkerError` propagates (the caller removes the outputs)."""
+    progress = ProgressLines("jumpvpn simulate")
+    tally = SimTally(config.sessions, config.duration_ms)
+    interrupted = False
+    started = time.perf_counter()
+    with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
+            TraceWriter(handle.write, writer="jumpvpn simulate", key=key) as trace:
+        sink = _recorder(trace, tally)
+        # Ctrl-C while the sessions are being built is held until the run exists, so
+        # that there are always sessions the CSV and summary can describe.
+        with _held_sigint() as held:
+            run = ShardedRun(config, workers)
+        with run:
+            try:
+                if held:
+                    raise KeyboardInterrupt
+                _run(run, label, err, progress, sink)
+            except KeyboardInterrupt:
+                interrupted = True
+                with _held_sigint():
+                    sink(run.drain())
+            with _held_sigint():
+                result = run.finish()
+    elapsed = time.perf_counter() - started
+    tally.finish(min(result.now_ms, config.duration_ms))
+    return _Outcome(result, tally, elapsed, interrupted)
+
+
+def _sample_plot(scenario: str, config: SimConfig, fed: RunResult,
+                 baseline: RunResult | None, path: Path) -> bool:
+    """`path-timeseries.png` for session 0: its paths' true costs, its client's estimates
+    and where each behaviour's client was. False when there is no sample session."""
+    from jumpvpn_core.sim.plots import plot_path_timeseries
+
+    trace = fed.stats.path_traces.get(0)
+    if trace is None:
+        return False
+    end = config.duration_ms
+    step = max(GRID_MS, end // 3_000 // GRID_MS * GRID_MS)
+    times = list(range(0, end, step))
+    series = cost_series(config.paths, config.policy, trace.offset_ms, times)
+    dwell = config.policy.migration_dwell_ms
+    best: list[tuple[int, bool]] = []
+    since = trace.start_ms
+    current = -1
+    for number, moment in enumerate(times):
+        now_best = best_path([costs[number] for costs in series])
+        if now_best != current and moment > trace.start_ms:
+            current, since = now_best, moment
+        elif current < 0:
+            current = now_best
+        best.append((current, moment >= since + dwell))
+    positions = [("samples fed", trace.positions)]
+    other = baseline.stats.path_traces.get(0) if baseline is not None else None
+    if other is not None:
+        positions.append(("first available", other.positions))
+    plot_path_timeseries([(spec.name, [cost for _kind, cost in costs])
+                          for spec, costs in zip(config.paths, series, strict=True)],
+                         times, best, positions, trace.estimates, end, path,
+                         title=f"{scenario}, seed {config.seed}: session 0, its paths' costs "
+                               "and the path each client was on")
+    return True
+
+
+def _simulate_one(scenario: str, config: SimConfig, out: Path, key: bytes | None,
+                  workers: int, err: Any, no_plots: bool) -> tuple[dict[str, Any], list[Path]]:
+    """Run one scenario (twice when its driver probes: fed samples, then the baseline),
+    write its outputs to `out`; (summary data, files written). Raises KeyboardInterrupt
+    after writing what there is when Ctrl-C stopped it."""
+    compare = config.probe_interval_ms > 0 and config.feed_samples
+    names = ["trace.jsonl", "sessions.csv", "summary.json"]
+    if compare:
+        names += ["baseline-trace.jsonl", "baseline-sessions.csv"]
+    try:
+        fed = _run_world(config, scenario, out / "trace.jsonl", key, workers, err)
+        base = None
+        if compare and not fed.interrupted:
+            base = _run_world(attrs.evolve(config, feed_samples=False),
+                              f"{scenario} baseline", out / "baseline-trace.jsonl", key,
+                              workers, err)
+    except SimWorkerError as exc:
+        for name in names:
+            (out / name).unlink(missing_ok=True)
+        raise CliError(f"{exc}; the run has no result (no outputs written)") from None
+    interrupted = fed.interrupted or (base is not None and base.interrupted)
+    result = fed.result
+    # Written also when interrupted: the trace is closed above; the CSV and the summary
+    # describe the sessions as they were when the run stopped.
+    _write_csv(out / "sessions.csv", result.outcomes)
+    written = [out / "trace.jsonl", out / "sessions.csv"]
+    if base is not None:
+        _write_csv(out / "baseline-sessions.csv", base.result.outcomes)
+        written += [out / "baseline-trace.jsonl", out / "baseline-sessions.csv"]
+    written.append(out / "summary.json")
+    data = summary_data(scenario, result, fed.tally, fed.elapsed_s, interrupted=interrupted)
+    if result.path_figures:
+        dwell = config.policy.migration_dwell_ms
+        fed_figures = behaviour_figures(result.path_figures, fed.tally, result.surviving,
+                                        dwell)
+        base_figures = None if base is None else behaviour_figures(
+            base.result.path_figures, base.tally, base.result.surviving, dwell)
+        data["path_quality"] = comparison(config, fed_figures, base_figures)
+    if not no_plots and not interrupted:
+        from jumpvpn_core.sim.plots import plot_recovery_cdf, plot_time_on_best, plot_timeline
+
+        title = f"{scenario}, seed {config.seed}, {config.sessions:,} sessions"
+        plot_timeline(result.stats, config.duration_ms, out / "timeline.png", title=title,
+                      tally=fed.tally)
+        plot_recovery_cdf(fed.tally, out / "recovery-cdf.png", title=title,
+                          bound_ms=config.policy.max_recovery_window_ms)
+        written += [out / "timeline.png", out / "recovery-cdf.png"]
+        if "path_quality" in data:
+            plot_time_on_best([(scenario, data["path_quality"])], out / "time-on-best.png",
+                              title=f"Path choice: {title}")
+            written.append(out / "time-on-best.png")
+            if _sample_plot(scenario, config, result, None if base is None else base.result,
+                            out / "path-timeseries.png"):
+                written.append(out / "path-timeseries.png")
+    data["outputs"] = [str(path) for path in written]
+    (out / "summary.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+                                      encoding="utf-8")
+    if interrupted:
+        raise KeyboardInterrupt
+    return data, written
+
+
+def _scenario_help() -> str:
+    suites = "; ".join(f"{name} runs {', '.join(members)}" for name, members in SUITES.items())
+    return ", ".join(sorted(SCENARIOS)) + f". Suites: {suites}."
+
+
 @verb("simulate", "Run a named scenario with many sessions in virtual time.\n\n"
       "Runs many client/server session pairs through the real core in a deterministic "
       "virtual-time world, prints a summary and writes trace.jsonl, sessions.csv, "
-      "summary.json and two plots to --out. Scenarios: " + ", ".join(sorted(SCENARIOS)) + ".")
-@click.option("--scenario", required=True, metavar="NAME", help="the scenario to run")
+      "summary.json and two plots to --out. A scenario whose paths drift also runs the "
+      "first-available baseline and compares the time on the best path. Scenarios: "
+      + _scenario_help())
+@click.option("--scenario", required=True, metavar="NAME",
+              help="the scenario (or suite of scenarios) to run")
 @click.option("--sessions", default="1000", show_default=True, help="session pairs")
 @click.option("--duration", default="600s", show_default=True,
               help="virtual time: 600s, 10m, 5000ms or plain seconds")
@@ -325,7 +519,7 @@ def _run(run: ShardedRun, scenario: str, err: Any, progress: ProgressLines,
               help="JSON file overriding scenario parameters: "
                    f"{', '.join(_CONFIG_KEYS)} and `paths` (a list of link objects with keys "
                    f"{', '.join(_LINK_KEYS)})")
-@click.option("--no-plots", is_flag=True, help="skip the two PNG plots")
+@click.option("--no-plots", is_flag=True, help="skip the PNG plots")
 @click.option("--workers", default=None, metavar="N",
               help="worker processes the sessions are sharded across (default: the usable "
                    "CPUs; 1 for a small run); the outputs are the same for any N. A world "
@@ -344,14 +538,21 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
     count = _int_arg("sessions", sessions, 1)
     duration_ms = parse_duration_ms(duration)
     seed_value = _int_arg("seed", seed, 0)
-    try:
-        config = build_scenario(scenario, count, duration_ms, seed_value)
-    except ScenarioError as exc:
-        raise UsageError(str(exc)) from None
-    if config_path is not None:
-        config = apply_config(config, _read_config(config_path))
-    worker_count = (default_workers(config) if workers is None
-                    else _int_arg("workers", workers, 1))
+    members = SUITES.get(scenario, (scenario,))
+    overrides: Any = None
+    configs: list[tuple[str, SimConfig]] = []
+    for name in members:
+        try:
+            config = build_scenario(name, count, duration_ms, seed_value)
+        except ScenarioError as exc:
+            raise UsageError(f"{exc}; or a suite: {', '.join(sorted(SUITES))}"
+                             if "unknown scenario" in str(exc) else str(exc)) from None
+        if config_path is not None:
+            if overrides is None:
+                overrides = _read_config(config_path)
+            config = apply_config(config, overrides)
+        configs.append((name, config))
+    worker_count = None if workers is None else _int_arg("workers", workers, 1)
     try:
         from rich.console import Console
 
@@ -362,61 +563,50 @@ def command(scenario: str, sessions: str, duration: str, seed: str, out: Path,
     except ImportError as exc:
         raise UsageError(f"{exc.name} is not installed; run: {_INSTALL_HINT}") from None
     check_output_dir(out, "--out")
-
-    trace_path = out / "trace.jsonl"
     err = Console(stderr=True)
-    progress = ProgressLines("jumpvpn simulate")
-    interrupted = False
-    tally = SimTally(config.sessions, config.duration_ms)
-    started = time.perf_counter()
-    try:
-        with trace_path.open("w", encoding="utf-8", newline="\n") as handle, \
-                TraceWriter(handle.write, writer="jumpvpn simulate", key=key) as trace:
-            sink = _recorder(trace, tally)
-            # Ctrl-C while the sessions are being built is held until the run exists, so
-            # that there are always sessions the CSV and summary can describe.
-            with _held_sigint() as held:
-                run = ShardedRun(config, worker_count)
-            with run:
-                try:
-                    if held:
-                        raise KeyboardInterrupt
-                    _run(run, scenario, err, progress, sink)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    with _held_sigint():
-                        sink(run.drain())
-                with _held_sigint():
-                    result = run.finish()
-    except SimWorkerError as exc:
-        for name in ("trace.jsonl", "sessions.csv", "summary.json"):
-            (out / name).unlink(missing_ok=True)
-        raise CliError(f"{exc}; the run has no result (no outputs written)") from None
-    elapsed = time.perf_counter() - started
-    tally.finish(min(result.now_ms, config.duration_ms))
-    # Written also when interrupted: the trace is closed above; the CSV and the summary
-    # describe the sessions as they were when the run stopped.
-    _write_csv(out / "sessions.csv", result.outcomes)
-    data = summary_data(scenario, result, tally, elapsed, interrupted=interrupted)
-    written = [trace_path, out / "sessions.csv", out / "summary.json"]
-    if not no_plots and not interrupted:
-        from jumpvpn_core.sim.plots import plot_recovery_cdf, plot_timeline
+    console = Console(file=sys.stdout)
+    if scenario not in SUITES:
+        name, config = configs[0]
+        data, written = _simulate_one(
+            name, config, out, key,
+            default_workers(config) if worker_count is None else worker_count, err, no_plots)
+        if as_json:
+            emit_json(data)
+        else:
+            console.print(_summary_table(data))
+            if "path_quality" in data:
+                console.print(_quality_table([(name, data["path_quality"])]))
+            for path in written:
+                click.echo(f"wrote {path}")
+        return 0
+    per: dict[str, Any] = {}
+    written = []
+    for name, config in configs:
+        place = check_output_dir(out / name, "--out")
+        data, files = _simulate_one(
+            name, config, place, key,
+            default_workers(config) if worker_count is None else worker_count, err, no_plots)
+        per[name] = data
+        written += files
+    rows = [(name, data["path_quality"]) for name, data in per.items()
+            if "path_quality" in data]
+    if not no_plots and rows:
+        from jumpvpn_core.sim.plots import plot_time_on_best
 
-        title = f"{scenario}, seed {config.seed}, {config.sessions:,} sessions"
-        plot_timeline(result.stats, config.duration_ms, out / "timeline.png", title=title,
-                      tally=tally)
-        plot_recovery_cdf(tally, out / "recovery-cdf.png", title=title,
-                          bound_ms=config.policy.max_recovery_window_ms)
-        written += [out / "timeline.png", out / "recovery-cdf.png"]
-    data["outputs"] = [str(path) for path in written]
-    (out / "summary.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n",
+        plot_time_on_best(rows, out / "time-on-best.png",
+                          title=f"Path choice, suite {scenario}: seed {seed_value}, "
+                                f"{count:,} sessions, {duration_ms / 1000:g} s each")
+        written.append(out / "time-on-best.png")
+    written.append(out / "summary.json")
+    suite = {"suite": scenario, "seed": seed_value, "sessions": count,
+             "duration_ms": duration_ms, "scenarios": per,
+             "outputs": [str(path) for path in written]}
+    (out / "summary.json").write_text(json.dumps(suite, indent=2, sort_keys=True) + "\n",
                                       encoding="utf-8")
-    if interrupted:
-        raise KeyboardInterrupt
     if as_json:
-        emit_json(data)
+        emit_json(suite)
     else:
-        Console(file=sys.stdout).print(_summary_table(data))
+        console.print(_quality_table(rows))
         for path in written:
             click.echo(f"wrote {path}")
     return 0

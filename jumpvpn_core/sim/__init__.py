@@ -4,8 +4,16 @@ The simulator drives the real `step()`; it adds only a world around it. See `Wor
 `ShardedRun` for a world's sessions run across worker processes.
 """
 
-from jumpvpn_core.sim.network import Blackout, Flapping, GilbertElliott, LinkModel, LinkSpec
-from jumpvpn_core.sim.scenarios import SCENARIOS, ScenarioError, build_scenario
+from jumpvpn_core.sim.network import (
+    Blackout,
+    Drifting,
+    DriftProfile,
+    Flapping,
+    GilbertElliott,
+    LinkModel,
+    LinkSpec,
+)
+from jumpvpn_core.sim.scenarios import SCENARIOS, SUITES, ScenarioError, build_scenario
 from jumpvpn_core.sim.shards import RunResult, ShardedRun, SimWorkerError
 from jumpvpn_core.sim.world import (
     AttackSpec,
@@ -19,9 +27,12 @@ from jumpvpn_core.sim.world import (
 
 __all__ = [
     "SCENARIOS",
+    "SUITES",
     "AttackSpec",
     "Blackout",
     "ClusterSpec",
+    "DriftProfile",
+    "Drifting",
     "Flapping",
     "GilbertElliott",
     "LinkModel",

@@ -1,17 +1,25 @@
 """Network failure models for the simulator. Each model owns its own state and draws from
 its session's seeded `random.Random`, so a world is reproducible and worlds (and the
 sessions of one world) never share state.
+
+Paths may also drift: a `DriftProfile` (from `LinkSpec.drift`) gives a path's one-way
+delay and per-packet loss as piecewise-linear functions of virtual time, optionally
+periodic, and `Drifting` applies that loss on top of the path's other models.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import random
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
 __all__ = [
     "Blackout",
+    "DriftProfile",
+    "Drifting",
     "Flapping",
     "GilbertElliott",
     "LinkModel",
@@ -104,6 +112,101 @@ class Flapping:
         return self.inner.delivers(now_ms, rng)
 
 
+#: One point of a drift schedule: (time ms, one-way delay ms, per-packet loss in [0, 1]).
+DriftPoint = tuple[int, int, float]
+
+
+class DriftProfile:
+    """A path's one-way delay and per-packet loss over virtual time: linear between the
+    points of `points` ((time ms, one-way delay ms, loss), times strictly increasing).
+
+    Not periodic (`period_ms == 0`): before the first point the first values hold, after
+    the last the last ones. Periodic: the schedule repeats every `period_ms` (every point
+    time is below it), and from the last point the values move linearly back to the first
+    point's, reached at its time plus one period. Delays are integers (floor of the
+    interpolation), losses floats: the same (profile, time) gives the same values on every
+    platform.
+    """
+
+    __slots__ = ("_delays", "_losses", "_times", "period_ms")
+
+    def __init__(self, points: tuple[DriftPoint, ...], period_ms: int = 0) -> None:
+        if not points:
+            raise ValueError("a drift profile needs at least one point")
+        times = [t for t, _d, _l in points]
+        if any(b <= a for a, b in itertools.pairwise(times)):
+            raise ValueError("drift point times must be strictly increasing")
+        ext = list(points)
+        if period_ms:
+            if times[0] < 0 or times[-1] >= period_ms:
+                raise ValueError("periodic drift point times must lie in [0, period)")
+            last, first = points[-1], points[0]
+            ext = [(last[0] - period_ms, last[1], last[2]), *ext,
+                   (first[0] + period_ms, first[1], first[2])]
+        self.period_ms = period_ms
+        self._times = [t for t, _d, _l in ext]
+        self._delays = [d for _t, d, _l in ext]
+        self._losses = [float(x) for _t, _d, x in ext]
+
+    def _segment(self, time_ms: int) -> tuple[int, int]:
+        """(index of the segment's left point, time folded into the period)."""
+        if self.period_ms:
+            time_ms %= self.period_ms
+        right = bisect.bisect_right(self._times, time_ms)
+        return right - 1, time_ms
+
+    def delay_at(self, time_ms: int) -> int:
+        """One-way delay (ms) at `time_ms` of the profile's own time."""
+        left, t = self._segment(time_ms)
+        delays = self._delays
+        if left < 0:
+            return delays[0]
+        if left >= len(delays) - 1:
+            return delays[-1]
+        t0, t1 = self._times[left], self._times[left + 1]
+        d0, d1 = delays[left], delays[left + 1]
+        return d0 + (d1 - d0) * (t - t0) // (t1 - t0)
+
+    def loss_at(self, time_ms: int) -> float:
+        """Per-packet loss probability (each direction) at `time_ms` of the profile's time."""
+        left, t = self._segment(time_ms)
+        losses = self._losses
+        if left < 0:
+            return losses[0]
+        if left >= len(losses) - 1:
+            return losses[-1]
+        t0, t1 = self._times[left], self._times[left + 1]
+        l0, l1 = losses[left], losses[left + 1]
+        return l0 + (l1 - l0) * (t - t0) / (t1 - t0)
+
+
+class Drifting:
+    """The drifting part of a path's loss: a packet the `inner` model delivers is lost with
+    the profile's current loss probability. `offset_ms` is where the session's own history
+    stands at time 0 (profile time = `now_ms + offset_ms`). No draw while the loss is 0."""
+
+    __slots__ = ("inner", "offset_ms", "profile")
+
+    def __init__(self, profile: DriftProfile, offset_ms: int, inner: LinkModel) -> None:
+        self.profile = profile
+        self.offset_ms = offset_ms
+        self.inner = inner
+
+    def delivers(self, now_ms: int, rng: random.Random) -> bool:
+        if not self.inner.delivers(now_ms, rng):
+            return False
+        loss = self.profile.loss_at(now_ms + self.offset_ms)
+        return loss <= 0.0 or rng.random() >= loss
+
+
+def _drift_points(value: Any) -> Any:
+    """`LinkSpec.drift` as a tuple of tuples (JSON gives lists); anything else is left as
+    it is for the validation to refuse by name."""
+    if isinstance(value, list | tuple) and all(isinstance(p, list | tuple) for p in value):
+        return tuple(tuple(p) for p in value)
+    return value
+
+
 @attrs.frozen
 class LinkSpec:
     """How to build one path's models for one session. Probabilities are per packet.
@@ -112,6 +215,12 @@ class LinkSpec:
     uniformly in `blackout_start_ms` and lasting uniformly in `blackout_length_ms`.
     `nat_rebind_mean_ms`: mean time between NAT rebindings of this path (0: never).
     `return_loss`: extra loss on the server -> client direction only (asymmetric path).
+    `drift`: points (time ms, one-way delay ms, per-packet loss) of a `DriftProfile`,
+    periodic with `drift_period_ms` when that is not 0; while set, the path's delay follows
+    the profile (`one_way_delay_ms` is unused) and its loss is added in each direction.
+    The world shifts every path of a session by the session's drift offset
+    (`SimConfig.drift_offset_ms`). `jitter_ms`: a probe's round trip takes twice the
+    one-way delay plus a uniform draw in [0, jitter_ms].
     """
 
     name: str
@@ -127,6 +236,13 @@ class LinkSpec:
     flap_period_ms: int = 0
     flap_down_ms: int = 0
     nat_rebind_mean_ms: int = 0
+    drift: tuple[DriftPoint, ...] = attrs.field(default=(), converter=_drift_points)
+    drift_period_ms: int = 0
+    jitter_ms: int = 0
+
+    def profile(self) -> DriftProfile | None:
+        """This path's drift profile, or None when its delay and loss do not drift."""
+        return DriftProfile(self.drift, self.drift_period_ms) if self.drift else None
 
     def build(self, rng: random.Random) -> tuple[LinkModel, LinkModel, tuple[int, int] | None]:
         """(client->server model, server->client model, blackout window or None)."""

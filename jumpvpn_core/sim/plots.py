@@ -6,9 +6,10 @@ sessions are in each phase over time (bounded memory: a histogram and a fixed nu
 time buckets). It needs nothing beyond the standard library.
 
 `plot_recovery_cdf` and `plot_timeline` draw them (matplotlib, Agg backend; the `sim`
-extra). A recovery *episode* starts when a client leaves ATTACHED and ends when it is
-ATTACHED again (recovered, directly or through DEGRADED) or TERMINATED (failed); the CDF is
-over all episodes, so it ends at the fraction that recovered, not at 1.
+extra); `plot_time_on_best` and `plot_path_timeseries` draw the path-quality comparison
+(`jumpvpn_core.sim.compare`). A recovery *episode* starts when a client leaves ATTACHED and
+ends when it is ATTACHED again (recovered, directly or through DEGRADED) or TERMINATED
+(failed); the CDF is over all episodes, so it ends at the fraction that recovered, not at 1.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 from jumpvpn_core.phases import Phase
 
-__all__ = ["PHASE_COLOURS", "SimTally", "plot_recovery_cdf", "plot_timeline"]
+__all__ = ["PATH_COLOURS", "PHASE_COLOURS", "SimTally", "plot_path_timeseries",
+           "plot_recovery_cdf", "plot_time_on_best", "plot_timeline"]
 
 PHASE_COLOURS: dict[str, str] = {
     Phase.BIRTH.value: "#bbbbbb",
@@ -29,6 +31,11 @@ PHASE_COLOURS: dict[str, str] = {
     Phase.TERMINATED.value: "#222222",
 }
 _PHASES = tuple(PHASE_COLOURS)
+#: Colour of path number n (cycled), and of "on no path".
+PATH_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
+_NO_PATH = "#dddddd"
+_BEHAVIOURS = (("quality", "samples fed", "#2ca02c"),
+               ("baseline", "first available (no samples)", "#7f7f7f"))
 _ATTACHED = Phase.ATTACHED.value
 _TERMINATED = Phase.TERMINATED.value
 
@@ -267,4 +274,122 @@ def plot_timeline(stats: Any, duration_ms: int, path: Path, *, title: str,
                fontsize="small", frameon=False)
     fig.suptitle(f"Session phases: {title}", fontsize="large")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _save(fig, path)
+
+
+def plot_time_on_best(rows: list[tuple[str, dict[str, Any]]], path: Path, *,
+                      title: str) -> None:
+    """Per scenario (`rows`: (scenario, `compare.comparison` data)): the share of the
+    eligible time on the best path of each behaviour (left), and switches per session,
+    mean and max, with the hysteresis bound written above (right), to `path` (PNG)."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6))
+    width = 0.38
+    top_switches = 1
+    for offset, (key, label, colour) in enumerate(_BEHAVIOURS):
+        xs = [number + (offset - 0.5) * width for number in range(len(rows))]
+        shares, means, maxima = [], [], []
+        for x, (_name, data) in zip(xs, rows, strict=True):
+            figures = data.get(key) or {}
+            share = figures.get("time_on_best")
+            shares.append(0.0 if share is None else 100 * share)
+            if share is not None:
+                left.annotate(f"{100 * share:.1f}%", (x, 100 * share), xytext=(0, 3),
+                              textcoords="offset points", ha="center", fontsize="small")
+            switches = figures.get("switches_per_session", {})
+            means.append(switches.get("mean", 0))
+            maxima.append(switches.get("max", 0))
+        top_switches = max(top_switches, *maxima)
+        left.bar(xs, shares, width, color=colour, label=label)
+        right.bar(xs, maxima, width, color=colour, alpha=0.35,
+                  label=f"{label}: max per session")
+        right.bar(xs, means, width, color=colour, label=f"{label}: mean per session")
+    for number, (_name, data) in enumerate(rows):
+        if all((data.get(key) or {}).get("time_on_best") is None for key, *_ in _BEHAVIOURS):
+            left.text(number, 4, "no eligible time:\nno path stays best\nfor the dwell time",
+                      ha="center", fontsize="small")
+        right.annotate(f"bound {data['hysteresis_bound']:,}", (number, top_switches * 1.25),
+                       ha="center", fontsize="small", color="#d62728")
+    left.axhline(95, color="#d62728", linestyle="--", linewidth=1, label="95 %")
+    names = [name for name, _data in rows]
+    for ax in (left, right):
+        ax.set_xticks(range(len(rows)), names, rotation=12, fontsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  fontsize="small", frameon=False)
+    left.set_ylim(0, 110)
+    left.set_ylabel("% of eligible time on the best path")
+    left.set_title("time on the best available path\n(eligible: best for at least the "
+                   "dwell time)", fontsize="medium")
+    right.set_ylim(0, top_switches * 1.4)
+    right.set_ylabel("switches per session")
+    right.set_title("switches per session (hysteresis bound ceil(T / dwell) above)",
+                    fontsize="medium")
+    fig.suptitle(title, fontsize="large")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _strip(ax: Any, row: int, positions: list[tuple[int, int]], end_ms: int) -> None:
+    """One behaviour's path over time as coloured bars (grey: on no path)."""
+    for number, (start, position) in enumerate(positions):
+        stop = positions[number + 1][0] if number + 1 < len(positions) else end_ms
+        colour = _NO_PATH if position < 0 else PATH_COLOURS[position % len(PATH_COLOURS)]
+        ax.broken_barh([(start / 1000, max(stop - start, 1) / 1000)], (row - 0.4, 0.8),
+                       facecolors=colour, linewidth=0)
+
+
+def plot_path_timeseries(paths: list[tuple[str, list[int]]], times_ms: list[int],
+                         best: list[tuple[int, bool]],
+                         positions: list[tuple[str, list[tuple[int, int]]]],
+                         estimates: list[tuple[int, int, int]], end_ms: int, path: Path, *,
+                         title: str) -> None:
+    """One session over time, to `path` (PNG): each path's true cost (solid) and the
+    client's own estimate after each sample (dots), above strips of the best path (pale
+    while not yet eligible) and of the path each behaviour's client was on.
+
+    `paths`: (name, true cost at each of `times_ms`); `best`: (best path number, eligible)
+    at each of `times_ms`; `positions`: (behaviour label, (time, path number or -1))."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.4), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1.2]})
+    seconds = [t / 1000 for t in times_ms]
+    for number, (name, costs) in enumerate(paths):
+        colour = PATH_COLOURS[number % len(PATH_COLOURS)]
+        top.plot(seconds, costs, color=colour, linewidth=1.8, label=f"{name}: true cost")
+        mine = [(t / 1000, cost) for t, n, cost in estimates if n == number]
+        if mine:
+            top.plot([x for x, _c in mine], [c for _x, c in mine], linestyle="none",
+                     marker=".", markersize=1.5, color=colour, alpha=0.5,
+                     label=f"{name}: client's estimate")
+    top.set_ylabel("cost (ms): RTT + loss penalty")
+    top.set_yscale("log")
+    top.grid(True, which="both", alpha=0.25)
+    top.legend(loc="upper right", fontsize="small", ncol=2, framealpha=0.9)
+    labels = ["best path"]
+    runs: list[tuple[int, tuple[int, bool]]] = []  # (start, (best path, eligible)), merged
+    for start, state in zip(times_ms, best, strict=True):
+        if not runs or runs[-1][1] != state:
+            runs.append((start, state))
+    for number, (start, (best_path, eligible)) in enumerate(runs):
+        stop = runs[number + 1][0] if number + 1 < len(runs) else end_ms
+        bottom.broken_barh([(start / 1000, (stop - start) / 1000)], (-0.4, 0.8),
+                           facecolors=PATH_COLOURS[best_path % len(PATH_COLOURS)],
+                           alpha=1.0 if eligible else 0.3, linewidth=0)
+    for row, (label, changes) in enumerate(positions, start=1):
+        labels.append(label)
+        _strip(bottom, row, changes, end_ms)
+    bottom.set_yticks(range(len(labels)), labels, fontsize="small")
+    bottom.invert_yaxis()
+    bottom.set_xlim(0, end_ms / 1000)
+    bottom.set_xlabel("virtual time (s)")
+    handles = [Patch(color=PATH_COLOURS[n % len(PATH_COLOURS)], label=name)
+               for n, (name, _c) in enumerate(paths)]
+    handles.append(Patch(color=_NO_PATH, label="on no path (not ATTACHED)"))
+    bottom.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.45),
+                  ncol=len(handles), fontsize="small", frameon=False)
+    fig.suptitle(title, fontsize="large")
+    fig.tight_layout()
     _save(fig, path)

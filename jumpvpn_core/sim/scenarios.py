@@ -2,18 +2,27 @@
 
 Each builder returns a `SimConfig`; `SCENARIOS` maps the CLI name to its builder and a
 one-line description. Timings are chosen so that each scenario exercises its clause
-within a few simulated minutes.
+within a few simulated minutes. `SUITES` names groups of scenarios run together.
+
+The `drifting-*` scenarios (path quality, `specs/path-quality.md`) give their paths delay
+and loss that drift over virtual time, each session at its own point of the schedule
+(`SimConfig.drift_offset_ms`), and run the path-quality driver (probes every
+`DRIFT_PROBE_INTERVAL_MS`). `jumpvpn simulate` runs each of them twice, with samples fed
+and without (the first-available baseline), and compares the time on the best path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import attrs
+
 from jumpvpn_core.policy import Policy
 from jumpvpn_core.sim.network import LinkSpec
 from jumpvpn_core.sim.world import AttackSpec, ClusterSpec, SimConfig
 
-__all__ = ["SCENARIOS", "ScenarioError", "build_scenario"]
+__all__ = ["DRIFT_POLICY", "DRIFT_PROBE_INTERVAL_MS", "SCENARIOS", "SUITES", "ScenarioError",
+           "build_scenario"]
 
 
 class ScenarioError(ValueError):
@@ -29,6 +38,72 @@ _CLEAN = LinkSpec("wifi")
 _SPARE = LinkSpec("lte", one_way_delay_ms=40)
 
 Builder = Callable[[int, int, int], SimConfig]
+
+# -- drifting paths (path quality) -----------------------------------------------------------
+
+#: The simulated driver probes every path the client knows this often: with the EWMA's
+#: gain of 1/8 a score follows a change within about eight probes (1.6 s).
+DRIFT_PROBE_INTERVAL_MS = 200
+#: `SIM_POLICY` with a migration margin of 10 ms (default 20): the uplinks here differ by
+#: 40 ms RTT or more once they have drifted apart, and the dwell (5 s, the default) is
+#: what holds back a move on noise. The other path-quality fields keep their defaults.
+DRIFT_POLICY = attrs.evolve(SIM_POLICY, migration_margin_ms=10)
+# Every probe's round trip: twice the one-way delay plus up to this much jitter.
+_JITTER_MS = 10
+
+
+def _drifting(n: int, d: int, seed: int, paths: tuple[LinkSpec, ...],
+              period_ms: int) -> SimConfig:
+    # Each session stands at its own point of the (periodic) schedule.
+    return SimConfig(n, d, seed, paths, DRIFT_POLICY, probe_interval_ms=DRIFT_PROBE_INTERVAL_MS,
+                     drift_offset_ms=(0, period_ms - 1))
+
+
+def _drifting_degrading(n: int, d: int, seed: int) -> SimConfig:
+    # Every 240 s the wifi uplink degrades over 30 s from 30 ms RTT to 180 ms with 2 %
+    # loss each way, stays so for 110 s, then comes back over 15 s; LTE stays at 70 ms.
+    period = 240_000
+    wifi = LinkSpec("wifi", jitter_ms=_JITTER_MS, drift_period_ms=period,
+                    drift=((0, 15, 0.0), (60_000, 15, 0.0), (90_000, 90, 0.02),
+                           (200_000, 90, 0.02), (215_000, 15, 0.0)))
+    lte = LinkSpec("lte", one_way_delay_ms=35, jitter_ms=_JITTER_MS)
+    return _drifting(n, d, seed, (wifi, lte), period)
+
+
+def _swapping(half_ms: int, ramp_ms: int) -> tuple[LinkSpec, LinkSpec]:
+    """Two similar uplinks (40 ms and 90 ms RTT) that trade places every `half_ms`, each
+    move taking `ramp_ms`."""
+    period = 2 * half_ms
+    fast, slow = 20, 45
+    wifi = LinkSpec("wifi", jitter_ms=_JITTER_MS, drift_period_ms=period,
+                    drift=((0, fast, 0.0), (half_ms - ramp_ms, fast, 0.0),
+                           (half_ms, slow, 0.0), (period - ramp_ms, slow, 0.0)))
+    lte = LinkSpec("lte", jitter_ms=_JITTER_MS, drift_period_ms=period,
+                   drift=((0, slow, 0.0), (half_ms - ramp_ms, slow, 0.0),
+                          (half_ms, fast, 0.0), (period - ramp_ms, fast, 0.0)))
+    return wifi, lte
+
+
+def _drifting_swap(n: int, d: int, seed: int) -> SimConfig:
+    # The better of two similar uplinks changes every 60 s: much slower than the dwell.
+    return _drifting(n, d, seed, _swapping(60_000, 5_000), 120_000)
+
+
+def _drifting_swap_fast(n: int, d: int, seed: int) -> SimConfig:
+    # ... every 4 s: faster than the 5 s dwell, so no move would pay off.
+    return _drifting(n, d, seed, _swapping(4_000, 1_000), 8_000)
+
+
+def _drifting_bufferbloat(n: int, d: int, seed: int) -> SimConfig:
+    # Every 180 s the wifi uplink (30 ms RTT, the best, where sessions start) fills its
+    # buffer within 2 s: 400 ms RTT and 1 % loss each way for 38 s, then drains in 3 s.
+    period = 180_000
+    wifi = LinkSpec("wifi", jitter_ms=_JITTER_MS, drift_period_ms=period,
+                    drift=((0, 15, 0.0), (60_000, 15, 0.0), (62_000, 200, 0.01),
+                           (100_000, 200, 0.01), (103_000, 15, 0.0)))
+    lte = LinkSpec("lte", one_way_delay_ms=35, jitter_ms=_JITTER_MS)
+    return _drifting(n, d, seed, (wifi, lte), period)
+
 
 
 def _steady(n: int, d: int, seed: int) -> SimConfig:
@@ -122,6 +197,20 @@ SCENARIOS: dict[str, tuple[Builder, str]] = {
     "split-brain": (_split_brain, "§4.1 every reattach reaches two gateway nodes at once"),
     "partial-cluster": (_partial_cluster,
                         "§4.2 a gateway node, then the whole store, is unreachable"),
+    "drifting-degrading": (_drifting_degrading,
+                           "path quality: the wifi uplink degrades beside a steady LTE one"),
+    "drifting-swap": (_drifting_swap,
+                      "path quality: two similar uplinks swap places every 60 s"),
+    "drifting-swap-fast": (_drifting_swap_fast,
+                           "path quality: ... every 4 s, faster than the dwell time"),
+    "drifting-bufferbloat": (_drifting_bufferbloat,
+                             "path quality: a bufferbloat episode on the active uplink"),
+}
+
+#: Names that run several scenarios one after the other (`jumpvpn simulate --scenario`).
+SUITES: dict[str, tuple[str, ...]] = {
+    "drifting": ("drifting-degrading", "drifting-swap", "drifting-swap-fast",
+                 "drifting-bufferbloat"),
 }
 
 

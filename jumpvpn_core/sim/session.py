@@ -16,7 +16,9 @@ import attrs
 
 from jumpvpn_core.effects import SendReattachRequest, StateChanged
 from jumpvpn_core.phases import Phase, Role
-from jumpvpn_core.sim.network import LinkModel
+from jumpvpn_core.reasons import ReasonCode
+from jumpvpn_core.sim.bestpath import BestPathTracker, PathTrace, SessionPathFigures
+from jumpvpn_core.sim.network import DriftProfile, LinkModel
 from jumpvpn_core.state import SessionState
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -32,7 +34,8 @@ __all__ = [
 @attrs.define
 class SimPath:
     """One network path of a session: the client's local transport, the address the server
-    sees it as (moved by NAT rebinding), its two directions and its delay."""
+    sees it as (moved by NAT rebinding), its two directions and its delay (fixed, or from
+    its drift `profile` at `now + offset_ms`)."""
 
     local: TransportDescriptor
     public: TransportDescriptor
@@ -40,6 +43,14 @@ class SimPath:
     down: LinkModel
     delay_ms: int
     rebind_mean_ms: int
+    profile: DriftProfile | None = None
+    offset_ms: int = 0
+    jitter_ms: int = 0
+
+    def delay_at(self, now_ms: int) -> int:
+        """The one-way delay of a packet sent at `now_ms`."""
+        profile = self.profile
+        return self.delay_ms if profile is None else profile.delay_at(now_ms + self.offset_ms)
 
 
 @attrs.frozen
@@ -86,6 +97,14 @@ class SimSession:
     rejections: int = 0
     #: Cluster mode: the store version of `server`.
     store_version: int = 0
+    #: Proactive migrations of the client (MIGRATED_TO_BETTER_PATH).
+    migrations: int = 0
+    #: With the path-quality driver (`SimConfig.probe_interval_ms`): the PRNG of its probes
+    #: (its own stream, so that probing leaves the session's other draws as they were),
+    #: the time-on-best-path accounting, and for the sample session what the plots show.
+    probe_rng: random.Random | None = attrs.field(default=None, eq=False, repr=False)
+    tracker: BestPathTracker | None = attrs.field(default=None, eq=False, repr=False)
+    path_trace: PathTrace | None = attrs.field(default=None, eq=False, repr=False)
 
     def outcome(self) -> SessionOutcome:
         """This session's row of the per-session CSV."""
@@ -102,6 +121,17 @@ class SimSession:
             self.switches,
             self.rejections,
         )
+
+    def path_figures(self, now_ms: int) -> SessionPathFigures | None:
+        """This session's time-on-best-path figures as of `now_ms` (None without the
+        path-quality driver)."""
+        tracker = self.tracker
+        if tracker is None:
+            return None
+        tracker.advance(now_ms)
+        return SessionPathFigures(self.index, max(0, now_ms - tracker.start_ms),
+                                  tracker.eligible_ms, tracker.on_best_ms, self.switches,
+                                  self.migrations, self.recoveries)
 
 
 @attrs.define
@@ -121,6 +151,8 @@ class WorldStats:
     #: `race_no_winner`, `dual_bindings` (two nodes accepting from one store version:
     #: must stay 0), `commits`, `store_unavailable`.
     cluster: Counter[str] = attrs.field(factory=Counter)
+    #: With the path-quality driver: the sample session's path history (session 0).
+    path_traces: dict[int, PathTrace] = attrs.field(factory=dict)
 
     def recovery_percentile(self, fraction: float) -> int | None:
         """Recovery time (ms) at `fraction` (0..1) of completed recoveries, or None."""
@@ -152,6 +184,8 @@ def count_change(stats: WorldStats, session: SimSession, change: StateChanged) -
         session.recovering_since = None
     elif change.to_phase is not Phase.RECOVERING:
         session.recovering_since = None
+    if change.reason is ReasonCode.MIGRATED_TO_BETTER_PATH:
+        session.migrations += 1
     if change.to_phase is Phase.TERMINATED:
         stats.end_reasons[change.reason.value] += 1
     timeline = stats.timelines.get(session.index)

@@ -7,7 +7,8 @@ process, and merges what they produce:
 * audit records, ordered by (virtual time, session index, order within the session): a
   session's records come from one shard in its own order, so the merged stream is the same
   whatever the number of workers;
-* the per-session outcomes, in index order; the counters (`WorldStats`) summed.
+* the per-session outcomes (and time-on-best-path figures), in index order; the counters
+  (`WorldStats`) summed.
 
 Each session draws from its own PRNG (`world.derived_seed`), so a shard's sessions run as
 they would in one world holding all of them: the merged trace, CSV and figures are
@@ -42,6 +43,7 @@ from typing import Any
 
 import attrs
 
+from jumpvpn_core.sim.bestpath import SessionPathFigures
 from jumpvpn_core.sim.session import SessionOutcome, WorldStats
 from jumpvpn_core.sim.world import SimConfig, World, config_shardable
 
@@ -71,7 +73,8 @@ class SimWorkerError(RuntimeError):
 
 @attrs.frozen
 class RunResult:
-    """What a (sharded) run leaves: the merged counters and per-session outcomes."""
+    """What a (sharded) run leaves: the merged counters and per-session outcomes, and with
+    the path-quality driver each session's time-on-best-path figures (index order)."""
 
     config: SimConfig
     stats: WorldStats
@@ -79,6 +82,7 @@ class RunResult:
     outcomes: list[SessionOutcome]
     surviving: int
     workers: int
+    path_figures: list[SessionPathFigures] = attrs.field(factory=list)
 
 
 def usable_cpus() -> int:
@@ -116,7 +120,9 @@ def merge_stats(parts: list[WorldStats]) -> WorldStats:
                                      zip(merged.recovery_histogram, part.recovery_histogram,
                                          strict=True)]
         merged.timelines.update(part.timelines)
+        merged.path_traces.update(part.path_traces)
     merged.timelines = dict(sorted(merged.timelines.items()))
+    merged.path_traces = dict(sorted(merged.path_traces.items()))
     return merged
 
 
@@ -126,6 +132,7 @@ class _ShardResult:
     now_ms: int
     outcomes: list[tuple[int, SessionOutcome]]
     surviving: int
+    path_figures: list[SessionPathFigures]
 
 
 class _Shard:
@@ -155,7 +162,7 @@ class _Shard:
         world = self.world
         return _ShardResult(world.stats, world.now_ms,
                             [(s.index, s.outcome()) for s in world.sessions],
-                            world.surviving())
+                            world.surviving(), world.path_figures())
 
 
 def _worker(conn: Connection, config: SimConfig, shard: tuple[int, int],
@@ -312,9 +319,11 @@ class ShardedRun:
             self.close()
         outcomes = sorted((pair for part in parts for pair in part.outcomes),
                           key=itemgetter(0))
+        figures = sorted((f for part in parts for f in part.path_figures),
+                         key=lambda f: f.index)
         return RunResult(self.config, merge_stats([part.stats for part in parts]),
                          max(part.now_ms for part in parts), [row for _i, row in outcomes],
-                         sum(part.surviving for part in parts), self.workers)
+                         sum(part.surviving for part in parts), self.workers, figures)
 
     def close(self) -> None:
         """End the worker processes (idempotent)."""

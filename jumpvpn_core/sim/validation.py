@@ -19,6 +19,7 @@ from typing import Any
 __all__ = [
     "MAX_ATTACK_RATE_PER_S",
     "MAX_DELAY_MS",
+    "MAX_DRIFT_POINTS",
     "MAX_DURATION_MS",
     "MAX_NODES",
     "MAX_PATHS",
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_TIME_MS",
     "MIN_HEARTBEAT_MS",
     "MIN_NAT_REBIND_MEAN_MS",
+    "MIN_PROBE_INTERVAL_MS",
     "check_attack",
     "check_cluster",
     "check_link",
@@ -47,6 +49,10 @@ MIN_NAT_REBIND_MEAN_MS = 1_000
 MAX_ATTACK_RATE_PER_S = 1_000
 MAX_PATHS = 16
 MAX_NODES = 64
+#: Points of one path's drift schedule.
+MAX_DRIFT_POINTS = 64
+#: The path-quality driver probes each path at most ten times a second.
+MIN_PROBE_INTERVAL_MS = 100
 
 
 def _int(name: str, value: Any, low: int, high: int, unit: str = "") -> None:
@@ -100,6 +106,31 @@ def check_link(spec: Any) -> None:
     if rebind != 0 and not MIN_NAT_REBIND_MEAN_MS <= rebind <= MAX_TIME_MS:
         raise ValueError(f"nat_rebind_mean_ms must be 0 (never) or in "
                          f"[{MIN_NAT_REBIND_MEAN_MS:_}, {MAX_TIME_MS:_}] ms, got {rebind}")
+    _int("jitter_ms", spec.jitter_ms, 0, MAX_DELAY_MS, "ms")
+    _int("drift_period_ms", spec.drift_period_ms, 0, MAX_TIME_MS, "ms, 0: not periodic")
+    _drift(spec.drift, spec.drift_period_ms)
+
+
+def _drift(points: Any, period: int) -> None:
+    if not isinstance(points, tuple) or len(points) > MAX_DRIFT_POINTS:
+        raise ValueError(f"drift must be a list of at most {MAX_DRIFT_POINTS} points "
+                         f"[time_ms, one_way_delay_ms, loss], got {points!r}")
+    if period and not points:
+        raise ValueError(f"drift_period_ms needs drift points, got drift_period_ms {period} "
+                         "with none")
+    previous = -1
+    for point in points:
+        if not isinstance(point, tuple) or len(point) != 3:
+            raise ValueError(f"drift point must be [time_ms, one_way_delay_ms, loss], "
+                             f"got {point!r}")
+        at, delay, loss = point
+        _int("drift point time_ms", at, 0, (period - 1) if period else MAX_TIME_MS, "ms")
+        if at <= previous:
+            raise ValueError(f"drift point times must be strictly increasing, got {at} "
+                             f"after {previous}")
+        previous = at
+        _int("drift point one_way_delay_ms", delay, 0, MAX_DELAY_MS, "ms")
+        _probability("drift point loss", loss)
 
 
 def check_attack(spec: Any) -> None:
@@ -159,6 +190,15 @@ def check_sim_config(config: Any, attack_type: type, cluster_type: type) -> None
     _probability("collapse_probability", config.collapse_probability)
     _window("collapse_start_ms", config.collapse_start_ms)
     _window("collapse_length_ms", config.collapse_length_ms)
+    probe = config.probe_interval_ms
+    if isinstance(probe, bool) or not isinstance(probe, int):
+        raise ValueError(f"probe_interval_ms must be an integer (ms), got {probe!r}")
+    if probe != 0 and not MIN_PROBE_INTERVAL_MS <= probe <= MAX_TIME_MS:
+        raise ValueError(f"probe_interval_ms must be 0 (no probes) or in "
+                         f"[{MIN_PROBE_INTERVAL_MS:_}, {MAX_TIME_MS:_}] ms, got {probe}")
+    if not isinstance(config.feed_samples, bool):
+        raise ValueError(f"feed_samples must be true or false, got {config.feed_samples!r}")
+    _window("drift_offset_ms", config.drift_offset_ms)
     if not isinstance(config.attacks, tuple) or len(config.attacks) > 16:
         raise ValueError("attacks must be a list of at most 16 attack records")
     if not all(isinstance(a, attack_type) for a in config.attacks):

@@ -24,11 +24,22 @@ world routes each server input to a node, can cut a node off the store (a partit
 whole store (an outage), and can deliver one request to two nodes at once (split-brain),
 counting any dual binding.
 
+The path-quality driver (`SimConfig.probe_interval_ms`): every interval the client's
+driver announces again each uplink its client has forgotten (`CandidateDiscovered`) and,
+when `SimConfig.feed_samples`, probes every path the client knows: an answered probe is an
+`RttSample` (twice the path's current one-way delay plus jitter) when its answer arrives, a
+lost one (either direction, by the path's current loss) a `ProbeLost` once
+`PROBE_TIMEOUT_MS` has passed. With `feed_samples` false the same world runs a client fed
+no samples: it keeps the first path until it fails and recovers in discovery order (the
+first-available baseline). Either way each session's time on the best path is accounted
+(`bestpath`).
+
 The modules of the simulator: this one (configuration, the event loop, the one place where
 the world calls the core: `World._feed`), `session` (what is kept per session pair, the
-figures of a run), `cluster` (the gateway nodes over one store), `attackers` (what an
-attack attempt sends), `network` (link models). Whatever one side sends the other is
-turned into the event the other side receives by `jumpvpn_core.peer`.
+figures of a run), `bestpath` (time on the best path), `cluster` (the gateway nodes over
+one store), `attackers` (what an attack attempt sends), `network` (link models, drifting
+paths). Whatever one side sends the other is turned into the event the other side
+receives by `jumpvpn_core.peer`.
 
 `World(config, check=True)` steps through `invariants.checked_step` (and runs the checkers
 on every step a cluster node makes) and raises `SimInvariantError` on the first violation:
@@ -53,10 +64,19 @@ from jumpvpn_core.invariants import Violation, check_state, check_step, checked_
 from jumpvpn_core.machine import next_deadline, step
 from jumpvpn_core.phases import Phase, Role
 from jumpvpn_core.policy import Policy
+from jumpvpn_core.quality import path_cost
 from jumpvpn_core.reasons import ReasonClass, ReasonCode, reason_class
 from jumpvpn_core.sim.attackers import REQUEST_BYTES, attack_request
+from jumpvpn_core.sim.bestpath import (
+    BestPathTracker,
+    PathTrace,
+    SessionPathFigures,
+    best_path,
+    stationary_loss,
+    true_cost,
+)
 from jumpvpn_core.sim.cluster import GATEWAY_REASONS, Cluster
-from jumpvpn_core.sim.network import LinkSpec
+from jumpvpn_core.sim.network import Drifting, LinkSpec
 from jumpvpn_core.sim.session import (
     SessionOutcome,
     SimPath,
@@ -69,6 +89,7 @@ from jumpvpn_core.state import ClientSide, SessionState, new_session
 from jumpvpn_core.transport import TransportDescriptor
 
 __all__ = [
+    "PROBE_TIMEOUT_MS",
     "AttackSpec",
     "ClusterSpec",
     "SessionOutcome",
@@ -93,15 +114,25 @@ _NAT_REBIND = 5
 _COLLAPSE_START = 6
 _COLLAPSE_END = 7
 _ATTACK = 8
+_PROBE = 9
+_PROBE_RESULT = 10
 
 _HEARTBEAT_BYTES = 120
 _SAMPLE_TIMELINES = 8
+#: The session whose path history the plots show (`WorldStats.path_traces`), and how many
+#: entries of each kind it keeps at most (memory stays bounded on the longest runs).
+_SAMPLE_PATH_SESSION = 0
+_SAMPLE_PATH_ENTRIES = 50_000
+#: A probe unanswered this long is reported lost (`ProbeLost`); so is one whose round trip
+#: would take longer.
+PROBE_TIMEOUT_MS = 2_000
 
 
 def derived_seed(seed: int, stream: str, number: int = 0) -> int:
     """The seed of one independent PRNG stream of a world: `stream` is `session` (number:
-    the session index), `attack` (number: the attack's position in `SimConfig.attacks`)
-    or `cluster`. SHA-256 of the three, so that streams never overlap by construction and
+    the session index), `probe` (number: the session index; the path-quality driver's
+    probes), `attack` (number: the attack's position in `SimConfig.attacks`) or
+    `cluster`. SHA-256 of the three, so that streams never overlap by construction and
     the same (seed, stream, number) gives the same draws on every platform."""
     digest = hashlib.sha256(f"jumpvpn-sim/{seed}/{stream}/{number}".encode()).digest()
     return int.from_bytes(digest[:16], "big")
@@ -190,6 +221,14 @@ class SimConfig:
     collapse_length_ms: tuple[int, int] = (0, 0)
     attacks: tuple[AttackSpec, ...] = ()
     cluster: ClusterSpec | None = None
+    #: The path-quality driver's period (0: none; see the module).
+    probe_interval_ms: int = 0
+    #: Whether the driver feeds its probes' results to the client (false: the
+    #: first-available baseline, same world otherwise).
+    feed_samples: bool = True
+    #: Each session draws one offset in this window: where its paths' drift profiles
+    #: stand at time 0 (sessions then see the same drift at different times).
+    drift_offset_ms: tuple[int, int] = (0, 0)
 
     def __attrs_post_init__(self) -> None:
         check_sim_config(self, AttackSpec, ClusterSpec)
@@ -263,6 +302,8 @@ class World:
         #: Cluster mode: the gateway nodes that play every session's server side.
         self.cluster = (None if config.cluster is None
                         else Cluster(config, self.stats.cluster, self._clock, self.rng))
+        self._profiles = [spec.profile() for spec in config.paths]
+        self._static_loss = [stationary_loss(spec) for spec in config.paths]
         #: This world's sessions (all of them, or those of its shard), by index order.
         self.sessions: list[SimSession] = []
         for index in range(number, config.sessions, of):
@@ -282,17 +323,29 @@ class World:
         start = rng.randrange(max(1, cfg.start_spread_ms))
         client = new_session(Role.CLIENT, session_id, secret, start, cfg.policy)
         server = new_session(Role.SERVER, session_id, secret, start, cfg.policy)
+        drifting = any(profile is not None for profile in self._profiles)
+        offset = rng.randint(*cfg.drift_offset_ms) if drifting else 0
         paths = []
         for number, spec in enumerate(cfg.paths):
             up, down, _window = spec.build(rng)
+            profile = self._profiles[number]
+            if profile is not None:
+                up = Drifting(profile, offset, up)
+                down = Drifting(profile, offset, down)
             local = TransportDescriptor.udp(f"192.168.{number}.2", 40_000 + number)
             public = TransportDescriptor.udp(f"203.0.113.{number + 1}",
                                              10_000 + rng.randrange(50_000))
             paths.append(SimPath(local, public, up, down, spec.one_way_delay_ms,
-                                 spec.nat_rebind_mean_ms))
+                                 spec.nat_rebind_mean_ms, profile, offset, spec.jitter_ms))
         session = SimSession(index, session_id, client, server, paths,
                              {p.local: i for i, p in enumerate(paths)}, rng)
         session.last_client_rx_ms = start
+        if cfg.probe_interval_ms:
+            session.probe_rng = random.Random(derived_seed(cfg.seed, "probe", index))
+            session.tracker = BestPathTracker(self._best_at(session), start,
+                                              cfg.policy.migration_dwell_ms)
+            if index == _SAMPLE_PATH_SESSION:
+                session.path_trace = self.stats.path_traces[index] = PathTrace(offset, start)
         if index < _SAMPLE_TIMELINES:
             self.stats.timelines[index] = [(start, Phase.BIRTH.value)]
         self._feed(session, Role.CLIENT, ev.Attach(start, paths[0].local))
@@ -313,7 +366,27 @@ class World:
             begin = rng.randint(*cfg.collapse_start_ms)
             end = begin + rng.randint(*cfg.collapse_length_ms)
             self._push(begin, _COLLAPSE_START, index, end)
+        if cfg.probe_interval_ms:
+            # The driver's probe timer runs on its own phase, not in step with the traffic.
+            assert session.probe_rng is not None
+            phase = 1 + session.probe_rng.randrange(cfg.probe_interval_ms)
+            self._push(start + phase, _PROBE, index, None)
         return session
+
+    def _best_at(self, session: SimSession) -> Callable[[int], int]:
+        """The number of `session`'s best path at a time (`bestpath.true_cost`)."""
+        specs = self.config.paths
+        policy = self.config.policy
+        profiles = self._profiles
+        static = self._static_loss
+        paths = session.paths
+
+        def best_at(now: int) -> int:
+            return best_path([true_cost(specs[n], profiles[n], static[n], path.local, policy,
+                                        now + path.offset_ms, now)
+                              for n, path in enumerate(paths)])
+
+        return best_at
 
     def _clock(self) -> int:
         return self.now_ms
@@ -409,6 +482,82 @@ class World:
             session.collapsed = False
             for path in session.paths:
                 self._feed(session, Role.CLIENT, ev.CandidateDiscovered(now, path.local))
+        elif kind == _PROBE:
+            self._probe(session, now)
+        elif kind == _PROBE_RESULT:
+            self._probe_result(session, now, payload)
+
+    # -- the path-quality driver ------------------------------------------------------------
+
+    def _probe(self, session: SimSession, now: int) -> None:
+        """One round of the driver: announce forgotten uplinks again, probe the known ones."""
+        client = session.client
+        if client.phase is Phase.TERMINATED:
+            return
+        self._push(now + self.config.probe_interval_ms, _PROBE, session.index, None)
+        if not session.collapsed:
+            limit = client.ident.policy.max_candidates
+            for path in session.paths:
+                client = session.client
+                local = path.local
+                if (local != client.link.active and local not in client.roaming.candidates
+                        and len(client.roaming.candidates) < limit
+                        and client.phase is not Phase.TERMINATED):
+                    self._feed(session, Role.CLIENT, ev.CandidateDiscovered(now, local))
+        if not self.config.feed_samples:
+            return
+        client = session.client
+        rng = session.probe_rng
+        assert rng is not None
+        for number, path in enumerate(session.paths):
+            local = path.local
+            if local != client.link.active and local not in client.roaming.candidates:
+                continue
+            rtt: int | None = None
+            if (not session.collapsed and path.up.delivers(now, rng)
+                    and path.down.delivers(now, rng)):
+                rtt = 2 * path.delay_at(now)
+                if path.jitter_ms:
+                    rtt += rng.randint(0, path.jitter_ms)
+                rtt = max(1, rtt)
+                if rtt >= PROBE_TIMEOUT_MS:
+                    rtt = None
+            self._push(now + (PROBE_TIMEOUT_MS if rtt is None else rtt), _PROBE_RESULT,
+                       session.index, (number, rtt))
+
+    def _probe_result(self, session: SimSession, now: int,
+                      payload: tuple[int, int | None]) -> None:
+        """A probe's answer arrived (`rtt`) or it is overdue (None): tell the client, if
+        it still knows the path."""
+        number, rtt = payload
+        client = session.client
+        local = session.paths[number].local
+        if client.phase is Phase.TERMINATED or (
+                local != client.link.active and local not in client.roaming.candidates):
+            return
+        self._feed(session, Role.CLIENT, ev.ProbeLost(now, local) if rtt is None
+                   else ev.RttSample(now, local, rtt))
+        trace = session.path_trace
+        side = session.client.side
+        if (trace is not None and isinstance(side, ClientSide)
+                and len(trace.estimates) < _SAMPLE_PATH_ENTRIES):
+            _kind, cost = path_cost(side.quality, local, self.config.policy, now)
+            trace.estimates.append((now, number, cost))
+
+    def _track(self, session: SimSession, now: int) -> None:
+        """Follow the client's position (the path it is ATTACHED on) for the figures."""
+        tracker = session.tracker
+        if tracker is None:
+            return
+        client = session.client
+        link = client.link
+        position = (session.by_local.get(link.active) if client.phase is Phase.ATTACHED
+                    and link.active is not None and not link.active_failed else None)
+        if position != tracker.position:
+            tracker.move(now, position)
+            trace = session.path_trace
+            if trace is not None and len(trace.positions) < _SAMPLE_PATH_ENTRIES:
+                trace.positions.append((now, -1 if position is None else position))
 
     def _heartbeat(self, session: SimSession, now: int) -> None:
         client = session.client
@@ -484,6 +633,8 @@ class World:
         self.stats.events += 1
         if role is Role.CLIENT:
             session.client = new
+            if session.tracker is not None and new is not state:
+                self._track(session, event.now_ms)
         else:
             session.server = new
         if effects:
@@ -585,13 +736,15 @@ class World:
                     continue
                 path = session.paths[number]
                 if path.up.delivers(now, rng):
-                    self._push(now + path.delay_ms, _TO_SERVER, session.index, (effect, number))
+                    self._push(now + path.delay_at(now), _TO_SERVER, session.index,
+                               (effect, number))
             elif isinstance(effect, fx.SendPathChallenge | fx.SendReattachAccept):
                 target = effect.to
                 for path in session.paths:
                     if path.public == target:
                         if not session.collapsed and path.down.delivers(now, rng):
-                            self._push(now + path.delay_ms, _TO_CLIENT, session.index, effect)
+                            self._push(now + path.delay_at(now), _TO_CLIENT, session.index,
+                                       effect)
                         break
             elif (isinstance(effect, fx.BindTransport) and role is Role.CLIENT
                   and effect.previous is not None):
@@ -613,6 +766,13 @@ class World:
     def outcomes(self) -> list[SessionOutcome]:
         """One row per session of this world (of its shard), in index order."""
         return [s.outcome() for s in self.sessions]
+
+    def path_figures(self) -> list[SessionPathFigures]:
+        """Each session's time-on-best-path figures as of now, in index order (empty
+        without the path-quality driver)."""
+        now = min(self.now_ms, self.config.duration_ms)
+        figures = (s.path_figures(now) for s in self.sessions)
+        return [f for f in figures if f is not None]
 
     def surviving(self) -> int:
         """Sessions whose client is not TERMINATED."""
