@@ -544,3 +544,56 @@ def test_checked_step_returns_the_step_and_every_violation_of_step_and_state() -
                                                                   side.quality[0])))
     _after, _effects, found = invariant_checked_step(broken, ev.RttSample(1_100, C2, 30))
     assert [str(v) for v in found] == ["bounded_memory: a path scored twice"] * 2
+
+
+def test_rounding_half_up_and_the_earliest_of_equal_candidates() -> None:
+    known = (C1,)
+    # (7 * 10 + 13 + 4) // 8 = 10 (87 / 8); one more in the sum would make it 11.
+    assert sampled((PathScore(C1, 10, 0, 0),), C1, 13, 1, known)[0].srtt_ms == 10
+    # (7 * 10 + 14 + 4) // 8 = 11: half up.
+    assert sampled((PathScore(C1, 10, 0, 0),), C1, 14, 1, known)[0].srtt_ms == 11
+    # Loss toward 0: (7 * 5 + 0 + 4) // 8 = 4.
+    assert sampled((PathScore(C1, 10, 5, 0),), C1, 10, 1, known)[0].loss_q16 == 4
+    # Two candidates of the same cost: the earliest discovered is the target.
+    state = _attached(POLICY, C2, C3)
+    quality = (PathScore(C1, 100, 0, 0), PathScore(C3, 30, 0, 0), PathScore(C2, 30, 0, 0))
+    assert upgrade_target(state.link, state.roaming, quality, POLICY, 0) == C2
+    # A failed active path is never migrated away from (recovery handles it).
+    failed = attrs.evolve(state.link, active_failed=True)
+    assert upgrade_target(failed, state.roaming, quality, POLICY, 0) is None
+
+
+def test_format_2_records_decode_to_the_same_state_and_score_bounds_are_exact() -> None:
+    policy = attrs.evolve(POLICY, loss_threshold=1)
+    state, _ = checked_step(_attached(policy, C2), ev.PacketLoss(50, 1))
+    side = _side(state)
+    assert side.pending is not None
+    assert side.attempt == 1
+    data = state_to_data(state, include_secrets=True)
+    data["format"] = 2
+    for key in ("quality", "better", "better_since_ms"):
+        del data["side"][key]
+    for name in ("quality_max_age_ms", "quality_loss_penalty_ms", "migration_margin_ms",
+                 "migration_dwell_ms"):
+        del data["policy"][name]
+    assert state_from_data(data) == attrs.evolve(state, ident=attrs.evolve(
+        state.ident, policy=attrs.evolve(policy, **{
+            name: getattr(Policy(), name) for name in (
+                "quality_max_age_ms", "quality_loss_penalty_ms", "migration_margin_ms",
+                "migration_dwell_ms")})))
+    measured = _measured()
+    bound = POLICY.max_candidates + 1
+    full = state_to_data(measured, include_secrets=True)
+    full["side"]["quality"] = [{"transport": str(t), "srtt_ms": 1, "loss_q16": 0,
+                                "updated_ms": 0} for t in LOCALS[:bound]]
+    assert len(_side(state_from_data(full)).quality) == bound  # exactly the bound decodes
+    full["side"]["quality"].append(dict(full["side"]["quality"][0]))
+    with pytest.raises(StateDecodeError) as caught:
+        state_from_data(full)
+    assert str(caught.value) == (f"side.quality must be a list of at most {bound} path "
+                                 f"scores, got a list of {bound + 1} items")
+    slow = state_to_data(measured, include_secrets=True)
+    slow["side"]["quality"][0]["srtt_ms"] = 600_001
+    with pytest.raises(StateDecodeError, match=r"^side\.quality\[0\]\.srtt_ms must be an int "
+                                               r"in 0\.\.600000"):
+        state_from_data(slow)
