@@ -160,7 +160,7 @@ MIN_RULE_RUNS = 100
 MIN_PHASE_SHARE = 0.05
 MIN_MIGRATION_SHARE = 0.05
 #: The check's own run: the `ci` profile's size, derandomized.
-CHECK_EXAMPLES, CHECK_STEPS = 500, 40
+CHECK_EXAMPLES, CHECK_STEPS = 600, 40
 
 
 @attrs.define
@@ -703,8 +703,13 @@ class CoreMachine(RuleBasedStateMachine):
             assert not asked, (asked, due, end)
             return "held back by an anti-flap bound"
         if not asked:
-            # Only leaving ATTACHED (here: the session ended) stops the request.
-            assert self.sim.client.phase is not Phase.ATTACHED, (due, end, self.sim.client)
+            # Leaving ATTACHED stops the request; so may the hysteresis starting over in
+            # ATTACHED (an exchange of the server's own in flight at the due time, such as
+            # the answer to a NAT rebinding's challenge, then a sample that retargets it).
+            # The bounds themselves are asserted on every step (`controlled_migration`)
+            # and by the invariants below; here the outcome is only counted.
+            if self.sim.client.phase is Phase.ATTACHED:
+                return "not asked: the hysteresis started over"
             return "left ATTACHED"
         assert asked[0] == due, (asked, due)
         return "migrated" if migrated else "asked, not (yet) accepted"
@@ -921,9 +926,10 @@ def test_every_rule_and_phase_is_exercised() -> None:
     """The CI check: every rule ran at least MIN_RULE_RUNS times, and each phase of each
     role was reached in at least MIN_PHASE_SHARE of the examples.
 
-    Its own run, whatever the profile: the `ci` profile's size (500 examples of up to 40
-    steps), derandomized, so the figures are the same on every run (the random runs of
-    `TestCoreStateMachine` vary by tens of runs per rule)."""
+    Its own run, whatever the profile: 600 examples of up to 40 steps (the `ci` profile's
+    500 plus a margin: with the path-quality rules each rule gets a smaller share, and the
+    per-rule counts still vary by tens between processes), derandomized; the random runs
+    of `TestCoreStateMachine` vary more."""
     COVERAGE.examples = 0
     COVERAGE.rules.clear()
     COVERAGE.reached.clear()
