@@ -9,6 +9,7 @@ from jumpvpn_core.events import ReattachRequest
 from jumpvpn_core.gateway import Gateway, GatewayPolicy, OwnershipMode
 from jumpvpn_core.peer import FORGED_PROOF, Peer
 from jumpvpn_core.stores.base import SessionStore
+from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.telemetry import TelemetrySink
 from jumpvpn_core.transport import TransportDescriptor
 
@@ -61,3 +62,15 @@ def make_gateway(
     options.update(limits)
     policy = GatewayPolicy(ownership=mode, node_ids=nodes, **options)
     return Gateway(store, policy, node_id=node, telemetry=telemetry)
+
+
+class ClockedStore(MemoryStore):
+    """A memory store with a clock of its own, as Redis, PostgreSQL and etcd have, at a
+    time the test sets (`now_ms`)."""
+
+    def __init__(self, now_ms: int = T0) -> None:
+        super().__init__()
+        self.now_ms = now_ms
+
+    def time_ms(self) -> int:
+        return self.now_ms

@@ -16,18 +16,7 @@ from jumpvpn_core.stores.base import StoreUnavailableError
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.telemetry import ListSink
 
-from .support import CLIENT, ROAMED, T0, make_gateway, reattach, secret_for, sid
-
-
-class _ClockedStore(MemoryStore):
-    """A memory store that reports a clock of its own, as Redis, PostgreSQL and etcd do."""
-
-    def __init__(self, now_ms: int) -> None:
-        super().__init__()
-        self.now_ms = now_ms
-
-    def time_ms(self) -> int:
-        return self.now_ms
+from .support import CLIENT, ROAMED, T0, ClockedStore, make_gateway, reattach, secret_for, sid
 
 
 def _records(store: MemoryStore) -> dict[bytes, tuple[int, bytes]]:
@@ -101,7 +90,7 @@ def test_a_node_out_of_contract_with_the_store_clock_refuses_everything(
     offset_ms: int,
 ) -> None:
     base = T0 + 10_000
-    store = _ClockedStore(base)
+    store = ClockedStore(base)
     healthy = make_gateway(store, mode=OwnershipMode.SHARED)
     for i in range(3):
         assert healthy.open_session(sid(i), secret_for(sid(i)), CLIENT, base).accepted
@@ -142,7 +131,7 @@ class _BrokenClockStore(MemoryStore):
 
 @pytest.mark.requirement("RM-8")
 def test_the_clock_bound_is_inclusive_both_ways_and_each_change_is_reported() -> None:
-    store = _ClockedStore(T0)
+    store = ClockedStore(T0)
     sink = ListSink()
     node = make_gateway(store, node="n0", max_clock_skew_ms=500, telemetry=sink)
     assert node.check_clock(T0 + 500) == 500
@@ -164,7 +153,7 @@ def test_the_clock_bound_is_inclusive_both_ways_and_each_change_is_reported() ->
 
 
 def test_a_store_clock_that_does_not_answer_changes_nothing() -> None:
-    node = make_gateway(_ClockedStore(T0), max_clock_skew_ms=500)
+    node = make_gateway(ClockedStore(T0), max_clock_skew_ms=500)
     node.check_clock(T0 + 900)
     assert node.clock_fault
     node.store = _BrokenClockStore()

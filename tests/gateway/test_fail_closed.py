@@ -35,7 +35,7 @@ from jumpvpn_core.stores.base import SessionStore, StoredSession, StoreUnavailab
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.telemetry import ListSink
 
-from .support import CLIENT, ROAMED, T0, make_gateway, reattach, secret_for, sid
+from .support import CLIENT, ROAMED, T0, ClockedStore, make_gateway, reattach, secret_for, sid
 
 
 class ScriptedStore:
@@ -497,15 +497,6 @@ class _RaisingSink:
         """Nothing to release."""
 
 
-class _ClockedStore(MemoryStore):
-    def __init__(self, now_ms: int) -> None:
-        super().__init__()
-        self.now_ms = now_ms
-
-    def time_ms(self) -> int:
-        return self.now_ms
-
-
 def test_gateway_defaults_and_configuration_are_applied() -> None:
     plain = Gateway(MemoryStore())
     assert plain.node_id == plain.policy.node_ids[0]
@@ -546,7 +537,7 @@ def test_a_rejection_that_closes_a_window_emits_its_summary() -> None:
 
 def test_the_first_clock_check_within_the_contract_reports_nothing() -> None:
     sink = ListSink()
-    node = make_gateway(_ClockedStore(T0), telemetry=sink)
+    node = make_gateway(ClockedStore(T0), telemetry=sink)
     assert node.check_clock(T0 + 10) == 10
     assert node.clock_fault is False
     node.close()
@@ -590,7 +581,7 @@ class _Unavailable(MemoryStore):
 
 @pytest.mark.requirement("RM-4.1")
 def test_clock_refusals_name_the_session_and_the_bound_is_inclusive() -> None:
-    store = _ClockedStore(T0)
+    store = ClockedStore(T0)
     ahead = make_gateway(store, max_clock_skew_ms=1_000)
     for i in (1, 2, 3):
         ahead.open_session(sid(i), secret_for(sid(i)), CLIENT, T0 + 1_000)

@@ -20,7 +20,7 @@ from jumpvpn_core.stores import StoreUnavailableError, open_store
 from jumpvpn_core.stores.memory import MemoryStore
 from jumpvpn_core.stores.sqlite import SqliteStore
 
-from .support import CLIENT, T0, make_gateway, reattach, secret_for, sid
+from .support import CLIENT, T0, ClockedStore, make_gateway, reattach, secret_for, sid
 from .test_fail_closed import ScriptedStore
 
 GATEWAY = "jumpvpn_core.gateway"
@@ -166,30 +166,22 @@ def test_ownership_ambiguity_is_logged_when_found_not_when_the_termination_is_re
     assert [r for r in caplog.records if r.name == GATEWAY] == []
 
 
-class _ClockStore(MemoryStore):
-    """A memory store that keeps time, at a clock the test sets."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now_ms = T0
-
-    def time_ms(self) -> int:
-        return self.now_ms
-
-
 def test_leaving_and_reentering_the_clock_contract_is_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store = _ClockStore()
-    gw = make_gateway(store)
+    store = ClockedStore()
+    gw = make_gateway(store, node="edge-7", nodes=("edge-7",), max_clock_skew_ms=500)
     with caplog.at_level(logging.INFO, logger=GATEWAY):
         gw.check_clock(T0 + 50_000)
         gw.check_clock(T0 + 60_000)  # still out: no second line
         gw.check_clock(T0 + 10)
-    lines = [(r.levelno, r.getMessage().split(":")[0]) for r in caplog.records
-             if r.name == GATEWAY]
-    assert lines == [(logging.WARNING, "clock_out_of_contract"),
-                     (logging.INFO, "clock_within_contract")]
+    lines = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == GATEWAY]
+    assert lines == [
+        (logging.WARNING, "clock_out_of_contract: node edge-7 is 50000 ms off the store's "
+                          "clock (bound 500 ms)"),
+        (logging.INFO, "clock_within_contract: node edge-7 is 10 ms off the store's clock "
+                       "(bound 500 ms)"),
+    ]
 
 
 def test_a_store_outage_is_one_warning_then_debug_then_info_on_recovery(
@@ -234,35 +226,6 @@ def test_accepted_totals_count_each_kind_of_input_exactly() -> None:
 
 
 # --- resume and the clock contract: the lines an operator greps for, pinned whole -----------
-
-
-class _ClockedStore(MemoryStore):
-    """A memory store with a clock of its own, as Redis, PostgreSQL and etcd have."""
-
-    def __init__(self, now_ms: int) -> None:
-        super().__init__()
-        self.now_ms = now_ms
-
-    def time_ms(self) -> int:
-        return self.now_ms
-
-
-def test_the_clock_contract_changes_are_logged_naming_the_node(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    node = make_gateway(_ClockedStore(T0), node="edge-7", nodes=("edge-7",),
-                        max_clock_skew_ms=500)
-    with caplog.at_level(logging.INFO, logger="jumpvpn_core.gateway"):
-        node.check_clock(T0 + 501)
-        node.check_clock(T0 + 2)
-    node.close()
-    lines = [(r.levelno, r.getMessage()) for r in caplog.records if "contract" in r.getMessage()]
-    assert lines == [
-        (logging.WARNING, "clock_out_of_contract: node edge-7 is 501 ms off the store's clock "
-                          "(bound 500 ms)"),
-        (logging.INFO, "clock_within_contract: node edge-7 is 2 ms off the store's clock "
-                       "(bound 500 ms)"),
-    ]
 
 
 def test_a_quarantined_record_is_logged_with_its_error_cut_to_200_characters(
